@@ -1,0 +1,5 @@
+"""ptengine: a simulator of Linux memory management around lightweight guard regions."""
+from .constants import *  # noqa: F401,F403  (the flat uapi names are the public surface)
+from .errors import BusError, Fault, InvariantError, SegmentationFault  # noqa: F401
+
+__version__ = "0.1.0"
