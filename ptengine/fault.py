@@ -1,0 +1,379 @@
+"""Fault dispatch and user/kernel memory access.
+
+mirrors arch/x86/mm/fault.c:do_user_addr_fault() (VMA lookup, stack expansion,
+access_error()), then mm/memory.c:handle_mm_fault() -> handle_pte_fault(): markers
+(handle_pte_marker()), anonymous faults (do_anonymous_page()), file faults with fault-around
+(do_read_fault(), do_cow_fault(), do_shared_fault()) and write-protect faults (do_wp_page()).
+Kernel-mode accesses (GUP, MADV_POPULATE_*, mlock's populate) use the same resolution and
+turn signals into errno, as mm/gup.c does.
+
+A fault outcome is data inside this module (a small int); it becomes a `Fault` or an
+`OSError` only at the surface.
+"""
+import errno
+import signal
+
+from . import _core
+from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
+                        SEGV_ACCERR, SEGV_MAPERR, STACK_GUARD_GAP, VM_ACCESS_FLAGS, VM_EXEC,
+                        VM_GROWSDOWN, VM_IO, VM_UFFD_MISSING, VM_LOCKONFAULT, VM_PFNMAP, VM_READ, VM_SHARED,
+                        VM_WRITE)
+from .errors import BusError, SegmentationFault, raise_errno
+
+# Fault outcomes.
+OK = 0
+MAPERR = 1          # SIGSEGV, SEGV_MAPERR
+ACCERR = 2          # SIGSEGV, SEGV_ACCERR
+SIGBUS_ADRERR = 3   # SIGBUS, BUS_ADRERR (beyond EOF, unknown marker)
+HWPOISON = 4        # SIGBUS, BUS_MCEERR_AR (poison marker)
+
+_SIGNALS = {
+    MAPERR: (SegmentationFault, SEGV_MAPERR),
+    ACCERR: (SegmentationFault, SEGV_ACCERR),
+    SIGBUS_ADRERR: (BusError, BUS_ADRERR),
+    HWPOISON: (BusError, BUS_MCEERR_AR),
+}
+
+# Fault-around maps up to fault_around_bytes (64 KiB) of cached pages around a read fault.
+FAULT_AROUND_PAGES = 16
+# Read-around window of a regular file's mmap fault on a cache miss (ra_pages = 128 KiB).
+READ_AROUND_PAGES = 32
+# RLIMIT_STACK soft limit of the modelled process (8 MiB).
+STACK_RLIMIT = 8 << 20
+
+_PTE_BASE = _core.PTE_PRESENT | _core.PTE_USER | _core.PTE_ACCESSED
+
+
+def pte_flags_for(vm_flags, write):
+    """Present-PTE bits for a page mapped by a fault: writable only if the fault was a
+    write (later writes to read-only PTEs go through do_wp_page()), NX unless VM_EXEC."""
+    flags = _PTE_BASE
+    if write:
+        flags |= _core.PTE_RW | _core.PTE_DIRTY
+    if not vm_flags & VM_EXEC:
+        flags |= _core.PTE_NX
+    return flags
+
+
+def access_error(vma, write):
+    """x86 access_error(): a write needs VM_WRITE, anything else any access flag."""
+    if write:
+        return not vma.flags & VM_WRITE
+    return not vma.flags & VM_ACCESS_FLAGS
+
+
+class FaultHandling:
+
+    # --- the user-mode surface -----------------------------------------------------------
+    def access(self, addr, *, write=False, exec=False):
+        """One user access; the signal it would get, or None."""
+        from .mm import as_int
+        self._alive()
+        outcome = self.user_fault(as_int(addr, "addr"), bool(write), bool(exec))
+        return None if outcome == OK else _SIGNALS[outcome][0].signal
+
+    def touch(self, addr, size=1, *, write=False):
+        """Fault in every page of [addr, addr+size) as user accesses would."""
+        from .mm import as_int
+        self._alive()
+        addr, size = as_int(addr, "addr"), as_int(size, "size")
+        if size <= 0:
+            return
+        page = addr & PAGE_MASK
+        end = addr + size
+        while page < end:
+            vma = self.vma_tree.lookup(page)
+            if vma is not None and vma.is_anonymous and not access_error(vma, write):
+                # Bulk first-touch of private anonymous memory in the compiled core.
+                hi = min(vma.end, (end + PAGE_SIZE - 1) & PAGE_MASK)
+                if write:
+                    self.anon_vma_prepare(vma)
+                stop = self.pt.fault_anon(page, hi, write, pte_flags_for(vma.flags, write))
+                self.minflt += (stop - page) >> PAGE_SHIFT
+                if stop == hi:
+                    page = hi
+                    continue
+                page = stop
+            self._raise_for(page, self.user_fault(page, write, False))
+            page += PAGE_SIZE
+
+    def read(self, addr, size):
+        from .mm import as_int
+        self._alive()
+        addr, size = as_int(addr, "addr"), as_int(size, "size")
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        out = bytearray()
+        pos, end = addr, addr + size
+        while pos < end:
+            page = pos & PAGE_MASK
+            n = min(end, page + PAGE_SIZE) - pos
+            self._raise_for(pos, self.user_fault(pos, False, False))
+            out += self.frames.read(self._pfn_at(page), pos - page, n)
+            pos += n
+        return bytes(out)
+
+    def write(self, addr, data):
+        from .mm import as_int
+        self._alive()
+        addr = as_int(addr, "addr")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("data must be bytes-like")
+        view = memoryview(data).cast("B")
+        pos, end = addr, addr + len(view)
+        while pos < end:
+            page = pos & PAGE_MASK
+            n = min(end, page + PAGE_SIZE) - pos
+            self._raise_for(pos, self.user_fault(pos, True, False))
+            self.frames.write(self._pfn_at(page), pos - page, bytes(view[pos - addr:pos - addr + n]))
+            pos += n
+
+    @staticmethod
+    def _raise_for(addr, outcome):
+        if outcome != OK:
+            cls, code = _SIGNALS[outcome]
+            raise cls(code, addr)
+
+    def _pfn_at(self, page):
+        kind, pfn, _ = self.pt.lookup(page)
+        assert kind == _core.ENTRY_PRESENT, "a resolved fault leaves a present PTE"
+        return pfn
+
+    # --- fault dispatch ------------------------------------------------------------------
+    def user_fault(self, addr, write, exec):
+        """do_user_addr_fault(): the outcome of one user access at addr."""
+        if addr < 0 or addr >= 1 << 47:
+            return MAPERR
+        vma = self.vma_tree.lookup(addr)
+        if vma is None:
+            vma = self._expand_stack(addr)
+            if vma is None:
+                return MAPERR
+        if access_error(vma, write):
+            return ACCERR
+        kind, _, raw = self.pt.lookup(addr & PAGE_MASK)
+        if kind == _core.ENTRY_PRESENT and (not write or raw & _core.PTE_RW):
+            outcome = OK            # the TLB would have let this through without a fault
+        else:
+            outcome = self.resolve(vma, addr & PAGE_MASK, write)
+        if outcome == OK and exec and not vma.flags & VM_EXEC:
+            return ACCERR           # NX page: the refetch faults with PF_PROT|PF_INSTR
+        return outcome
+
+    def _expand_stack(self, addr):
+        """expand_stack_locked(): a VM_GROWSDOWN VMA above addr grows down to it, keeping
+        stack_guard_gap from an accessible VMA below and within RLIMIT_STACK."""
+        vma = self.vma_tree.find(addr)
+        if vma is None or not vma.flags & VM_GROWSDOWN:
+            return None
+        new_start = addr & PAGE_MASK
+        if new_start < self.mmap_min_addr or vma.end - new_start > STACK_RLIMIT:
+            return None
+        i = self.vma_tree.index_of(vma)
+        prev = self.vma_tree.at(i - 1)
+        if prev is not None and not prev.flags & VM_GROWSDOWN and prev.flags & VM_ACCESS_FLAGS \
+                and new_start - prev.end < STACK_GUARD_GAP:
+            return None
+        if prev is not None and prev.end > new_start:
+            return None
+        self._move_start(vma, new_start)
+        return vma
+
+    def resolve(self, vma, page, write):
+        """handle_mm_fault() for one page of vma: make the access possible or say why not."""
+        pt = self.pt
+        kind, val, raw = pt.lookup(page)
+        if kind == _core.ENTRY_HUGE:
+            if not write or raw & _core.PTE_RW:
+                return OK
+            self.split_huge_at(page)
+            kind, val, raw = pt.lookup(page)
+        if kind == _core.ENTRY_MARKER:
+            if val & _core.PTE_MARKER_POISONED:
+                return HWPOISON
+            if val & _core.PTE_MARKER_GUARD:
+                return MAPERR
+            if val & _core.PTE_MARKER_UFFD_WP:
+                # Not uffd-wp registered: the stale marker is dropped and the fault proceeds.
+                pt.zap(page, page + PAGE_SIZE, _core.ZAP_DROP_MARKERS)
+                kind = _core.ENTRY_NONE
+            else:
+                return SIGBUS_ADRERR
+        if kind == _core.ENTRY_NONE:
+            if vma.flags & VM_UFFD_MISSING:
+                return SIGBUS_ADRERR    # UFFD_FEATURE_SIGBUS: no handler to wait for
+            return self._fault_none(vma, page, write)
+        if kind == _core.ENTRY_PRESENT:
+            if write and not raw & _core.PTE_RW:
+                return self._wp_fault(vma, page, val)
+            return OK
+        return SIGBUS_ADRERR
+
+    def _fault_none(self, vma, page, write):
+        if vma.is_anonymous:
+            # do_anonymous_page(): the zero page on read, a fresh zeroed page on write.
+            if write:
+                self.anon_vma_prepare(vma)
+            self.pt.fault_anon(page, page + PAGE_SIZE, write, pte_flags_for(vma.flags, write))
+            self.minflt += 1
+            return OK
+        inode = vma.file.inode
+        index = vma.pgoff_at(page)
+        if index >= inode.nr_pages:
+            return SIGBUS_ADRERR
+        if not write:
+            return self._read_fault(vma, page, index)
+        if vma.flags & VM_SHARED:
+            # do_shared_fault(): map the page cache page writable and dirty it.
+            pfn = self._cache_page(inode, index)
+            self.frames.set_dirty(pfn)
+            self.pt.map_page(page, pfn, pte_flags_for(vma.flags, True))
+            return OK
+        # do_cow_fault(): a private anonymous copy of the file page.
+        self.anon_vma_prepare(vma)
+        src = self._cache_page(inode, index)
+        self._map_copy(vma, page, src)
+        return OK
+
+    def _read_fault(self, vma, page, index):
+        """do_read_fault(): fault-around maps the cached pages of the 64 KiB window into
+        none entries (never over a marker), then the faulting page itself."""
+        inode = vma.file.inode
+        if inode.find_page(index) is None:
+            self.majflt += 0 if inode.is_shmem else 1
+            if not inode.is_shmem:
+                self._read_around(vma, inode, index)
+        else:
+            self.minflt += 1
+        flags = pte_flags_for(vma.flags, False)
+        if inode.is_shmem and vma.flags & VM_SHARED and vma.flags & VM_WRITE:
+            flags |= _core.PTE_RW   # shmem needs no write-notify
+        window = FAULT_AROUND_PAGES << PAGE_SHIFT
+        lo = max(vma.start, page & ~(window - 1), page & ~(PMD_SIZE - 1))
+        hi = min(vma.end, (page & ~(window - 1)) + window, (page & ~(PMD_SIZE - 1)) + PMD_SIZE)
+        for addr in range(lo, hi, PAGE_SIZE):
+            i = vma.pgoff_at(addr)
+            if addr != page and (i >= inode.nr_pages or inode.find_page(i) is None):
+                continue
+            if self.pt.lookup(addr)[0] != _core.ENTRY_NONE:
+                continue
+            pfn = inode.get_page(i) if addr == page else inode.find_page(i)
+            self.pt.map_page(addr, pfn, flags)
+        return OK
+
+    def _read_around(self, vma, inode, index):
+        """A regular file's first fault reads a window around the page into the cache
+        (do_sync_mmap_readahead() read-around; none for VM_RAND_READ)."""
+        from .constants import VM_RAND_READ
+        if vma.flags & VM_RAND_READ:
+            inode.get_page(index)
+            return
+        lo = max(0, index - READ_AROUND_PAGES // 2)
+        for i in range(lo, min(lo + READ_AROUND_PAGES, inode.nr_pages)):
+            inode.get_page(i)
+
+    def _cache_page(self, inode, index):
+        if inode.find_page(index) is None and not inode.is_shmem:
+            self.majflt += 1
+        else:
+            self.minflt += 1
+        return inode.get_page(index)
+
+    def _map_copy(self, vma, page, src_pfn):
+        """Map a new anonymous page holding a copy of src_pfn (the zero page: zeroes)."""
+        frames = self.frames
+        new = frames.alloc(_core.FRAME_ANON)
+        if src_pfn != frames.zero_pfn:
+            frames.copy_data(src_pfn, new)
+        kind = self.pt.lookup(page)[0]
+        if kind != _core.ENTRY_NONE:
+            self.pt.zap(page, page + PAGE_SIZE, 0)
+        self.pt.map_page(page, new, pte_flags_for(vma.flags, True))
+        frames.put(new)
+
+    def _wp_fault(self, vma, page, pfn):
+        """do_wp_page(): shared mappings become writable in place; a private page that
+        only this PTE maps is reused; anything else is copied (COW)."""
+        self.minflt += 1
+        frames = self.frames
+        dirty_rw = _core.PTE_RW | _core.PTE_DIRTY
+        if vma.flags & VM_SHARED:
+            frames.set_dirty(pfn)
+            self.pt.change_prot(page, page + PAGE_SIZE, dirty_rw, dirty_rw)
+            return OK
+        self.anon_vma_prepare(vma)
+        if pfn != frames.zero_pfn and frames.kind(pfn) == _core.FRAME_ANON \
+                and frames.mapcount(pfn) == 1 and frames.refcount(pfn) == 1:
+            self.pt.change_prot(page, page + PAGE_SIZE, dirty_rw, dirty_rw)
+            return OK
+        self._map_copy(vma, page, pfn)
+        return OK
+
+    # --- kernel-mode access (mm/gup.c) ---------------------------------------------------
+    def gup_fault(self, vma, page, write):
+        """faultin_page(): 0, or the errno GUP reports for a fault it cannot resolve."""
+        kind, _, raw = self.pt.lookup(page)
+        if kind == _core.ENTRY_PRESENT and (not write or raw & _core.PTE_RW):
+            return 0
+        outcome = self.resolve(vma, page, write)
+        if outcome == OK:
+            return 0
+        return errno.EHWPOISON if outcome == HWPOISON else errno.EFAULT
+
+    def _populate_vma(self, vma, start, end, write):
+        """Fault in [start, end) of one VMA; 0 or the errno of the first failure."""
+        page = start
+        if vma.is_anonymous and write or vma.is_anonymous and not vma.flags & VM_SHARED:
+            if write:
+                self.anon_vma_prepare(vma)
+            page = self.pt.fault_anon(start, end, write, pte_flags_for(vma.flags, write))
+        while page < end:
+            err = self.gup_fault(vma, page, write)
+            if err:
+                return err
+            page += PAGE_SIZE
+            if vma.is_anonymous and page < end:
+                page = self.pt.fault_anon(page, end, write, pte_flags_for(vma.flags, write))
+        return 0
+
+    def populate_range(self, start, end, ignore_errors):
+        """__mm_populate() (mmap MAP_POPULATE/MAP_LOCKED, mlock, mlockall): per VMA, a write
+        fault for private writable mappings, else a read; PROT_NONE fails with EFAULT;
+        VM_LOCKONFAULT, VM_IO and VM_PFNMAP VMAs are skipped. Returns 0 or an errno."""
+        for vma in self.vma_tree.overlapping(start, end):
+            if vma.flags & (VM_IO | VM_PFNMAP) or vma.flags & VM_LOCKONFAULT:
+                continue
+            lo, hi = max(vma.start, start), min(vma.end, end)
+            if not vma.flags & VM_ACCESS_FLAGS:
+                err = errno.EFAULT
+            else:
+                write = vma.flags & (VM_WRITE | VM_SHARED) == VM_WRITE
+                err = self._populate_vma(vma, lo, hi, write)
+            if err and not ignore_errors:
+                return err
+        return 0
+
+    def madvise_populate(self, start, end, write):
+        """madvise_populate(): ENOMEM at a hole, EINVAL for a VMA that does not allow the
+        access, EFAULT at a guard or beyond EOF; pages before the failure stay populated."""
+        pos = start
+        while pos < end:
+            vma = self.vma_tree.lookup(pos)
+            if vma is None:
+                return errno.ENOMEM
+            if vma.flags & (VM_IO | VM_PFNMAP) or access_error(vma, write) or \
+                    (not write and not vma.flags & VM_READ and not vma.flags & VM_WRITE
+                     and not vma.flags & VM_EXEC):
+                return errno.EINVAL
+            if not write and not vma.flags & VM_READ:
+                return errno.EINVAL
+            hi = min(vma.end, end)
+            err = self._populate_vma(vma, pos, hi, write)
+            if err:
+                return err
+            pos = hi
+        return 0
+
+
+SIGSEGV = signal.Signals.SIGSEGV
+SIGBUS = signal.Signals.SIGBUS

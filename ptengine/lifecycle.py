@@ -1,0 +1,57 @@
+"""fork and exit (kernel/fork.c:dup_mmap(), mm/mmap.c:exit_mmap())."""
+from . import _core
+from .constants import (VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_MAYWRITE, VM_MIXEDMAP, VM_PFNMAP,
+                        VM_SHARED, VM_DONTCOPY, VM_WIPEONFORK, VM_UFFD_MISSING, VM_UFFD_WP,
+                        VM_UFFD_MINOR, VM_NOHUGEPAGE)
+from .vma import AnonVma
+
+
+def needs_pte_copy(vma, maybe_guard):
+    """vma_needs_copy(): copy page tables only where a fault could not refill them: anon
+    memory (an anon_vma), PFN maps, and (6.19) VMAs that may hold guard markers."""
+    if vma.flags & (VM_PFNMAP | VM_MIXEDMAP) or vma.anon_vma is not None:
+        return True
+    return maybe_guard and bool(vma.flags & VM_MAYBE_GUARD)
+
+
+class ProcessLifecycle:
+
+    # mirrors kernel/fork.c:dup_mmap()
+    def fork(self):
+        from .mm import MM
+        self._alive()
+        child = MM(self.system, mmap_base=self.mmap_base, max_map_count=self.max_map_count,
+                   start_brk=self.start_brk, mmap_min_addr=self.mmap_min_addr)
+        child.brk_end = self.brk_end
+        child.def_flags = self.def_flags & VM_NOHUGEPAGE
+        for vma in self.vma_tree:
+            if vma.flags & VM_DONTCOPY:
+                continue
+            new = vma.copy()
+            # Locks are not inherited; without UFFD_FEATURE_EVENT_FORK neither is uffd.
+            new.flags &= ~(VM_LOCKED_MASK | VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR)
+            if vma.flags & VM_WIPEONFORK:
+                new.anon_vma = None
+            elif vma.anon_vma is not None:
+                new.anon_vma = AnonVma(forked=True)
+            child.vma_tree.insert(new)
+            if vma.flags & VM_WIPEONFORK or not needs_pte_copy(vma, self.system.maybe_guard):
+                continue
+            flags = 0
+            if vma.flags & VM_SHARED:
+                flags |= _core.COPY_SHARED
+            elif vma.flags & VM_MAYWRITE:
+                flags |= _core.COPY_COW
+            self.pt.copy_range(child.pt, vma.start, vma.end, flags)
+        return child
+
+    # mirrors mm/mmap.c:exit_mmap()
+    def exit(self):
+        if self.dead:
+            return
+        self.pt.zap(0, 1 << 47, _core.ZAP_DROP_MARKERS)
+        self.pt.free_pgtables(0, 1 << 47, 0, 0)
+        self.vma_tree = type(self.vma_tree)()
+        self.dead = True
+        if self in self.system.mms:
+            self.system.mms.remove(self)

@@ -1,0 +1,455 @@
+"""LiveMM: the simulator's MM methods, carried out by a live server process.
+
+Each syscall-shaped method validates its Python arguments (TypeError for a non-integer),
+refuses ranges that would touch the server's own mappings (LiveRangeError), then sends one
+request; the kernel's answer comes back as the return value, an OSError with the kernel's
+errno, or a Fault for a user-mode access the kernel answered with a signal.
+"""
+import operator
+import os
+import signal
+import socket
+import struct
+import weakref
+
+from ..constants import (MAP_FIXED, MAP_FIXED_NOREPLACE, MREMAP_FIXED, PAGE_SIZE, STACK_GUARD_GAP,
+                         TASK_SIZE, UIO_MAXIOV, VM_EXEC)
+from ..errors import fault_for, syscall_error
+from . import _procfs
+from ._server import U64, Access, Connection, LiveServerError, Op, ServerDied
+
+STACK_LIMIT = 8 << 20          # the server runs with RLIMIT_STACK = 8 MiB
+_MAX_IOVECS = 1 << 16          # iovecs sent; the kernel rejects more than UIO_MAXIOV anyway
+_BATCH_MAX = 4000             # calls per batch request (server.c: BUF_SIZE / 64 bytes)
+_MAX_READ = 1 << 30         # bytes per read() or write() (the wire carries u32 lengths)
+
+
+class LiveRangeError(ValueError):
+    """The range would change one of the live server's own mappings (its program, stack,
+    vdso...), which would crash it; the simulator has no such mappings."""
+
+
+def _u64(name, value):
+    """An integer argument as the C ABI passes it: negative values wrap like a C cast."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+    if not -(1 << 63) <= v <= U64:
+        raise OverflowError(f"{name} = {v:#x} does not fit in 64 bits")
+    return v & U64
+
+
+def _addr(name, value):
+    return 0 if value is None else _u64(name, value)
+
+
+def _page_up(n):
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+class LiveMM:
+    """One real address space: a server process that makes the calls for us."""
+
+    def __init__(self, system=None, *, timeout=None, _conn=None, _parent=None):
+        if system is None:
+            from ._system import LiveSystem
+            system = LiveSystem(timeout=timeout)
+            system._implicit = True
+        self.system = system
+        timeout = timeout if timeout is not None else (system.timeout or 30.0)
+        self._conn = _conn if _conn is not None else Connection.start(timeout)
+        self._finalizer = weakref.finalize(self, self._conn.shutdown)
+        hello = self._conn.call(Op.HELLO)
+        self.pid, self.initial_brk = struct.unpack("<2Q", hello.payload)
+        self._pagemap = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _release, self._conn, self._pagemap)
+        if _parent is None:
+            self._server_fds = {}          # LiveFile -> the server's descriptor for it
+            self.reserved = self._own_ranges()
+        else:
+            self._server_fds = dict(_parent._server_fds)
+            self.reserved = _parent.reserved
+        heap = [s for s, e, label in self.reserved if label == "[heap]"]
+        self._heap_start = heap[0] if heap else self.initial_brk
+        system._register(self)
+
+    def _own_ranges(self):
+        """The server's own mappings, and the room its stack may grow into."""
+        ranges = []
+        for v in _procfs.parse(self.maps()):
+            label = v.path or "anon"
+            start = v.start
+            if v.path == "[stack]":
+                start = max(0, v.end - STACK_LIMIT - STACK_GUARD_GAP)
+            ranges.append((start, v.end, label))
+        return tuple(ranges)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def alive(self):
+        return self._conn.alive
+
+    def fork(self):
+        """fork(2): a LiveMM for the child, a copy of this address space."""
+        rep = self._conn.call(Op.FORK)
+        if rep.ret == -1:
+            raise syscall_error(rep.err)
+        if not rep.fds:
+            raise LiveServerError("the server forked but sent no socket for the child")
+        sock = socket.socket(fileno=rep.fds[0])
+        conn = Connection(sock, rep.ret, None, self._conn.timeout, self._conn.errlog)
+        return LiveMM(self.system, _conn=conn, _parent=self)
+
+    def exit(self):
+        """exit(2): the process ends and its address space is torn down before this returns
+        (its socket closes only after exit_mm())."""
+        if not self._conn.alive:
+            raise LiveServerError(f"live server {self.pid} has already exited")
+        try:
+            self._conn.call(Op.EXIT)
+            self._conn._recv(1)               # EOF once the process is gone
+        except (ServerDied, EOFError, OSError):
+            pass
+        self.close()
+
+    def close(self):
+        """Make sure the server is gone (idempotent; also the finaliser's job)."""
+        self._finalizer()
+        self.system._unregister(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def check(self):
+        """The kernel keeps its own invariants; here only the server's liveness is checked."""
+        if not self._conn.alive:
+            raise LiveServerError(f"live server {self.pid} has exited")
+
+    def __repr__(self):
+        state = "" if self._conn.alive else " exited"
+        return f"<LiveMM pid={self.pid}{state}>"
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _call(self, op, *args, payload=b"", fd=None):
+        rep = self._conn.call(op, *args, payload=payload, fd=fd)
+        if rep.ret == -1 and rep.err:
+            raise syscall_error(rep.err)
+        return rep
+
+    def _syscall(self, op, *args, payload=b""):
+        return self._call(op, *args, payload=payload).ret
+
+    def _guard(self, addr, length, *, align_down=False):
+        """Refuse a range that overlaps the server's own mappings. A range the kernel would
+        reject by itself (unaligned, empty, wrapping) is left for the kernel to reject."""
+        if align_down:
+            length += addr & (PAGE_SIZE - 1)
+            addr &= ~(PAGE_SIZE - 1)
+        if not length or addr & (PAGE_SIZE - 1):
+            return
+        end = _page_up(addr + length)
+        if end > U64:
+            return
+        for start, stop, label in self.reserved:
+            if addr < stop and start < end:
+                raise LiveRangeError(f"[{addr:#x}, {end:#x}) overlaps the live server's own "
+                                     f"mapping {label} [{start:#x}, {stop:#x})")
+
+    def _server_fd(self, f):
+        from ._system import LiveFile
+        if not isinstance(f, LiveFile):
+            raise TypeError(f"fd must be a LiveFile or None, not {type(f).__name__}")
+        fd = f.fileno()                    # EBADF once the file is closed
+        sfd = self._server_fds.get(f)
+        if sfd is None:
+            sfd = self._call(Op.RECV_FD, fd=fd).ret
+            self._server_fds[f] = sfd
+        return sfd
+
+    def _fault(self, rep):
+        if rep.sig:
+            raise fault_for(rep.sig, rep.code, rep.addr)
+
+    # --- syscalls -----------------------------------------------------------------------
+
+    def mmap(self, addr, length, prot, flags, fd=None, offset=0):
+        """mmap(2); fd is a LiveFile or None. Returns the address."""
+        addr, length = _addr("addr", addr), _u64("length", length)
+        prot, flags, offset = _u64("prot", prot), _u64("flags", flags), _u64("offset", offset)
+        sfd = U64 if fd is None else self._server_fd(fd)
+        if flags & MAP_FIXED and not flags & MAP_FIXED_NOREPLACE:
+            self._guard(addr, length)
+        return self._syscall(Op.MMAP, addr, length, prot, flags, sfd, offset)
+
+    def munmap(self, addr, length):
+        addr, length = _u64("addr", addr), _u64("length", length)
+        self._guard(addr, length)
+        return self._syscall(Op.MUNMAP, addr, length)
+
+    def mprotect(self, addr, length, prot):
+        addr, length, prot = _u64("addr", addr), _u64("length", length), _u64("prot", prot)
+        self._guard(addr, length)
+        return self._syscall(Op.MPROTECT, addr, length, prot)
+
+    def madvise(self, addr, length, advice):
+        addr, length, advice = _u64("addr", addr), _u64("length", length), _u64("advice", advice)
+        self._guard(addr, length)
+        return self._syscall(Op.MADVISE, addr, length, advice)
+
+    def process_madvise(self, iovecs, advice, flags=0):
+        """process_madvise(2) on this process's own mm; iovecs are (addr, length) pairs.
+        Returns the bytes advised."""
+        advice, flags = _u64("advice", advice), _u64("flags", flags)
+        try:
+            vec = [(_u64("iov_base", a), _u64("iov_len", n)) for a, n in iovecs]
+        except (TypeError, ValueError) as e:
+            if isinstance(e, TypeError) and "must be an integer" in str(e):
+                raise
+            raise TypeError("iovecs must be a sequence of (addr, length) pairs") from None
+        if len(vec) <= UIO_MAXIOV:
+            for a, n in vec:
+                self._guard(a, n)
+        payload = b"".join(struct.pack("<2Q", a, n) for a, n in vec[:_MAX_IOVECS])
+        return self._syscall(Op.PROCESS_MADVISE, len(vec), advice, flags, payload=payload)
+
+    def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
+        old, old_size = _u64("old_address", old_address), _u64("old_size", old_size)
+        new_size, flags = _u64("new_size", new_size), _u64("flags", flags)
+        new = _addr("new_address", new_address)
+        self._guard(old, max(old_size, PAGE_SIZE))
+        if flags & MREMAP_FIXED:
+            self._guard(new, new_size)
+        return self._syscall(Op.MREMAP, old, old_size, new_size, flags, new)
+
+    def mlock(self, addr, length, flags=0):
+        """mlock(2), or mlock2(2) when flags are given (MLOCK_ONFAULT)."""
+        addr, length, flags = _u64("addr", addr), _u64("length", length), _u64("flags", flags)
+        self._guard(addr, length)
+        return self._syscall(Op.MLOCK, addr, length, flags)
+
+    def munlock(self, addr, length):
+        addr, length = _u64("addr", addr), _u64("length", length)
+        self._guard(addr, length)
+        return self._syscall(Op.MUNLOCK, addr, length)
+
+    def mlockall(self, flags):
+        return self._syscall(Op.MLOCKALL, _u64("flags", flags))
+
+    def munlockall(self):
+        return self._syscall(Op.MUNLOCKALL)
+
+    def mseal(self, addr, length, flags=0):
+        addr, length, flags = _u64("addr", addr), _u64("length", length), _u64("flags", flags)
+        self._guard(addr, length)
+        return self._syscall(Op.MSEAL, addr, length, flags)
+
+    def brk(self, addr):
+        """brk(2) as the raw syscall: returns the new break, or the old one on failure."""
+        addr = _addr("addr", addr)
+        if self._heap_start <= addr < self.initial_brk:
+            raise LiveRangeError(f"brk({addr:#x}) would free the live server's own heap "
+                                 f"(its break starts at {self.initial_brk:#x})")
+        return self._syscall(Op.BRK, addr)
+
+    def set_anon_name(self, addr, length, name):
+        """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, length, name); None clears."""
+        addr, length = _u64("addr", addr), _u64("length", length)
+        if name is None:
+            raw = b""
+        elif isinstance(name, str):
+            raw = name.encode()
+        elif isinstance(name, (bytes, bytearray)):
+            raw = bytes(name)
+        else:
+            raise TypeError(f"name must be a str, bytes or None, not {type(name).__name__}")
+        self._guard(addr, length)
+        return self._syscall(Op.ANON_NAME, addr, length, name is not None, payload=raw)
+
+    def install_poison(self, addr, length):
+        """Poison markers as UFFDIO_POISON installs them. The range is registered with the
+        server's userfaultfd (missing mode) for the ioctl, then unregistered again."""
+        addr, length = _u64("addr", addr), _u64("length", length)
+        self._guard(addr, length)
+        return self._syscall(Op.POISON, addr, length)
+
+    def uffd_register(self, addr, length, mode=1):
+        """UFFDIO_REGISTER on the server's userfaultfd (made on first use with
+        UFFD_FEATURE_SIGBUS: a missing fault raises SIGBUS as no handler thread exists).
+        Returns the ioctls mask the kernel reports."""
+        addr, length, mode = _u64("addr", addr), _u64("length", length), _u64("mode", mode)
+        self._guard(addr, length)
+        return self._syscall(Op.UFFD_REGISTER, addr, length, mode)
+
+    def uffd_unregister(self, addr, length):
+        addr, length = _u64("addr", addr), _u64("length", length)
+        self._guard(addr, length)
+        return self._syscall(Op.UFFD_UNREGISTER, addr, length)
+
+    # --- user-mode access ---------------------------------------------------------------
+
+    def read(self, addr, size):
+        """Read as a CPU would: pages fault in, a faulting page raises Fault."""
+        addr, size = _u64("addr", addr), _u64("size", size)
+        if size > _MAX_READ:
+            raise ValueError(f"read of {size} bytes is larger than the live backend allows")
+        rep = self._conn.call(Op.READ, addr, size)
+        self._fault(rep)
+        return rep.payload
+
+    def write(self, addr, data):
+        """Write as a CPU would, page by page in address order; a fault stops it."""
+        addr = _u64("addr", addr)
+        try:
+            data = memoryview(data).cast("B")
+        except TypeError:
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+        if len(data) > _MAX_READ:
+            raise ValueError(f"write of {len(data)} bytes is larger than the live backend allows")
+        self._guard(addr, len(data), align_down=True)
+        self._fault(self._conn.call(Op.WRITE, addr, payload=data))
+
+    def touch(self, addr, size=1, *, write=False):
+        """Fault in every page of [addr, addr + size) by one read (or one write access that
+        leaves the data unchanged)."""
+        addr, size = _u64("addr", addr), _u64("size", size)
+        self._fault(self._conn.call(Op.TOUCH, addr, size, bool(write)))
+
+    def access(self, addr, *, write=False, exec=False):
+        """One access; None if it succeeds, else the signal the kernel delivers.
+
+        A write access leaves the byte as it was (a locked OR of 0). An instruction fetch is
+        made for real only where no executable VMA covers addr, so it cannot run anything:
+        there it faults (SEGV_ACCERR on a non-executable VMA, the hardware's own answer).
+        Where an executable VMA covers addr, the fetch is answered by a read access, which
+        goes through the same fault path (guard, poison, file EOF) once the VMA allows it.
+        """
+        addr = _u64("addr", addr)
+        if write and exec:
+            raise ValueError("an access is a read, a write or an instruction fetch")
+        kind = Access.RMW if write else Access.READ
+        if exec:
+            vma = self.vma_lookup(addr, maps_only=True)
+            if vma is not None and not vma.flags & VM_EXEC:
+                kind = Access.EXEC
+        rep = self._conn.call(Op.ACCESS, addr, kind)
+        return signal.Signals(rep.sig) if rep.sig else None
+
+    # --- introspection ------------------------------------------------------------------
+
+    def _proc(self, name):
+        try:
+            with open(f"/proc/{self.pid}/{name}") as f:
+                return f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            raise LiveServerError(f"live server {self.pid} has exited") from None
+
+    def maps(self):
+        return self._proc("maps")
+
+    def smaps(self):
+        return self._proc("smaps")
+
+    def vmas(self, start=0, end=TASK_SIZE):
+        """VMAs overlapping [start, end) (all of them by default, the server's own
+        included), parsed from smaps."""
+        return [v for v in _procfs.parse(self.smaps(), self.system.file_for)
+                if v.start < end and start < v.end]
+
+    def user_vmas(self):
+        """The VMAs that are not the server's own (see .reserved)."""
+        return [v for v in self.vmas()
+                if not any(v.start < e and s < v.end for s, e, _ in self.reserved)]
+
+    def find_vma(self, addr):
+        """mm/mmap.c find_vma(): the first VMA that ends above addr (it may start above
+        addr too), or None."""
+        addr = _u64("addr", addr)
+        return next((v for v in self.vmas() if v.end > addr), None)
+
+    def vma_lookup(self, addr, *, maps_only=False):
+        """The VMA containing addr, or None (mm.h vma_lookup()). maps_only skips smaps: the
+        flags then hold only the read/write/exec bits."""
+        addr = _u64("addr", addr)
+        vmas = (_procfs.parse(self.maps(), self.system.file_for) if maps_only
+                else self.vmas())
+        return next((v for v in vmas if v.start <= addr < v.end), None)
+
+    @property
+    def map_count(self):
+        """mm->map_count: the lines of maps, less the gate area (which is not a VMA)."""
+        return sum(1 for line in self.maps().splitlines()
+                   if line and not line.endswith(_procfs.GATE))
+
+    def status(self):
+        """Numeric fields of /proc/PID/status (VmSize, VmLck, VmRSS, RssAnon, RssFile,
+        RssShmem, VmPTE... in kB), plus map_count."""
+        out = _procfs.status(self._proc("status"))
+        out["map_count"] = self.map_count
+        return out
+
+    def pagemap(self, addr, size):
+        """/proc/PID/pagemap entries (numpy uint64), one per page of [addr, addr + size),
+        as a privileged reader sees them."""
+        addr, size = _u64("addr", addr), _u64("size", size)
+        return _procfs.pagemap(self._pagemap, addr, size)
+
+    def pagemap_scan(self, start, end, *, category_mask=0, category_anyof_mask=0,
+                     return_mask=0, category_inverted=0, max_pages=0, flags=0):
+        """The PAGEMAP_SCAN ioctl: a list of (start, end, categories), with .walk_end."""
+        return _procfs.pagemap_scan(
+            self._pagemap, _u64("start", start), _u64("end", end), flags=_u64("flags", flags),
+            category_inverted=_u64("category_inverted", category_inverted),
+            category_mask=_u64("category_mask", category_mask),
+            category_anyof_mask=_u64("category_anyof_mask", category_anyof_mask),
+            return_mask=_u64("return_mask", return_mask), max_pages=_u64("max_pages", max_pages))
+
+    # --- batches, for benchmarks --------------------------------------------------------
+
+    _BATCH_OPS = {"mmap": (Op.MMAP, None), "munmap": (Op.MUNMAP, 0),
+                  "mprotect": (Op.MPROTECT, 0), "madvise": (Op.MADVISE, 0),
+                  "mremap": (Op.MREMAP, 0), "mlock": (Op.MLOCK, 0), "munlock": (Op.MUNLOCK, 0),
+                  "mseal": (Op.MSEAL, 0)}
+
+    def batch(self, calls):
+        """Run many integer-only syscalls back to back inside the server, timed there.
+
+        calls: (name, *args) tuples, name one of mmap, munmap, mprotect, madvise, mremap,
+        mlock, munlock, mseal, with the method's arguments (mmap: anonymous only, fd -1).
+        Returns (results, nanoseconds): each result is the syscall's return or -errno.
+        """
+        records = []
+        for call in calls:
+            name, *args = call
+            if name not in self._BATCH_OPS:
+                raise ValueError(f"{name!r} cannot be batched")
+            op, ranged = self._BATCH_OPS[name]
+            args = [_u64(f"{name} argument", a) for a in args]
+            if len(args) > 6:
+                raise TypeError(f"{name} takes at most 6 arguments")
+            if name == "mmap":
+                args = (args + [0] * 6)[:6]
+                args[4] = U64 if len(call) <= 5 else args[4]
+                if args[3] & MAP_FIXED and not args[3] & MAP_FIXED_NOREPLACE:
+                    self._guard(args[0], args[1])
+            elif ranged is not None and len(args) >= 2:
+                self._guard(args[0], args[1])
+            records.append(struct.pack("<II6Q", op, 0, *args, *(0,) * (6 - len(args))))
+        results, ns = [], 0
+        for i in range(0, len(records), _BATCH_MAX):      # what fits the server's buffer
+            chunk = records[i:i + _BATCH_MAX]
+            rep = self._call(Op.BATCH, payload=b"".join(chunk))
+            results += struct.unpack(f"<{len(chunk)}q", rep.payload)
+            ns += rep.ret
+        return results, ns
+
+
+def _release(conn, pagemap_fd):
+    os.close(pagemap_fd)
+    conn.shutdown()

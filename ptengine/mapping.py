@@ -1,0 +1,349 @@
+"""mmap, munmap, mremap and brk (mm/mmap.c, mm/mremap.c, mm/vma.c)."""
+import errno
+
+from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
+                        MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE,
+                        MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_STACK,
+                        MAP_SYNC, MAP_TYPE, MAP_32BIT, MAP_DENYWRITE, MAP_EXECUTABLE,
+                        MAP_UNINITIALIZED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+                        PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
+                        TASK_SIZE, VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE,
+                        VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
+                        VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE,
+                        VM_NORESERVE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_SPECIAL,
+                        VM_WIPEONFORK, VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED)
+from .errors import raise_errno
+
+# Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).
+LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE
+                   | MAP_EXECUTABLE | MAP_UNINITIALIZED | MAP_GROWSDOWN | MAP_LOCKED
+                   | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB)
+# Data segments (brk): VM_DATA_DEFAULT_FLAGS on x86-64 without READ_IMPLIES_EXEC.
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+
+
+def calc_vm_prot_bits(prot):
+    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0)
+            | (VM_EXEC if prot & PROT_EXEC else 0))
+
+
+def calc_vm_flag_bits(flags):
+    """include/linux/mman.h:calc_vm_flag_bits(); MAP_STACK implies VM_NOHUGEPAGE (6.7+)."""
+    return ((VM_GROWSDOWN if flags & MAP_GROWSDOWN else 0)
+            | (VM_LOCKED if flags & MAP_LOCKED else 0)
+            | (VM_SYNC if flags & MAP_SYNC else 0)
+            | (VM_NOHUGEPAGE if flags & MAP_STACK else 0))
+
+
+def accountable_mapping(vm_flags):
+    """Private writable memory is charged to overcommit accounting (VM_ACCOUNT)."""
+    return vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE) == VM_WRITE
+
+
+def page_align(n):
+    return (n + PAGE_SIZE - 1) & PAGE_MASK
+
+
+class MappingSyscalls:
+
+    # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
+    def mmap(self, addr, length, prot, flags, fd=None, offset=0):
+        from .files import File
+        from .mm import as_int
+        self._alive()
+        addr = as_int(addr or 0, "addr")
+        length, prot, flags = as_int(length, "length"), as_int(prot, "prot"), as_int(flags, "flags")
+        offset = as_int(offset, "offset")
+        if fd is not None and not isinstance(fd, File):
+            raise TypeError("fd must be a file object from this System or None")
+        if offset & ~PAGE_MASK or offset < 0 or addr < 0:
+            raise_errno(errno.EINVAL)
+        anonymous = bool(flags & MAP_ANONYMOUS)
+        file = None if anonymous else fd
+        if not anonymous:
+            if fd is None:
+                raise_errno(errno.EBADF)
+            if fd.closed or fd.system is not self.system:
+                raise_errno(errno.EBADF)
+        if flags & MAP_HUGETLB:
+            # No hugetlb pages are reserved on the reference machines.
+            raise_errno(errno.ENOMEM if anonymous else errno.EINVAL)
+        pgoff = offset >> PAGE_SHIFT
+        if length == 0:
+            raise_errno(errno.EINVAL)
+        if flags & MAP_FIXED_NOREPLACE:
+            flags |= MAP_FIXED
+        fixed = bool(flags & MAP_FIXED)
+        if not fixed:
+            addr &= PAGE_MASK
+            if addr and addr < self.mmap_min_addr:
+                addr = page_align(self.mmap_min_addr)
+        length = page_align(length)
+        if length == 0 or length >= 1 << 64:
+            raise_errno(errno.ENOMEM)
+        if pgoff + (length >> PAGE_SHIFT) >= 1 << 64:
+            raise_errno(errno.EOVERFLOW)
+        if self.map_count > self.max_map_count:
+            raise_errno(errno.ENOMEM)
+        map_type = flags & MAP_TYPE
+        shared = map_type in (MAP_SHARED, MAP_SHARED_VALIDATE)
+        vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | self.def_flags
+                    | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+        start = self.get_unmapped_area(addr, length, pgoff, fixed, file, shared, vm_flags)
+        if flags & MAP_FIXED_NOREPLACE and not self.vma_tree.range_is_free(start, start + length):
+            raise_errno(errno.EEXIST)
+        if file is not None:
+            vm_flags = self._file_vm_flags(file, map_type, flags, prot, vm_flags)
+        else:
+            if map_type == MAP_SHARED:
+                if vm_flags & VM_GROWSDOWN:
+                    raise_errno(errno.EINVAL)
+                pgoff = 0
+                vm_flags |= VM_SHARED | VM_MAYSHARE
+            elif map_type == MAP_DROPPABLE:
+                if vm_flags & (VM_GROWSDOWN | VM_LOCKED):
+                    raise_errno(errno.EINVAL)
+                vm_flags |= VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP
+                pgoff = start >> PAGE_SHIFT
+            elif map_type == MAP_PRIVATE:
+                pgoff = start >> PAGE_SHIFT
+            else:
+                raise_errno(errno.EINVAL)
+        if flags & MAP_NORESERVE:
+            vm_flags |= VM_NORESERVE
+        vma = self._mmap_region(start, length, vm_flags, pgoff, file)
+        if vma.flags & VM_LOCKED and not vma.flags & VM_LOCKONFAULT or \
+                flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE:
+            self.populate_range(start, start + length, ignore_errors=True)
+        return start
+
+    def _file_vm_flags(self, file, map_type, flags, prot, vm_flags):
+        """The file half of do_mmap()'s MAP_TYPE switch."""
+        if vm_flags & VM_SYNC:
+            # ext4 without DAX cannot honour MAP_SYNC, whatever the mapping type.
+            raise_errno(errno.EOPNOTSUPP)
+        if map_type == MAP_SHARED:
+            flags &= LEGACY_MAP_MASK
+        if map_type in (MAP_SHARED, MAP_SHARED_VALIDATE):
+            if flags & ~LEGACY_MAP_MASK:
+                raise_errno(errno.EOPNOTSUPP)
+            if prot & PROT_WRITE and not file.writable:
+                raise_errno(errno.EACCES)
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+            if not file.writable:
+                vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
+        elif map_type != MAP_PRIVATE:
+            raise_errno(errno.EINVAL)
+        if not file.readable:
+            raise_errno(errno.EACCES)
+        if vm_flags & VM_GROWSDOWN:
+            raise_errno(errno.EINVAL)
+        return vm_flags
+
+    def _mmap_region(self, start, length, vm_flags, pgoff, file):
+        """mm/vma.c:__mmap_region(): replace whatever is at [start, end), then merge or
+        insert. The shmem write-seal check happens before the old mappings go."""
+        end = start + length
+        if file is not None and file.inode.kind == "memfd" and vm_flags & VM_SHARED:
+            if file.inode.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+                if vm_flags & VM_WRITE:
+                    raise_errno(errno.EPERM)
+                vm_flags &= ~VM_MAYWRITE
+        if not self.vma_tree.range_is_free(start, end):
+            self.unmap_range(start, end)
+        if accountable_mapping(vm_flags):
+            vm_flags |= VM_ACCOUNT
+        if file is None and vm_flags & VM_SHARED:
+            file = self.system.shmem_zero_setup(length)
+        if vm_flags & VM_LOCKED and vm_flags & VM_SPECIAL:
+            vm_flags &= ~VM_LOCKED_MASK
+        return self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
+
+    # mirrors mm/mmap.c:__vm_munmap()
+    def munmap(self, addr, length):
+        from .mm import as_int
+        self._alive()
+        addr, length = as_int(addr, "addr"), as_int(length, "length")
+        if addr < 0 or length < 0 or addr & ~PAGE_MASK or addr > TASK_SIZE \
+                or length > TASK_SIZE - addr:
+            raise_errno(errno.EINVAL)
+        length = page_align(length)
+        if length == 0:
+            raise_errno(errno.EINVAL)
+        self.unmap_range(addr, addr + length)
+
+    # mirrors mm/mremap.c:do_mremap()
+    def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
+        from .mm import as_int
+        self._alive()
+        addr = as_int(old_address, "old_address")
+        old_len, new_len = as_int(old_size, "old_size"), as_int(new_size, "new_size")
+        flags, new_addr = as_int(flags, "flags"), as_int(new_address or 0, "new_address")
+        if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
+            raise_errno(errno.EINVAL)
+        if addr < 0 or addr & ~PAGE_MASK or old_len < 0 or new_len < 0:
+            raise_errno(errno.EINVAL)
+        old_len, new_len = page_align(old_len), page_align(new_len)
+        if not new_len or new_len > TASK_SIZE:
+            raise_errno(errno.EINVAL)
+        moves_to = flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)
+        if moves_to:
+            if new_addr < 0 or new_addr > TASK_SIZE - new_len or new_addr & ~PAGE_MASK:
+                raise_errno(errno.EINVAL)
+            if not flags & MREMAP_MAYMOVE:
+                raise_errno(errno.EINVAL)
+            if flags & MREMAP_DONTUNMAP and old_len != new_len:
+                raise_errno(errno.EINVAL)
+            if flags & MREMAP_FIXED and new_addr < addr + old_len and addr < new_addr + new_len:
+                raise_errno(errno.EINVAL)
+            if flags & MREMAP_FIXED and self.map_count + 2 >= self.max_map_count - 3:
+                raise_errno(errno.ENOMEM)
+        vma = self.vma_tree.lookup(addr)
+        if vma is None:
+            raise_errno(errno.EFAULT)
+        if vma.flags & VM_SEALED:
+            raise_errno(errno.EPERM)
+        if old_len == 0:
+            # "Duplicate" a shared mapping: a second mapping of the same file range.
+            if not vma.flags & VM_MAYSHARE:
+                raise_errno(errno.EINVAL)
+            if not flags & MREMAP_MAYMOVE:
+                raise_errno(errno.ENOMEM)
+            return self._duplicate(vma, addr, new_len, new_addr if moves_to else 0)
+        if flags & MREMAP_DONTUNMAP and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
+            raise_errno(errno.EINVAL)
+        if not moves_to and new_len <= old_len:
+            # Shrink (or same size) in place; the old range may span several VMAs.
+            if new_len < old_len:
+                self.unmap_range(addr + new_len, addr + old_len)
+            return addr
+        if old_len > vma.end - addr:
+            if flags & MREMAP_FIXED and old_len == new_len and not flags & MREMAP_DONTUNMAP:
+                return self._move_many(addr, old_len, new_addr)
+            raise_errno(errno.EFAULT)
+        if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
+            raise_errno(errno.EFAULT)
+        if not moves_to and addr + old_len == vma.end and self._expandable(vma, new_len - old_len):
+            self._expand_in_place(vma, new_len - old_len)
+            return addr
+        if not flags & MREMAP_MAYMOVE:
+            raise_errno(errno.ENOMEM)
+        if flags & MREMAP_FIXED:
+            self.check_sealed(new_addr, new_addr + new_len)
+            self.unmap_range(new_addr, new_addr + new_len)
+            if old_len > new_len:
+                self.unmap_range(addr + new_len, addr + old_len)
+                old_len = new_len
+            vma = self.vma_tree.lookup(addr)
+        elif not flags & MREMAP_DONTUNMAP:
+            shared = bool(vma.flags & VM_SHARED)
+            new_addr = self.get_unmapped_area(0, new_len, vma.pgoff_at(addr), False,
+                                              vma.file, shared, vma.flags)
+        else:
+            new_addr = self.get_unmapped_area(new_addr, new_len, vma.pgoff_at(addr), False,
+                                              vma.file, bool(vma.flags & VM_SHARED), vma.flags)
+        if self.map_count >= self.max_map_count - 3:
+            raise_errno(errno.ENOMEM)
+        self._move_vma(vma, addr, old_len, new_addr, new_len,
+                       dontunmap=bool(flags & MREMAP_DONTUNMAP))
+        return new_addr
+
+    def _duplicate(self, vma, addr, new_len, hint):
+        fixed = hint != 0
+        pgoff = vma.pgoff_at(addr)
+        start = self.get_unmapped_area(hint, new_len, pgoff, fixed, vma.file, True, vma.flags)
+        if fixed:
+            self.unmap_range(start, start + new_len)
+        self.map_range(start, start + new_len, vma.flags & ~VM_LOCKED_MASK, pgoff, vma.file)
+        return start
+
+    def _expandable(self, vma, delta):
+        """vma_expandable(): nothing up to the new end (no guard-gap exception here)."""
+        end = vma.end + delta
+        if end > TASK_SIZE:
+            return False
+        nxt = self.vma_tree.find(vma.end)
+        return nxt is None or nxt.start >= end
+
+    def _expand_in_place(self, vma, delta):
+        """vma_merge_extend(): grow the VMA, absorbing the next one if it then touches and
+        is compatible."""
+        end = vma.end + delta
+        self.vma_tree.remove(vma)
+        old_start = vma.start
+        vma.end = end
+        self.map_range_existing(vma, old_start)
+
+    def map_range_existing(self, vma, start):
+        """Re-insert a grown VMA, merging with a compatible next neighbour."""
+        from .vma import can_merge_before
+        _, nxt = self.vma_tree.prev_next(vma.start, vma.end)
+        if can_merge_before(nxt, vma.end, vma.flags, vma.pgoff, vma.pages, vma.file,
+                            vma.anon_vma, vma.anon_name):
+            self.vma_tree.remove(nxt)
+            vma.end = nxt.end
+            vma.anon_vma = vma.anon_vma or nxt.anon_vma
+        self.vma_tree.insert(vma)
+
+    def _move_vma(self, vma, addr, old_len, new_addr, new_len, dontunmap):
+        """mm/mremap.c:move_vma(): copy the VMA to new_addr (merging if it can), move the
+        page tables, then unmap the old range (or, with DONTUNMAP, leave it empty)."""
+        from . import _core  # noqa: F401  (page-table moves happen in the core)
+        pgoff = vma.pgoff_at(addr)
+        if vma.file is None and vma.anon_vma is None and not vma.flags & VM_SHARED:
+            pgoff = new_addr >> PAGE_SHIFT
+        flags = vma.flags
+        anon_vma, file, name = vma.anon_vma, vma.file, vma.anon_name
+        new = self.map_range(new_addr, new_addr + new_len, flags, pgoff, file, name)
+        new.anon_vma = new.anon_vma or anon_vma
+        self.pt.move_range(addr, new_addr, old_len)
+        if dontunmap:
+            old = self.vma_tree.lookup(addr)
+            if old is not None and old.flags & VM_LOCKED_MASK:
+                self.modify_range(old, addr, addr + old_len, old.flags & ~VM_LOCKED_MASK)
+        else:
+            self.unmap_range(addr, addr + old_len)
+
+    def _move_many(self, addr, length, new_addr):
+        """6.17+: a pure MREMAP_FIXED move may span several VMAs (gaps stay gaps)."""
+        end = addr + length
+        vmas = self.vma_tree.overlapping(addr, end)
+        for v in vmas:
+            if v.flags & (VM_DONTEXPAND | VM_PFNMAP):
+                raise_errno(errno.EFAULT)
+        self.unmap_range(new_addr, new_addr + length)
+        for v in self.vma_tree.overlapping(addr, end):
+            lo, hi = max(v.start, addr), min(v.end, end)
+            self._move_vma(v, lo, hi - lo, new_addr + (lo - addr), hi - lo, False)
+        return new_addr
+
+    # mirrors mm/mmap.c:brk()
+    def brk(self, addr):
+        from .mm import as_int
+        self._alive()
+        addr = as_int(addr or 0, "addr")
+        if addr < self.start_brk:
+            return self.brk_end
+        newbrk, oldbrk = page_align(addr), page_align(self.brk_end)
+        if oldbrk == newbrk:
+            self.brk_end = addr
+            return addr
+        if addr <= self.brk_end:
+            try:
+                self.unmap_range(newbrk, oldbrk)
+            except OSError:
+                return self.brk_end
+            self.brk_end = addr
+            return addr
+        nxt = self.vma_tree.find(oldbrk)
+        from .vma import vm_start_gap
+        if nxt is not None and newbrk + PAGE_SIZE > vm_start_gap(nxt):
+            return self.brk_end
+        if newbrk > TASK_SIZE or self.map_count > self.max_map_count:
+            return self.brk_end
+        flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.system.new_vma_flags
+        self.map_range(oldbrk, newbrk, flags, oldbrk >> PAGE_SHIFT, None)
+        self.brk_end = addr
+        if self.def_flags & VM_LOCKED and not self.def_flags & VM_LOCKONFAULT:
+            self.populate_range(oldbrk, newbrk, ignore_errors=True)
+        return addr

@@ -1,0 +1,330 @@
+"""MM: one process address space (struct mm_struct) and its VMA plumbing.
+
+The syscalls live in mixins by concern (mapping.py, protection.py, advice.py, fault.py,
+lifecycle.py, procview.py); this module holds the state and the operations they share,
+each the counterpart of one function in mm/vma.c or mm/mmap.c:
+
+  split (__split_vma / split_vma), modify a range (vma_modify), map a new range
+  (vma_merge_new_range + vma insertion), unmap a range (do_vmi_align_munmap with
+  free_pgtables), and the top-down unmapped-area search (arch_get_unmapped_area_topdown).
+"""
+import errno
+import operator
+
+from . import _core
+from .advice import AdviceSyscalls
+from .constants import (MMAP_MIN_ADDR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, TASK_SIZE,
+                        TASK_UNMAPPED_BASE, VM_SEALED, VM_STICKY)
+from .errors import raise_errno
+from .fault import FaultHandling
+from .files import System
+from .lifecycle import ProcessLifecycle
+from .mapping import MappingSyscalls
+from .procview import ProcView
+from .protection import ProtectionSyscalls
+from .vma import (VMA, VMATree, anon_vma_compatible, anon_vma_reusable, can_merge_after,
+                  can_merge_before, AnonVma, vm_start_gap)
+
+# Where brk starts in a non-randomised process whose PIE binary sits at 0x555555554000.
+DEFAULT_START_BRK = 0x555555559000
+_KEEP = object()
+
+
+def as_int(value, name="argument"):
+    """Syscall arguments are integers; anything else is a TypeError, as for a C prototype."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+
+
+def page_range(addr, length):
+    """Validate (addr, length) as the range syscalls do: addr page aligned (EINVAL), length
+    rounded up to pages, overflow EINVAL. Returns (start, end); end == start for len 0."""
+    addr, length = as_int(addr, "addr"), as_int(length, "length")
+    if addr < 0 or addr & ~PAGE_MASK or length < 0:
+        raise_errno(errno.EINVAL)
+    end = addr + ((length + PAGE_SIZE - 1) & PAGE_MASK)
+    if end >= 1 << 64 or (length and end == addr):
+        raise_errno(errno.EINVAL)
+    return addr, end
+
+
+class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
+         ProcessLifecycle, ProcView):
+    """One address space. `MM()` is shorthand for a fresh System with one process."""
+
+    def __init__(self, system=None, *, mmap_base=None, max_map_count=None,
+                 start_brk=DEFAULT_START_BRK, mmap_min_addr=MMAP_MIN_ADDR):
+        if system is None:
+            system = System(**({} if max_map_count is None else {"max_map_count": max_map_count}),
+                            **({} if mmap_base is None else {"mmap_base": mmap_base}))
+        self.system = system
+        self.frames = system.frames
+        self.pt = _core.PageTables(system.frames)
+        self.vma_tree = VMATree()
+        self.mmap_base = as_int(system.mmap_base if mmap_base is None else mmap_base)
+        self.max_map_count = as_int(system.max_map_count if max_map_count is None
+                                    else max_map_count)
+        self.mmap_min_addr = as_int(mmap_min_addr)
+        self.start_brk = self.brk_end = as_int(start_brk)
+        self.def_flags = 0           # VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE)
+        self.minflt = 0
+        self.majflt = 0
+        self.dead = False
+        system.mms.append(self)
+
+    # --- introspection basics -----------------------------------------------------------
+    @property
+    def map_count(self):
+        return len(self.vma_tree)
+
+    def vmas(self):
+        return list(self.vma_tree)
+
+    def find_vma(self, addr):
+        """The VMA containing addr, or None."""
+        return self.vma_tree.lookup(as_int(addr, "addr"))
+
+    def _alive(self):
+        if self.dead:
+            raise_errno(errno.ESRCH)
+
+    # --- VMA plumbing (mm/vma.c) --------------------------------------------------------
+    def _split(self, vma, addr):
+        """__split_vma(): cut vma at addr; returns (lower, upper). A huge PMD straddling
+        the cut is split first (vma_adjust_trans_huge())."""
+        if addr & (PMD_SIZE - 1):
+            self.split_huge_at(addr)
+        upper = vma.copy(start=addr)
+        vma.end = addr
+        self.vma_tree.insert(upper)
+        return vma, upper
+
+    def _split_checked(self, vma, addr):
+        """split_vma(): refuses with ENOMEM once map_count has reached max_map_count."""
+        if self.map_count >= self.max_map_count:
+            raise_errno(errno.ENOMEM)
+        return self._split(vma, addr)
+
+    def _move_start(self, vma, new_start):
+        """Change a VMA's start (re-keying it in the tree); pgoff follows."""
+        self.vma_tree.remove(vma)
+        vma.pgoff += (new_start - vma.start) >> PAGE_SHIFT
+        vma.start = new_start
+        self.vma_tree.insert(vma)
+
+    def _neighbours(self, vma):
+        i = self.vma_tree.index_of(vma)
+        return self.vma_tree.at(i - 1), self.vma_tree.at(i + 1)
+
+    def modify_range(self, vma, start, end, flags=None, anon_name=_KEEP):
+        """vma_modify(): give [start, end) (inside vma) new flags and/or anon name, merging
+        into a neighbour where the merge rules allow, else splitting. Returns the VMA now
+        covering [start, end). ENOMEM if a needed split would pass max_map_count."""
+        nflags = vma.flags if flags is None else flags
+        nname = vma.anon_name if anon_name is _KEEP else anon_name
+        if nflags == vma.flags and nname == vma.anon_name:
+            return vma
+        prev, nxt = self._neighbours(vma)
+        pgoff = vma.pgoff_at(start)
+        npages = (end - start) >> PAGE_SHIFT
+        left, right = start == vma.start, end == vma.end
+        merge_left = left and can_merge_after(prev, start, nflags, pgoff, vma.file,
+                                              vma.anon_vma, nname)
+        merge_right = right and can_merge_before(nxt, end, nflags, pgoff, npages, vma.file,
+                                                 vma.anon_vma, nname)
+        if merge_left and merge_right and not anon_vma_compatible(prev.anon_vma, nxt.anon_vma):
+            merge_right = False
+        sticky = vma.flags & VM_STICKY
+        if merge_left:
+            prev.anon_vma = prev.anon_vma or vma.anon_vma
+            prev.flags |= sticky
+            if merge_right:
+                prev.anon_vma = prev.anon_vma or nxt.anon_vma
+                prev.flags |= nxt.flags & VM_STICKY
+                self.vma_tree.remove(vma)
+                self.vma_tree.remove(nxt)
+                prev.end = nxt.end
+            elif right:
+                self.vma_tree.remove(vma)
+                prev.end = end
+            else:
+                prev.end = end
+                self._move_start(vma, end)
+            return prev
+        if merge_right:
+            nxt.anon_vma = nxt.anon_vma or vma.anon_vma
+            nxt.flags |= sticky
+            if left:
+                self.vma_tree.remove(vma)
+            else:
+                vma.end = start
+            self._move_start(nxt, start)
+            return nxt
+        if start > vma.start:
+            vma = self._split_checked(vma, start)[1]
+        if end < vma.end:
+            vma = self._split_checked(vma, end)[0]
+        vma.flags = nflags
+        vma.anon_name = nname
+        return vma
+
+    def map_range(self, start, end, flags, pgoff, file, anon_name=None):
+        """vma_merge_new_range() or a new VMA: place [start, end) (already free) into the
+        tree, expanding a compatible neighbour where possible. Returns the VMA."""
+        prev, nxt = self.vma_tree.prev_next(start, end)
+        npages = (end - start) >> PAGE_SHIFT
+        merge_left = can_merge_after(prev, start, flags, pgoff, file, None, anon_name)
+        merge_right = can_merge_before(nxt, end, flags, pgoff, npages, file, None, anon_name)
+        if merge_left and merge_right and not anon_vma_compatible(prev.anon_vma, nxt.anon_vma):
+            merge_right = False
+        if merge_left:
+            prev.flags |= flags & VM_STICKY
+            if merge_right:
+                self.vma_tree.remove(nxt)
+                prev.end = nxt.end
+                prev.flags |= nxt.flags & VM_STICKY
+                prev.anon_vma = prev.anon_vma or nxt.anon_vma
+            else:
+                prev.end = end
+            return prev
+        if merge_right:
+            nxt.flags |= flags & VM_STICKY
+            self.vma_tree.remove(nxt)
+            nxt.start, nxt.pgoff = start, pgoff
+            self.vma_tree.insert(nxt)
+            return nxt
+        vma = VMA(start, end, flags, pgoff, file, None, anon_name)
+        self.vma_tree.insert(vma)
+        return vma
+
+    def check_sealed(self, start, end):
+        """can_modify_mm(): EPERM if any VMA in the range is sealed."""
+        for vma in self.vma_tree.overlapping(start, end):
+            if vma.flags & VM_SEALED:
+                raise_errno(errno.EPERM)
+
+    def unmap_range(self, start, end):
+        """do_vmi_munmap(): remove [start, end); markers go with the page tables. Sealed
+        VMAs give EPERM and a split that would pass max_map_count ENOMEM, before any
+        change."""
+        vmas = self.vma_tree.overlapping(start, end)
+        if not vmas:
+            return
+        self.check_sealed(start, end)
+        first, last = vmas[0], vmas[-1]
+        if first.start < start:
+            # Let map_count pass its limit only by the net-zero two-piece split.
+            if end < first.end and self.map_count >= self.max_map_count:
+                raise_errno(errno.ENOMEM)
+            upper = self._split(first, start)[1]
+            vmas[0] = upper
+            if last is first:
+                last = upper
+        if last.end > end:
+            vmas[-1] = self._split(last, end)[0]
+        i = self.vma_tree.index_of(vmas[0])
+        prev = self.vma_tree.at(i - 1)
+        nxt = self.vma_tree.at(i + len(vmas))
+        for vma in vmas:
+            self.vma_tree.remove(vma)
+        self.pt.zap(vmas[0].start, vmas[-1].end, _core.ZAP_DROP_MARKERS)
+        self.free_pgtables(vmas, prev.end if prev else 0, nxt.start if nxt else 0)
+
+    def free_pgtables(self, vmas, floor, ceiling):
+        """mm/memory.c:free_pgtables(): free the tables under the removed VMAs, gathering
+        VMAs closer than a PMD into one free_pgd_range() call, bounded by the neighbours
+        that stay (floor, ceiling; 0 = no ceiling)."""
+        i, n = 0, len(vmas)
+        while i < n:
+            addr = vmas[i].start
+            while i + 1 < n and vmas[i + 1].start <= vmas[i].end + PMD_SIZE:
+                i += 1
+            top = vmas[i].end
+            i += 1
+            self.pt.free_pgtables(addr, top, floor, vmas[i].start if i < n else ceiling)
+
+    def anon_vma_prepare(self, vma):
+        """mm/rmap.c:anon_vma_prepare(): give vma an anon_vma, reusing a neighbour's when
+        they could merge later (find_mergeable_anon_vma())."""
+        if vma.anon_vma is None:
+            prev, nxt = self._neighbours(vma)
+            vma.anon_vma = (anon_vma_reusable(vma, nxt) or anon_vma_reusable(vma, prev)
+                            or AnonVma())
+        return vma.anon_vma
+
+    # --- placement (arch/x86/kernel/sys_x86_64.c, mm/mmap.c, mm/huge_memory.c) -----------
+    def get_unmapped_area(self, addr, length, pgoff, fixed, file, shared, vm_flags):
+        """__get_unmapped_area(): where a new mapping of `length` goes. ENOMEM if nowhere."""
+        if length > TASK_SIZE:
+            raise_errno(errno.ENOMEM)
+        if fixed:
+            result = addr
+        elif addr:
+            result = self._hint_or_search(addr, length)
+        elif self._thp_aligns(file, shared, length, pgoff, vm_flags):
+            result = self._thp_aligned_area(length, pgoff)
+        else:
+            result = self._search(length)
+        if result is None or result > TASK_SIZE - length:
+            raise_errno(errno.ENOMEM)
+        if result & ~PAGE_MASK:
+            raise_errno(errno.EINVAL)
+        return result
+
+    def _hint_or_search(self, addr, length):
+        """A hint is used as is if the range (and a growsdown neighbour's guard gap) is free."""
+        addr &= PAGE_MASK
+        if addr <= TASK_SIZE - length:
+            vma = self.vma_tree.find(addr)
+            if vma is None or addr + length <= vm_start_gap(vma):
+                return addr
+        return self._search(length)
+
+    def _search(self, length):
+        """Top-down from mmap_base, then the legacy bottom-up search as the fallback."""
+        low = max(PAGE_SIZE, self.mmap_min_addr)
+        found = self.vma_tree.highest_gap(length, low, self.mmap_base)
+        if found is None:
+            found = self.vma_tree.lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE)
+        return found
+
+    @staticmethod
+    def _thp_aligns(file, shared, length, pgoff, vm_flags):
+        """Anonymous private mappings whose length is a multiple of PMD_SIZE, and ext4 file
+        mappings covering a whole PMD of the file, are placed PMD-aligned
+        (thp_get_unmapped_area_vmflags()); shmem is not (shmem_enabled=never)."""
+        if file is not None:
+            if file.inode.is_shmem:
+                return False
+        elif shared or length % PMD_SIZE:
+            return False
+        off = pgoff << PAGE_SHIFT
+        off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+        return off + length > off_align and off + length - off_align >= PMD_SIZE
+
+    def _thp_aligned_area(self, length, pgoff):
+        """__thp_get_unmapped_area(): search for length + PMD_SIZE, then align inside it;
+        top-down, an already aligned result takes the upper part."""
+        padded = self._search(length + PMD_SIZE)
+        if padded is None:
+            return self._search(length)
+        off_sub = ((pgoff << PAGE_SHIFT) - padded) & (PMD_SIZE - 1)
+        return padded + PMD_SIZE if off_sub == 0 else padded + off_sub
+
+    # --- page-table side helpers used by files and faults --------------------------------
+    def split_huge_at(self, addr):
+        """Split a PMD-mapped huge page covering addr, if there is one."""
+        if self.pt.get_pmd(addr) & _core.PTE_PSE:
+            self.pt.split_huge_pmd(addr & ~(PMD_SIZE - 1))
+
+    def zap_file_pages(self, vma, start, end, even_cows):
+        """The per-mapping half of unmap_mapping_range(): drop PTEs mapping file pages (and,
+        with even_cows, private anonymous copies and poison); guard markers always stay."""
+        flags = _core.ZAP_KEEP_UFFD_WP | (0 if even_cows else _core.ZAP_KEEP_COWS)
+        self.pt.zap(start, end, flags)
+
+    def total_vm_pages(self):
+        return sum(v.pages for v in self.vma_tree)
+

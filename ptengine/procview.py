@@ -1,0 +1,146 @@
+"""/proc views of an MM (maps, smaps, status, pagemap, PAGEMAP_SCAN) and check().
+
+mirrors fs/proc/task_mmu.c (show_map_vma(), show_smap(), pagemap_read(),
+do_pagemap_scan()) and fs/proc/task_mmu.c:task_mem().
+"""
+import errno
+
+import numpy as np
+
+from . import _core
+from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_PFNZERO, PAGE_IS_PRESENT,
+                        PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN, PAGE_MASK,
+                        PAGE_SHIFT, PAGE_SIZE, PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK,
+                        PM_PRESENT, PM_SCAN_CATEGORIES, PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP,
+                        TASK_SIZE, VM_GROWSDOWN, VM_LOCKED, VM_SHARED, VM_SOFTDIRTY, VM_WRITE)
+from .errors import InvariantError, raise_errno
+from . import procfs
+
+
+class ProcView:
+
+    def _heap(self):
+        return (self.start_brk, self.brk_end)
+
+    def maps(self):
+        return procfs.render_maps(self.vma_tree, heap=self._heap())
+
+    def smaps(self):
+        heap = self._heap()
+        return "".join(procfs.render_smaps(v, self.pt.smaps_stats(v.start, v.end), heap=heap)
+                       for v in self.vma_tree)
+
+    def status(self):
+        """The mm fields of /proc/PID/status, in kB, plus map_count."""
+        total = locked = data = stack = 0
+        for v in self.vma_tree:
+            size = v.end - v.start
+            total += size
+            if v.flags & VM_LOCKED:
+                locked += size
+            if v.flags & VM_GROWSDOWN:
+                stack += size
+            elif v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE:
+                data += size
+        pt = self.pt
+        pages_kb = PAGE_SIZE // 1024
+        anon, file, shmem = pt.rss_anon * pages_kb, pt.rss_file * pages_kb, pt.rss_shmem * pages_kb
+        return {"VmSize": total >> 10, "VmLck": locked >> 10, "VmRSS": anon + file + shmem,
+                "RssAnon": anon, "RssFile": file, "RssShmem": shmem, "VmData": data >> 10,
+                "VmStk": stack >> 10, "VmPTE": pt.pgtables_bytes >> 10,
+                "map_count": self.map_count}
+
+    def pagemap(self, addr, size):
+        """/proc/PID/pagemap entries for [addr, addr+size), as a privileged reader sees them."""
+        from .mm import as_int
+        addr, size = as_int(addr, "addr"), as_int(size, "size")
+        if addr < 0 or size < 0:
+            raise_errno(errno.EINVAL)
+        start = addr & PAGE_MASK
+        end = (addr + size + PAGE_SIZE - 1) & PAGE_MASK
+        out = np.zeros((end - start) >> PAGE_SHIFT, dtype=np.uint64)
+        for v in self.vma_tree.overlapping(start, end):
+            lo, hi = max(v.start, start), min(v.end, end)
+            i = (lo - start) >> PAGE_SHIFT
+            j = (hi - start) >> PAGE_SHIFT
+            self.pt.pagemap(lo, hi, out[i:j], bool(v.flags & VM_SOFTDIRTY))
+        return out
+
+    def pagemap_scan(self, start, end, *, category_mask=0, category_anyof_mask=0,
+                     return_mask=0, category_inverted=0, max_pages=0, vec_len=None):
+        """The PAGEMAP_SCAN ioctl: coalesced (start, end, categories & return_mask) regions
+        of the pages whose categories match the masks."""
+        from .mm import as_int
+        start, end = as_int(start, "start"), as_int(end, "end")
+        masks = [as_int(m) for m in (category_mask, category_anyof_mask, return_mask,
+                                     category_inverted)]
+        max_pages = as_int(max_pages, "max_pages")
+        if any(m & ~PM_SCAN_CATEGORIES for m in masks) or start & ~PAGE_MASK or start < 0:
+            raise_errno(errno.EINVAL)
+        if end < start or end > TASK_SIZE:
+            raise_errno(errno.EFAULT)
+        mask, anyof, ret_mask, inverted = masks
+        end = (end + PAGE_SIZE - 1) & PAGE_MASK
+        regions = []
+        budget = max_pages or (1 << 64)
+        for v in self.vma_tree.overlapping(start, end):
+            lo, hi = max(v.start, start), min(v.end, end)
+            cats = self._scan_categories(v, lo, hi)
+            test = cats ^ inverted
+            hit = (test & mask) == mask
+            if anyof:
+                hit &= (test & anyof) != 0
+            idx = np.flatnonzero(hit)
+            for k in idx:
+                if budget == 0:
+                    return regions
+                page = lo + (int(k) << PAGE_SHIFT)
+                value = int(cats[k]) & ret_mask
+                if regions and regions[-1][1] == page and regions[-1][2] == value:
+                    regions[-1][1] = page + PAGE_SIZE
+                else:
+                    if vec_len is not None and len(regions) == vec_len:
+                        return [tuple(r) for r in regions]
+                    regions.append([page, page + PAGE_SIZE, value])
+                budget -= 1
+        return [tuple(r) for r in regions]
+
+    def _scan_categories(self, vma, lo, hi):
+        """pagemap_page_category() per page, from the pagemap bits of the range."""
+        pm = np.zeros((hi - lo) >> PAGE_SHIFT, dtype=np.uint64)
+        self.pt.pagemap(lo, hi, pm, False)
+        present = (pm & np.uint64(PM_PRESENT)) != 0
+        swapped = (pm & np.uint64(PM_SWAP)) != 0
+        uffd_wp = (pm & np.uint64(PM_UFFD_WP)) != 0
+        cats = np.zeros(pm.shape, dtype=np.int64)
+        cats |= np.where(present, PAGE_IS_PRESENT, 0)
+        cats |= np.where(swapped, PAGE_IS_SWAPPED, 0)
+        cats |= np.where((present | swapped) & ~uffd_wp, PAGE_IS_WRITTEN, 0)
+        cats |= np.where(present & ((pm & np.uint64(PM_FILE)) != 0), PAGE_IS_FILE, 0)
+        zero = np.uint64(self.frames.zero_pfn)
+        cats |= np.where(present & ((pm & np.uint64(PM_PFRAME_MASK)) == zero), PAGE_IS_PFNZERO, 0)
+        cats |= np.where((pm & np.uint64(PM_GUARD_REGION)) != 0, PAGE_IS_GUARD, 0)
+        cats |= np.where((pm & np.uint64(PM_SOFT_DIRTY)) != 0, PAGE_IS_SOFT_DIRTY, 0)
+        if vma.flags & VM_SOFTDIRTY:
+            cats |= PAGE_IS_SOFT_DIRTY
+        return cats
+
+    # --- invariants ----------------------------------------------------------------------
+    def check(self):
+        """Verify every internal invariant; raise InvariantError on the first violation."""
+        prev_end = 0
+        for v in self.vma_tree:
+            if v.start & ~PAGE_MASK or v.end & ~PAGE_MASK or not v.start < v.end <= TASK_SIZE:
+                raise InvariantError(f"bad VMA bounds {v!r}")
+            if v.start < prev_end:
+                raise InvariantError(f"overlapping or unordered VMA {v!r}")
+            if prev_end < v.start and self.pt.count(prev_end, v.start)["mapped"]:
+                raise InvariantError(f"page-table entries outside any VMA in "
+                                     f"[{prev_end:#x}, {v.start:#x})")
+            prev_end = v.end
+        if prev_end < 1 << 47 and self.pt.count(prev_end, 1 << 47)["mapped"]:
+            raise InvariantError(f"page-table entries above the last VMA ({prev_end:#x})")
+        try:
+            self.pt.check()
+        except AssertionError as e:
+            raise InvariantError(str(e)) from None

@@ -1,0 +1,327 @@
+"""mprotect, the mlock family, mseal and anonymous VMA names.
+
+Every range syscall has one shape: validate, walk the VMAs of the range, modify each piece
+(vma_modify: merge or split), and report ENOMEM for holes the way its kernel path does.
+"""
+import errno
+
+from . import _core
+from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
+                        MLOCK_ONFAULT, PAGE_MASK, PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN,
+                        PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE, TASK_SIZE, VM_ACCESS_FLAGS,
+                        VM_ACCOUNT, VM_DROPPABLE, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED,
+                        VM_LOCKED_MASK, VM_LOCKONFAULT, VM_NORESERVE, VM_SEALED, VM_SHARED,
+                        VM_SPECIAL, VM_WRITE, VM_UFFD_MISSING, VM_UFFD_WP,
+                        VM_UFFD_MINOR)
+from .errors import raise_errno
+from .mapping import calc_vm_prot_bits
+
+UFFDIO_REGISTER_MODE_MISSING = 1
+UFFD_REGISTER_MODES = 1 | 2 | 4
+VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
+# include/uapi/linux/userfaultfd.h: WAKE, COPY, ZEROPAGE, MOVE, WRITEPROTECT, CONTINUE, POISON.
+UFFDIO_WRITEPROTECT_NR = 6
+UFFDIO_CONTINUE_NR = 7
+UFFD_RANGE_IOCTLS = sum(1 << n for n in (2, 3, 4, 5, 6, 7, 8))
+
+_PTE_P = _core.PTE_PRESENT
+_PTE_RW = _core.PTE_RW
+_PTE_PROTNONE = _core.PTE_PROTNONE
+_PTE_NX = _core.PTE_NX
+
+
+def pte_prot_update(vm_flags):
+    """What change_protection() does to the permission bits of a present PTE under the
+    new vm_flags: (bits to set, mask of bits it rewrites). Write permission is never added
+    here; the next write fault grants it (or copies)."""
+    mask = _PTE_P | _PTE_PROTNONE | _PTE_NX
+    if not vm_flags & VM_WRITE:
+        mask |= _PTE_RW
+    bits = _PTE_P if vm_flags & VM_ACCESS_FLAGS else _PTE_PROTNONE
+    if not vm_flags & VM_EXEC:
+        bits |= _PTE_NX
+    return bits, mask
+
+
+def valid_name_char(ch):
+    """mm/madvise.c:is_valid_name_char(): printable, and none of \\ ` $ [ ]."""
+    return 0x20 <= ord(ch) <= 0x7E and ch not in "\\`$[]"
+
+
+class ProtectionSyscalls:
+
+    def walk_vmas(self, start, end, visit):
+        """mm/madvise.c:madvise_walk_vmas(): call visit(vma, lo, hi) for each VMA piece of
+        [start, end); visit returns the VMA now covering [lo, hi). A hole makes the
+        result ENOMEM after every mapped part was visited; the first error stops."""
+        unmapped = False
+        vma = self.vma_tree.find(start)
+        while True:
+            if vma is None:
+                raise_errno(errno.ENOMEM)
+            if start < vma.start:
+                unmapped = True
+                start = vma.start
+                if start >= end:
+                    break
+            hi = min(vma.end, end)
+            done = visit(vma, start, hi)
+            start = hi
+            if done is not None and start < done.end:
+                start = done.end
+            if start >= end:
+                break
+            vma = self.vma_tree.find(start)
+        if unmapped:
+            raise_errno(errno.ENOMEM)
+
+    # mirrors mm/mprotect.c:do_mprotect_pkey()
+    def mprotect(self, addr, length, prot):
+        from .mm import as_int
+        self._alive()
+        start, length, prot = as_int(addr, "addr"), as_int(length, "length"), as_int(prot, "prot")
+        grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
+        prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP or start < 0 or start & ~PAGE_MASK:
+            raise_errno(errno.EINVAL)
+        if length == 0:
+            return
+        if length < 0:
+            raise_errno(errno.ENOMEM)
+        end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
+        if end <= start or end > 1 << 64:
+            raise_errno(errno.ENOMEM)
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):
+            raise_errno(errno.EINVAL)
+        vma = self.vma_tree.find(start)
+        if vma is None or vma.start >= end:
+            raise_errno(errno.ENOMEM)
+        if grows & PROT_GROWSDOWN:
+            start = vma.start
+            if not vma.flags & VM_GROWSDOWN:
+                raise_errno(errno.EINVAL)
+        elif vma.start > start:
+            raise_errno(errno.ENOMEM)
+        nstart = start
+        while True:
+            if vma.start != nstart and vma.start > nstart:
+                raise_errno(errno.ENOMEM)
+            newflags = calc_vm_prot_bits(prot) | (vma.flags & ~VM_ACCESS_FLAGS)
+            # VM_MAY* sit four bits above the VM_* they allow.
+            if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
+                raise_errno(errno.EACCES)
+            tmp = min(vma.end, end)
+            vma = self._mprotect_fixup(vma, nstart, tmp, newflags)
+            nstart = tmp
+            if nstart >= end:
+                return
+            vma = self.vma_tree.find(nstart)
+            if vma is None or vma.start >= end:
+                raise_errno(errno.ENOMEM)
+
+    def _mprotect_fixup(self, vma, start, end, newflags):
+        """mm/mprotect.c:mprotect_fixup(): seal check, VM_ACCOUNT bookkeeping, vma_modify,
+        then change_protection() on the PTEs."""
+        if vma.flags & VM_SEALED:
+            raise_errno(errno.EPERM)
+        oldflags = vma.flags
+        if newflags == oldflags:
+            return vma
+        if newflags & VM_WRITE:
+            if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+                newflags |= VM_ACCOUNT
+        elif oldflags & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
+            newflags &= ~VM_ACCOUNT
+        vma = self.modify_range(vma, start, end, newflags)
+        bits, mask = pte_prot_update(newflags)
+        self.pt.change_prot(start, end, bits, mask)
+        if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
+            self.populate_range(start, end, ignore_errors=True)
+        return vma
+
+    # --- mlock family (mm/mlock.c) -------------------------------------------------------
+    def mlock(self, addr, length, flags=0):
+        """mlock(2), or mlock2(2) when flags are given."""
+        from .mm import as_int
+        self._alive()
+        addr, length, flags = as_int(addr, "addr"), as_int(length, "length"), as_int(flags, "flags")
+        if flags & ~MLOCK_ONFAULT:
+            raise_errno(errno.EINVAL)
+        vm_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
+        start, end = self._mlock_range(addr, length)
+        if end == start:
+            return
+        self._apply_vma_lock_flags(start, end, vm_flags)
+        err = self.populate_range(start, end, ignore_errors=False)
+        if err == errno.EFAULT:
+            raise_errno(errno.ENOMEM)
+        if err == errno.ENOMEM:
+            raise_errno(errno.EAGAIN)
+        if err:
+            raise_errno(err)
+
+    def munlock(self, addr, length):
+        from .mm import as_int
+        self._alive()
+        start, end = self._mlock_range(as_int(addr, "addr"), as_int(length, "length"))
+        if end != start:
+            self._apply_vma_lock_flags(start, end, 0)
+
+    @staticmethod
+    def _mlock_range(addr, length):
+        if addr < 0 or length < 0:
+            raise_errno(errno.EINVAL)
+        length = (length + (addr & ~PAGE_MASK) + PAGE_SIZE - 1) & PAGE_MASK
+        start = addr & PAGE_MASK
+        if start + length >= 1 << 64:
+            raise_errno(errno.EINVAL)
+        return start, start + length
+
+    def _apply_vma_lock_flags(self, start, end, lock_flags):
+        """apply_vma_lock_flags(): the range must start inside a VMA; a hole met on the way
+        ends the walk with ENOMEM, keeping what was already changed."""
+        vma = self.vma_tree.lookup(start)
+        if vma is None:
+            raise_errno(errno.ENOMEM)
+        nstart = start
+        while True:
+            if vma.start > nstart:
+                raise_errno(errno.ENOMEM)
+            tmp = min(vma.end, end)
+            self._mlock_fixup(vma, nstart, tmp, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
+            nstart = tmp
+            if nstart >= end:
+                return
+            vma = self.vma_tree.find(nstart)
+            if vma is None or vma.start >= end:
+                raise_errno(errno.ENOMEM)
+
+    def _mlock_fixup(self, vma, start, end, newflags):
+        """mlock_fixup(): special, hugetlb and droppable VMAs are never locked."""
+        if newflags == vma.flags or vma.flags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+            return vma
+        return self.modify_range(vma, start, end, newflags)
+
+    def mlockall(self, flags):
+        from .mm import as_int
+        self._alive()
+        flags = as_int(flags, "flags")
+        if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
+            raise_errno(errno.EINVAL)
+        self._apply_mlockall_flags(flags)
+        if flags & MCL_CURRENT:
+            self.populate_range(0, TASK_SIZE, ignore_errors=True)
+
+    def munlockall(self):
+        self._alive()
+        self._apply_mlockall_flags(0)
+
+    def _apply_mlockall_flags(self, flags):
+        self.def_flags &= ~VM_LOCKED_MASK
+        if flags & MCL_FUTURE:
+            self.def_flags |= VM_LOCKED | (VM_LOCKONFAULT if flags & MCL_ONFAULT else 0)
+            if not flags & MCL_CURRENT:
+                return
+        to_add = 0
+        if flags & MCL_CURRENT:
+            to_add = VM_LOCKED | (VM_LOCKONFAULT if flags & MCL_ONFAULT else 0)
+        for vma in list(self.vma_tree):
+            try:
+                self._mlock_fixup(vma, vma.start, vma.end, (vma.flags & ~VM_LOCKED_MASK) | to_add)
+            except OSError:
+                pass        # errors are ignored, as the kernel does
+
+    # mirrors mm/mseal.c:do_mseal()
+    def mseal(self, addr, length, flags=0):
+        from .mm import as_int
+        self._alive()
+        start, length, flags = as_int(addr, "addr"), as_int(length, "length"), as_int(flags, "flags")
+        if flags or start < 0 or start & ~PAGE_MASK or length < 0:
+            raise_errno(errno.EINVAL)
+        end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
+        if end >= 1 << 64 or (length and end == start):
+            raise_errno(errno.EINVAL)
+        if end == start:
+            return
+        # First pass: the whole range must be mapped, so nothing is half sealed.
+        pos = start
+        for vma in self.vma_tree.overlapping(start, end):
+            if vma.start > pos:
+                raise_errno(errno.ENOMEM)
+            pos = vma.end
+        if pos < end:
+            raise_errno(errno.ENOMEM)
+        for vma in self.vma_tree.overlapping(start, end):
+            if not vma.flags & VM_SEALED:
+                self.modify_range(vma, max(vma.start, start), min(vma.end, end),
+                                  vma.flags | VM_SEALED)
+
+    # mirrors kernel/sys.c:prctl_set_vma() and mm/madvise.c:madvise_set_anon_name()
+    def set_anon_name(self, addr, length, name):
+        from .mm import as_int
+        self._alive()
+        start, length = as_int(addr, "addr"), as_int(length, "length")
+        if not self.system.anon_vma_name:
+            raise_errno(errno.EINVAL)
+        if name is not None:
+            if isinstance(name, bytes):
+                name = name.decode("latin-1")
+            if not isinstance(name, str):
+                raise TypeError("name must be str, bytes or None")
+            if len(name.encode("latin-1", "replace")) >= ANON_VMA_NAME_MAX_LEN:
+                raise_errno(errno.EINVAL)
+            if not all(valid_name_char(c) for c in name):
+                raise_errno(errno.EINVAL)
+        if start < 0 or start & ~PAGE_MASK or length < 0:
+            raise_errno(errno.EINVAL)
+        end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
+        if end >= 1 << 64 or (length and end == start):
+            raise_errno(errno.EINVAL)
+        if end == start:
+            return
+
+        def visit(vma, lo, hi):
+            if vma.file is not None and vma.file.inode.kind != "shmem_anon":
+                raise_errno(errno.EBADF)
+            return self.modify_range(vma, lo, hi, anon_name=name)
+
+        self.walk_vmas(start, end, visit)
+
+    # --- userfaultfd registration (fs/userfaultfd.c) --------------------------------------
+    def uffd_register(self, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING):
+        """UFFDIO_REGISTER on the process's userfaultfd, created with UFFD_FEATURE_SIGBUS:
+        a missing-page fault in a registered range raises SIGBUS (no handler thread). Only
+        the VMA flags are modelled. Returns the range ioctls mask."""
+        from .mm import as_int, page_range
+        self._alive()
+        start, end = page_range(addr, length)
+        mode = as_int(mode, "mode")
+        if not mode or mode & ~UFFD_REGISTER_MODES or start == end:
+            raise_errno(errno.EINVAL)
+        vm_flags = ((VM_UFFD_MISSING if mode & 1 else 0) | (VM_UFFD_WP if mode & 2 else 0)
+                    | (VM_UFFD_MINOR if mode & 4 else 0))
+        vmas = self.vma_tree.overlapping(start, end)
+        if not vmas or vmas[0].start > start:
+            raise_errno(errno.EINVAL)
+        for vma in vmas:
+            regular_file = vma.file is not None and not vma.file.inode.is_shmem
+            if regular_file and mode & (1 | 4) or vma.flags & (VM_SPECIAL | VM_DROPPABLE):
+                raise_errno(errno.EINVAL)
+        for vma in self.vma_tree.overlapping(start, end):
+            self.modify_range(vma, max(vma.start, start), min(vma.end, end),
+                              (vma.flags & ~VM_UFFD_FLAGS) | vm_flags)
+        ioctls = UFFD_RANGE_IOCTLS
+        if not mode & 2:
+            ioctls &= ~(1 << UFFDIO_WRITEPROTECT_NR)
+        if not mode & 4:
+            ioctls &= ~(1 << UFFDIO_CONTINUE_NR)
+        return ioctls
+
+    def uffd_unregister(self, addr, length):
+        from .mm import page_range
+        self._alive()
+        start, end = page_range(addr, length)
+        for vma in self.vma_tree.overlapping(start, end):
+            if vma.flags & VM_UFFD_FLAGS:
+                self.modify_range(vma, max(vma.start, start), min(vma.end, end),
+                                  vma.flags & ~VM_UFFD_FLAGS)

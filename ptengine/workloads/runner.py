@@ -1,0 +1,195 @@
+"""Run one workload model under one strategy on one backend, and measure it.
+
+A run is a sequence of real calls on an MM; the runner takes a baseline snapshot of the
+fresh address space, runs the model, and reports deltas. When a call fails (ENOMEM at
+max_map_count, say) the run stops there and the result says where and why: the object
+index and phase the model was at, the call, the errno and the map count.
+"""
+import dataclasses
+import random
+import time
+import types
+
+from .. import constants as C
+from ..errors import ERRNO_NAMES
+from . import registry
+from .blocks import Batcher, Strategy
+from .metrics import CountingMM, Snapshot
+
+
+@dataclasses.dataclass
+class Limit:
+    """Where a run hit a kernel limit (or any failing call) and stopped."""
+    phase: str
+    index: object                 # the object number within the phase (thread, block...)
+    call: str
+    errno: int
+    map_count: object
+    max_map_count: object
+
+    @property
+    def errno_name(self):
+        return ERRNO_NAMES.get(self.errno, str(self.errno))
+
+    def describe(self):
+        where = f"{self.phase} #{self.index}" if self.index is not None else self.phase
+        return (f"{self.errno_name} at {where}: {self.call} "
+                f"(map_count {self.map_count}, max_map_count {self.max_map_count})")
+
+    def as_dict(self):
+        d = dataclasses.asdict(self)
+        d["errno_name"] = self.errno_name
+        return d
+
+
+class Run:
+    """What a model sees: the counted MM, its parameters, a seeded RNG, sync points."""
+
+    def __init__(self, mm, strategy, params, system=None):
+        self.mm = mm
+        self.system = system
+        self.strategy = Strategy(strategy)
+        self.p = types.SimpleNamespace(**params)
+        self.rng = random.Random(params.get("seed", 0))
+        self.processes = [mm]       # every process whose state the run measures
+        self.phase = "setup"
+        self.index = None
+        self.extra = {}
+        self.peak_map_count = 0
+        self._batchers = []
+
+    def objects(self, n, phase):
+        """range(n), remembering which object of which phase the model is working on."""
+        for i in range(n):
+            self.phase, self.index = phase, i
+            yield i
+        self.index = None
+
+    def batcher(self, mm=None, advice=C.MADV_GUARD_INSTALL):
+        """A Batcher for `mm` under guard_batched, None otherwise (so models can pass it on
+        unconditionally)."""
+        if self.strategy is not Strategy.GUARD_BATCHED:
+            return None
+        b = Batcher(mm or self.mm, advice)
+        self._batchers.append(b)
+        return b
+
+    def sync(self):
+        """Flush every pending batch: from here on the guards exist."""
+        for b in self._batchers:
+            b.flush()
+
+    def observe(self):
+        """Record the peak VMA count over the run's processes (cheap: map_count only)."""
+        n = sum(p.map_count for p in self.processes)
+        if n > self.peak_map_count:
+            self.peak_map_count = n
+
+
+@dataclasses.dataclass
+class RunResult:
+    workload: str
+    strategy: str
+    backend: str
+    params: dict
+    scale: int
+    baseline: Snapshot
+    final: Snapshot
+    syscalls: dict
+    wall_time: float
+    limit: object = None            # Limit | None
+    peak_map_count: int = 0         # delta, when the model observes peaks
+    expected_vmas: object = None    # the closed form of workloads.md §2, if it has one
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def delta(self):
+        return self.final - self.baseline.times(max(self.final.processes, 1))
+
+    def as_dict(self):
+        return {
+            "workload": self.workload, "strategy": self.strategy, "backend": self.backend,
+            "scale": self.scale, "params": self.params,
+            "delta": self.delta.as_dict(), "baseline": self.baseline.as_dict(),
+            "final": self.final.as_dict(), "syscalls": self.syscalls,
+            "wall_time_s": self.wall_time,
+            "limit": self.limit.as_dict() if self.limit else None,
+            "peak_map_count_delta": self.peak_map_count,
+            "expected_vmas": self.expected_vmas, "extra": self.extra,
+        }
+
+
+def open_backend(backend="sim", max_map_count=None):
+    """(system, mm) for 'sim' (ptengine.System) or 'live' (ptengine.live), or from a
+    factory callable returning that pair."""
+    if callable(backend):
+        return backend()
+    if backend == "sim":
+        import ptengine
+        opts = {} if max_map_count is None else {"max_map_count": max_map_count}
+        system = ptengine.System(**opts)
+        return system, system.spawn()
+    if backend == "live":
+        from .. import live
+        if not live.available():
+            raise RuntimeError("ptengine.live is not available on this host "
+                               "(MADV_GUARD_INSTALL does not work here)")
+        if max_map_count is not None:
+            raise ValueError("max_map_count cannot be set on the live backend "
+                             "(it is the host's vm.max_map_count)")
+        system = live.LiveSystem() if hasattr(live, "LiveSystem") else None
+        return system, (system.spawn() if system is not None else live.LiveMM())
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def close_backend(system, mms):
+    """Release live server processes; simulated state is just dropped."""
+    for obj in list(mms) + [system]:
+        close = getattr(obj, "close", None)
+        if close is not None:
+            close()
+
+
+def _max_map_count(system, backend):
+    value = getattr(system, "max_map_count", None)
+    if value is None and backend == "live":
+        try:
+            with open("/proc/sys/vm/max_map_count") as f:
+                value = int(f.read())
+        except OSError:
+            pass
+    return value
+
+
+def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None):
+    """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
+    address space). `backend` is 'sim', 'live', or a factory of (system, mm)."""
+    wl = registry.get(name)
+    strategy = Strategy(strategy)
+    p = wl.params(params, small=small)
+    system, raw = open_backend(backend, max_map_count)
+    mm = CountingMM(raw)
+    r = Run(mm, strategy, p, system)
+    backend_name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
+    try:
+        baseline = Snapshot.of([mm])
+        r.peak_map_count = baseline.map_count
+        limit = None
+        t0 = time.perf_counter()
+        try:
+            wl.func(r)
+            r.phase, r.index = "final sync", None
+            r.sync()
+        except OSError as e:
+            last = mm.counter.last
+            limit = Limit(r.phase, r.index, last.describe() if last else "?", e.errno,
+                          mm.counter.failed_map_count, _max_map_count(system, backend_name))
+        wall = time.perf_counter() - t0
+        final = Snapshot.of(r.processes)
+        r.observe()
+        peak = r.peak_map_count - baseline.map_count * len(r.processes)
+        return RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline, final,
+                         mm.counter.as_dict(), wall, limit, peak,
+                         wl.expected_vmas(strategy, p), r.extra)
+    finally:
+        close_backend(system, r.processes)

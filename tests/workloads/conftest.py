@@ -1,0 +1,64 @@
+"""Backends for the workload tests: the simulator, and the host kernel where it can serve.
+
+Every model test takes `backend`: it runs once on the simulator and once on the live
+kernel (marked `live`, skipped unless ptengine.live.available()).
+"""
+import pytest
+
+import ptengine
+
+
+def sim_available():
+    return hasattr(ptengine, "System")
+
+
+def live_available():
+    try:
+        from ptengine import live
+    except ImportError:
+        return False
+    return live.available()
+
+
+@pytest.fixture(params=["sim", pytest.param("live", marks=pytest.mark.live)])
+def backend(request):
+    if request.param == "sim" and not sim_available():
+        pytest.skip("the simulator (ptengine.System) is not in this tree yet")
+    if request.param == "live" and not live_available():
+        pytest.skip("ptengine.live is not available (no MADV_GUARD_INSTALL on this host)")
+    return request.param
+
+
+@pytest.fixture
+def sim():
+    if not sim_available():
+        pytest.skip("the simulator (ptengine.System) is not in this tree yet")
+    return "sim"
+
+
+@pytest.fixture(scope="session")
+def host_names_vmas():
+    """Whether the live kernel has CONFIG_ANON_VMA_NAME (prctl PR_SET_VMA works)."""
+    from ptengine import live
+    from ptengine.constants import MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ
+    with live.LiveMM() as mm:
+        p = mm.mmap(0, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
+        try:
+            mm.set_anon_name(p, PAGE_SIZE, "probe")
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def needs_names(backend, request):
+    """Skip a live run whose figure depends on VMA names the host kernel cannot set."""
+    if backend == "live" and not request.getfixturevalue("host_names_vmas"):
+        pytest.skip("host kernel built without CONFIG_ANON_VMA_NAME: set_anon_name is EINVAL")
+
+
+@pytest.fixture
+def live_only():
+    if not live_available():
+        pytest.skip("ptengine.live is not available (no MADV_GUARD_INSTALL on this host)")
+    return "live"
