@@ -36,6 +36,8 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
                          MADV_DODUMP, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
                          MADV_NOHUGEPAGE})
 MAX_GUARD_RETRIES = 3
+# Per-PMD outcomes of MADV_COLLAPSE.
+_DONE, _SKIP, _STOP = 0, 1, 2
 # Read-ahead window of a regular file's first mmap fault (ra_pages, 128 KiB).
 RA_PAGES = 32
 
@@ -180,17 +182,49 @@ class AdviceSyscalls:
         self._dontneed(vma, start, end, locked_ok=True)
 
     def _free(self, vma, start, end):
-        """MADV_FREE: anonymous only; pages stay until memory pressure (there is none
-        here); poison markers are cleared, guard markers kept."""
+        """madvise_free_single_vma() / madvise_free_pte_range(): anonymous only. Swap
+        entries and poison markers are cleared, guard markers kept. Mapped anonymous
+        pages stay (there is no memory pressure to reclaim them) but become lazily
+        freeable: clean and old in the PTE, PG_dirty cleared, marked lazyfree. A page
+        whose folio is dirty and mapped more than once is skipped. A huge PMD wholly in
+        the range is handled whole (madvise_free_huge_pmd()), else split."""
         if vma.flags & (VM_PFNMAP | VM_LOCKED | VM_HUGETLB):
             raise_errno(errno.EINVAL)
         if not vma.is_anonymous:
             raise_errno(errno.EINVAL)
-        if self.pt.count(start, end)["poison"]:
-            for addr in range(start, end, PAGE_SIZE):
-                kind, bits, _ = self.pt.lookup(addr)
-                if kind == _core.ENTRY_MARKER and bits & _core.PTE_MARKER_POISONED:
-                    self.pt.zap(addr, addr + PAGE_SIZE, 0)
+        self.split_huge_edges(start, end)
+        frames, pt = self.frames, self.pt
+        counts = pt.count(start, end)
+        if not (counts["present"] - counts["zero_page"] or counts["huge_pmd"]
+                or counts["poison"] or counts["swap"]):
+            return
+        addr = start
+        while addr < end:
+            kind, val, raw = pt.lookup(addr)
+            if kind == _core.ENTRY_HUGE:
+                self._mark_lazyfree(addr, addr + PMD_SIZE, val, _core.HPAGE_NR)
+                addr += PMD_SIZE
+                continue
+            if kind == _core.ENTRY_SWAP or \
+                    kind == _core.ENTRY_MARKER and val & _core.PTE_MARKER_POISONED:
+                pt.zap(addr, addr + PAGE_SIZE, 0)
+            elif kind == _core.ENTRY_PRESENT and val != frames.zero_pfn \
+                    and frames.kind(val) == _core.FRAME_ANON:
+                self._mark_lazyfree(addr, addr + PAGE_SIZE, val, 1)
+            addr += PAGE_SIZE
+
+    def _mark_lazyfree(self, start, end, pfn, nr):
+        """One folio of MADV_FREE: clear its PTE's young and dirty bits, its PG_dirty
+        (unless it is dirty and shared, then nothing), and mark it lazyfree."""
+        frames = self.frames
+        if frames.is_dirty(pfn):
+            if frames.mapcount(pfn) != 1:
+                return
+            for i in range(pfn, pfn + nr):
+                frames.clear_dirty(i)
+        self.pt.change_prot(start, end, 0, _core.PTE_ACCESSED | _core.PTE_DIRTY)
+        for i in range(pfn, pfn + nr):
+            frames.set_lazyfree(i)
 
     def _remove(self, vma, start, end):
         """MADV_REMOVE: punch the file range behind a shared writable mapping."""
@@ -215,31 +249,145 @@ class AdviceSyscalls:
             raise_errno(errno.EINVAL)
 
     def _pageout(self, vma, start, end):
-        """MADV_PAGEOUT with no swap: only clean file pages mapped once can be reclaimed;
-        anonymous and shmem pages stay. Markers are untouched."""
+        """MADV_PAGEOUT with no swap device: reclaim unmaps every page-cache page (file or
+        shmem) that only this PTE maps; anonymous pages cannot be written out and stay.
+        The page cache keeps the data (a clean file page would be re-read from disk).
+        Markers are untouched."""
         self._cold(vma, start, end)
-        if vma.file is None or vma.file.inode.is_shmem:
+        if vma.file is None:
             return
         frames = self.frames
         for addr in range(start, end, PAGE_SIZE):
-            kind, pfn, raw = self.pt.lookup(addr)
-            if kind == _core.ENTRY_PRESENT and frames.kind(pfn) == _core.FRAME_FILE \
-                    and frames.mapcount(pfn) == 1 and not frames.is_dirty(pfn) \
-                    and not raw & _core.PTE_DIRTY:
+            kind, pfn, _ = self.pt.lookup(addr)
+            if kind == _core.ENTRY_PRESENT and pfn != frames.zero_pfn \
+                    and frames.kind(pfn) != _core.FRAME_ANON and frames.mapcount(pfn) == 1:
                 self.pt.zap(addr, addr + PAGE_SIZE, _core.ZAP_KEEP_UFFD_WP)
 
+    # --- MADV_COLLAPSE (mm/khugepaged.c:madvise_collapse(), 6.18) -------------------------
     def _collapse(self, vma, start, end):
-        """MADV_COLLAPSE: a PMD range holding any marker (or other non-present entry) cannot
-        collapse (SCAN_PTE_NON_PRESENT -> EINVAL)."""
-        if vma.flags & VM_NOHUGEPAGE or vma.flags & (VM_SPECIAL | VM_HUGETLB):
+        """Collapse every whole PMD of [start, end) into a THP, in address order. A PMD
+        that cannot collapse for a "soft" reason (no page table, a uffd-wp entry) is
+        skipped and makes the call fail with EINVAL at the end; a marker or swap entry
+        (the swap-in step fails on it), a PMD with no writable page, or a file range past
+        EOF stops the walk at once (EINVAL), keeping the PMDs collapsed before it."""
+        if not self._collapse_allowed(vma):
             raise_errno(errno.EINVAL)
-        lo = (start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-        hi = end & ~(PMD_SIZE - 1)
-        if lo >= hi:
-            return
-        counts = self.pt.count(lo, hi)
-        if counts["guard"] or counts["poison"] or counts["uffd_wp"] or counts["swap"]:
+        failed = False
+        for haddr in range((start + PMD_SIZE - 1) & ~(PMD_SIZE - 1), end & ~(PMD_SIZE - 1),
+                           PMD_SIZE):
+            if self.pt.get_pmd(haddr) & _core.PTE_PSE:
+                continue                                    # SCAN_PMD_MAPPED
+            if vma.is_anonymous:
+                result = self._collapse_anon(vma, haddr)
+            else:
+                result = self._collapse_shmem(vma, haddr)
+            if result == _STOP:
+                raise_errno(errno.EINVAL)
+            failed |= result == _SKIP
+        if failed:
             raise_errno(errno.EINVAL)
+
+    @staticmethod
+    def _collapse_allowed(vma):
+        """thp_vma_allowable_order(TVA_FORCED_COLLAPSE, PMD_ORDER): not NOHUGEPAGE, special
+        or hugetlb; anonymous or shmem (regular files need READ_ONLY_THP_FOR_FS, which the
+        reference host lacks); and the VMA holds a whole PMD at a PMD-aligned file offset."""
+        if vma.flags & (VM_NOHUGEPAGE | VM_SPECIAL | VM_HUGETLB):
+            return False
+        if vma.file is not None and not vma.file.inode.is_shmem:
+            return False
+        if vma.file is not None and ((vma.start >> PAGE_SHIFT) - vma.pgoff) % _core.HPAGE_NR:
+            return False
+        return ((vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)) + PMD_SIZE <= vma.end
+
+    def _collapse_anon(self, vma, haddr):
+        """hpage_collapse_scan_pmd() + collapse_huge_page(): copy the PMD's pages into a
+        new THP (none and zero-page entries read as zeroes), free the PTE table and map
+        the THP (which deposits a PTE table: VmPTE is unchanged)."""
+        pt, frames = self.pt, self.frames
+        end = haddr + PMD_SIZE
+        if pt.get_pmd(haddr) == 0:
+            return _SKIP                                    # SCAN_PMD_NULL
+        counts = pt.count(haddr, end)
+        if counts["guard"] or counts["poison"] or counts["swap"]:
+            return _STOP                                    # the swap-in fails
+        entries = pt.dump(haddr, end)
+        if any(raw & _core.PTE_UFFD_WP for raw in entries.values()):
+            return _SKIP                                    # SCAN_PTE_UFFD_WP
+        if not any(raw & _core.PTE_RW for raw in entries.values()):
+            return _STOP                                    # SCAN_PAGE_RO
+        head = frames.alloc_huge(_core.FRAME_ANON)
+        for addr, raw in entries.items():
+            kind, pfn, _ = pt.lookup(addr)
+            if pfn != frames.zero_pfn:
+                frames.copy_data(pfn, head + ((addr - haddr) >> PAGE_SHIFT))
+        pt.zap(haddr, end, 0)
+        pt.free_pgtables(haddr, end, haddr, end)
+        pt.map_huge_pmd(haddr, head, self._collapsed_pmd_flags(vma))
+        frames.put_huge(head)
+        return _DONE
+
+    def _collapse_shmem(self, vma, haddr):
+        """collapse_file() + collapse_pte_mapped_thp(): the file's 512 pages become one
+        PMD-sized folio in the page cache (holes read as zeroes), which unmaps the small
+        pages from every mapping of the file; PTE tables left empty in other mappings
+        without an anon_vma or guards are freed (retract_page_tables()). Then this
+        mapping gets a PMD, unless its table still holds something (a guard marker, a
+        private COW copy): then the call fails, the page cache stays collapsed."""
+        inode = vma.file.inode
+        index = vma.pgoff_at(haddr)
+        if index + _core.HPAGE_NR > inode.nr_pages:
+            return _STOP
+        self._collapse_page_cache(inode, index)
+        for mm, other in list(self.system.mappings_of(inode)):
+            if (mm, other) == (self, vma) or other.anon_vma is not None \
+                    or other.flags & VM_MAYBE_GUARD:
+                continue
+            addr = other.start + ((index - other.pgoff) << PAGE_SHIFT)
+            if addr & (PMD_SIZE - 1) or addr < other.start or addr + PMD_SIZE > other.end:
+                continue
+            mm._retract_pte_table(addr)
+        if not self._retract_pte_table(haddr):
+            return _SKIP
+        flags = self._collapsed_pmd_flags(vma) & ~(_core.PTE_RW | _core.PTE_DIRTY)
+        if vma.flags & VM_SHARED and vma.flags & VM_WRITE:
+            flags |= _core.PTE_RW
+        self.pt.map_huge_pmd(haddr, inode.find_page(index), flags)
+        return _DONE
+
+    def _collapse_page_cache(self, inode, index):
+        frames = self.frames
+        if all(inode.find_page(index + i) == inode.find_page(index) + i
+               for i in range(_core.HPAGE_NR)) and inode.find_page(index) is not None \
+                and not inode.find_page(index) % _core.HPAGE_NR:
+            return                                          # already one folio
+        self.system.unmap_mapping_range(inode, index, index + _core.HPAGE_NR, even_cows=False)
+        head = frames.alloc_huge(inode.frame_kind)
+        for i in range(_core.HPAGE_NR):
+            old = inode.pages.get(index + i)
+            if old is not None:
+                frames.copy_data(old, head + i)
+                frames.put(old)
+            inode.pages[index + i] = head + i
+            frames.set_dirty(head + i)
+
+    def _retract_pte_table(self, haddr):
+        """Free the PTE table under the PMD at haddr if it maps nothing; True if the PMD
+        is none afterwards."""
+        pt = self.pt
+        if pt.get_pmd(haddr) == 0:
+            return True
+        if pt.get_pmd(haddr) & _core.PTE_PSE or \
+                pt.count(haddr, haddr + PMD_SIZE)["none"] != _core.HPAGE_NR:
+            return False
+        pt.free_pgtables(haddr, haddr + PMD_SIZE, haddr, haddr + PMD_SIZE)
+        return True
+
+    @staticmethod
+    def _collapsed_pmd_flags(vma):
+        from .fault import pte_flags_for
+        flags = pte_flags_for(vma.flags, False) | _core.PTE_DIRTY
+        return flags | (_core.PTE_RW if vma.flags & VM_WRITE else 0)
 
     def split_huge_edges(self, start, end):
         for addr in (start, end):

@@ -106,6 +106,14 @@ def cmd_compare(args):
             print("ptengine compare: --live needs a host kernel with MADV_GUARD_INSTALL "
                   "(ptengine.live.available() is False)", file=sys.stderr)
             return 2
+    sim_options = {}
+    if args.live:
+        # Compare like with like: the simulated kernel gets the host's CONFIG_ANON_VMA_NAME.
+        from .workloads.runner import host_anon_vma_name
+        sim_options["anon_vma_name"] = host_anon_vma_name()
+        if not sim_options["anon_vma_name"]:
+            print("note: the host kernel has no CONFIG_ANON_VMA_NAME (set_anon_name is "
+                  "EINVAL); the simulator runs without it too", flush=True)
     default_suite = not args.workloads
     params = _parse_params(args.param, selected)
     plan = []
@@ -129,9 +137,11 @@ def cmd_compare(args):
                 got[backend] = []
                 for s in strategies:
                     bar.set_description(f"{wl.name} {wl.scale}={p[wl.scale]} {s} [{backend}]")
+                    sim = backend == "sim"
                     got[backend].append(W.run(
                         wl.name, s, p, small=default_suite, backend=backend,
-                        max_map_count=args.max_map_count if backend == "sim" else None))
+                        max_map_count=args.max_map_count if sim else None,
+                        system_options=sim_options if sim else None))
                     bar.update(1)
             groups.append((got["sim"], got.get("live")))
             bar.clear()

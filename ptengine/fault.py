@@ -16,7 +16,8 @@ import signal
 from . import _core
 from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
                         SEGV_ACCERR, SEGV_MAPERR, STACK_GUARD_GAP, VM_ACCESS_FLAGS, VM_EXEC,
-                        VM_GROWSDOWN, VM_IO, VM_UFFD_MISSING, VM_LOCKONFAULT, VM_PFNMAP, VM_READ, VM_SHARED,
+                        VM_GROWSDOWN, VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_UFFD_MISSING,
+                        VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL,
                         VM_WRITE)
 from .errors import BusError, SegmentationFault, raise_errno
 
@@ -25,7 +26,7 @@ OK = 0
 MAPERR = 1          # SIGSEGV, SEGV_MAPERR
 ACCERR = 2          # SIGSEGV, SEGV_ACCERR
 SIGBUS_ADRERR = 3   # SIGBUS, BUS_ADRERR (beyond EOF, unknown marker)
-HWPOISON = 4        # SIGBUS, BUS_MCEERR_AR (poison marker)
+HWPOISON = 4        # SIGBUS: BUS_MCEERR_AR with CONFIG_MEMORY_FAILURE, else BUS_ADRERR
 
 _SIGNALS = {
     MAPERR: (SegmentationFault, SEGV_MAPERR),
@@ -33,6 +34,9 @@ _SIGNALS = {
     SIGBUS_ADRERR: (BusError, BUS_ADRERR),
     HWPOISON: (BusError, BUS_MCEERR_AR),
 }
+
+# The errno GUP reports for a poisoned page (FOLL_HWPOISON); Python's errno lacks it.
+EHWPOISON = 133
 
 # Fault-around maps up to fault_around_bytes (64 KiB) of cached pages around a read fault.
 FAULT_AROUND_PAGES = 16
@@ -42,6 +46,8 @@ READ_AROUND_PAGES = 32
 STACK_RLIMIT = 8 << 20
 
 _PTE_BASE = _core.PTE_PRESENT | _core.PTE_USER | _core.PTE_ACCESSED
+_YOUNG_DIRTY = _core.PTE_ACCESSED | _core.PTE_DIRTY
+_MAPPED = (_core.ENTRY_PRESENT, _core.ENTRY_HUGE)
 
 
 def pte_flags_for(vm_flags, write):
@@ -53,6 +59,20 @@ def pte_flags_for(vm_flags, write):
     if not vm_flags & VM_EXEC:
         flags |= _core.PTE_NX
     return flags
+
+
+def thp_fault_allowed(vma, page):
+    """thp_vma_allowable_order(PMD_ORDER) for a fault, with THP `enabled=madvise` (the
+    reference host): a private anonymous VMA with VM_HUGEPAGE (and not VM_NOHUGEPAGE)
+    that covers the whole PMD-aligned 2 MiB around page."""
+    haddr = page & ~(PMD_SIZE - 1)
+    return thp_vma(vma) and vma.start <= haddr and haddr + PMD_SIZE <= vma.end
+
+
+def thp_vma(vma):
+    """The VMA-flag half of thp_fault_allowed()."""
+    return vma.is_anonymous and vma.flags & (VM_HUGEPAGE | VM_NOHUGEPAGE | VM_SPECIAL
+                                             | VM_HUGETLB) == VM_HUGEPAGE
 
 
 def access_error(vma, write):
@@ -83,18 +103,21 @@ class FaultHandling:
         end = addr + size
         while page < end:
             vma = self.vma_tree.lookup(page)
-            if vma is not None and vma.is_anonymous and not access_error(vma, write):
+            if vma is not None and vma.is_anonymous and not access_error(vma, write) \
+                    and not (write and thp_vma(vma)):
                 # Bulk first-touch of private anonymous memory in the compiled core.
                 hi = min(vma.end, (end + PAGE_SIZE - 1) & PAGE_MASK)
                 if write:
                     self.anon_vma_prepare(vma)
-                stop = self.pt.fault_anon(page, hi, write, pte_flags_for(vma.flags, write))
+                stop = self.pt.fault_anon(page, hi, write, pte_flags_for(vma.flags, write),
+                                          True)
                 self.minflt += (stop - page) >> PAGE_SHIFT
                 if stop == hi:
                     page = hi
                     continue
                 page = stop
-            self._raise_for(page, self.user_fault(page, write, False))
+            at = max(addr, page)        # the first page is accessed at addr itself
+            self._raise_for(at, self.user_fault(at, write, False))
             page += PAGE_SIZE
 
     def read(self, addr, size):
@@ -128,15 +151,20 @@ class FaultHandling:
             self.frames.write(self._pfn_at(page), pos - page, bytes(view[pos - addr:pos - addr + n]))
             pos += n
 
-    @staticmethod
-    def _raise_for(addr, outcome):
+    def _raise_for(self, addr, outcome):
         if outcome != OK:
             cls, code = _SIGNALS[outcome]
+            if outcome == HWPOISON and not self.system.memory_failure:
+                # arch/x86/mm/fault.c:do_sigbus(): the BUS_MCEERR_AR branch exists only
+                # with CONFIG_MEMORY_FAILURE; without it VM_FAULT_HWPOISON is a plain
+                # SIGBUS with BUS_ADRERR (the reference host).
+                code = BUS_ADRERR
             raise cls(code, addr)
 
     def _pfn_at(self, page):
         kind, pfn, _ = self.pt.lookup(page)
-        assert kind == _core.ENTRY_PRESENT, "a resolved fault leaves a present PTE"
+        assert kind in (_core.ENTRY_PRESENT, _core.ENTRY_HUGE), \
+            "a resolved fault leaves a present PTE or huge PMD"
         return pfn
 
     # --- fault dispatch ------------------------------------------------------------------
@@ -152,8 +180,14 @@ class FaultHandling:
         if access_error(vma, write):
             return ACCERR
         kind, _, raw = self.pt.lookup(addr & PAGE_MASK)
-        if kind == _core.ENTRY_PRESENT and (not write or raw & _core.PTE_RW):
-            outcome = OK            # the TLB would have let this through without a fault
+        if kind in _MAPPED and (not write or raw & _core.PTE_RW):
+            # No fault: the MMU only sets the accessed (and, on a write, dirty) bit.
+            want = _YOUNG_DIRTY if write else _core.PTE_ACCESSED
+            if raw & want != want:
+                lo = addr & (PAGE_MASK if kind == _core.ENTRY_PRESENT else ~(PMD_SIZE - 1))
+                hi = lo + (PAGE_SIZE if kind == _core.ENTRY_PRESENT else PMD_SIZE)
+                self.pt.change_prot(lo, hi, want, want)
+            outcome = OK
         else:
             outcome = self.resolve(vma, addr & PAGE_MASK, write)
         if outcome == OK and exec and not vma.flags & VM_EXEC:
@@ -211,6 +245,8 @@ class FaultHandling:
 
     def _fault_none(self, vma, page, write):
         if vma.is_anonymous:
+            if write and self._huge_anonymous_fault(vma, page):
+                return OK
             # do_anonymous_page(): the zero page on read, a fresh zeroed page on write.
             if write:
                 self.anon_vma_prepare(vma)
@@ -235,6 +271,22 @@ class FaultHandling:
         self._map_copy(vma, page, src)
         return OK
 
+    def _huge_anonymous_fault(self, vma, page):
+        """do_huge_pmd_anonymous_page() for a write: where THP is allowed and the PMD is
+        still none (no PTE table: a marker, an earlier 4 KiB fault or an empty table left
+        by DONTNEED all prevent it), map a new zeroed PMD-sized folio. The kernel deposits
+        a PTE table for the later split (the core counts it in VmPTE). Returns whether it
+        did. A read fault would map the huge zero page, which the core does not model:
+        it takes the 4 KiB zero-page path instead."""
+        if not thp_fault_allowed(vma, page) or self.pt.get_pmd(page) != 0:
+            return False
+        self.anon_vma_prepare(vma)
+        head = self.frames.alloc_huge(_core.FRAME_ANON)
+        self.pt.map_huge_pmd(page & ~(PMD_SIZE - 1), head, pte_flags_for(vma.flags, True))
+        self.frames.put_huge(head)
+        self.minflt += 1
+        return True
+
     def _read_fault(self, vma, page, index):
         """do_read_fault(): fault-around maps the cached pages of the 64 KiB window into
         none entries (never over a marker), then the faulting page itself."""
@@ -249,8 +301,10 @@ class FaultHandling:
         if inode.is_shmem and vma.flags & VM_SHARED and vma.flags & VM_WRITE:
             flags |= _core.PTE_RW   # shmem needs no write-notify
         window = FAULT_AROUND_PAGES << PAGE_SHIFT
+        # do_fault_around(): start at the aligned window clamped to the VMA, then take a
+        # whole window's worth from there, within the VMA and the PTE table.
         lo = max(vma.start, page & ~(window - 1), page & ~(PMD_SIZE - 1))
-        hi = min(vma.end, (page & ~(window - 1)) + window, (page & ~(PMD_SIZE - 1)) + PMD_SIZE)
+        hi = min(vma.end, lo + window, (page & ~(PMD_SIZE - 1)) + PMD_SIZE)
         for addr in range(lo, hi, PAGE_SIZE):
             i = vma.pgoff_at(addr)
             if addr != page and (i >= inode.nr_pages or inode.find_page(i) is None):
@@ -310,29 +364,32 @@ class FaultHandling:
         return OK
 
     # --- kernel-mode access (mm/gup.c) ---------------------------------------------------
-    def gup_fault(self, vma, page, write):
-        """faultin_page(): 0, or the errno GUP reports for a fault it cannot resolve."""
+    def gup_fault(self, vma, page, write, hwpoison=False):
+        """faultin_page(): 0, or the errno GUP reports for a fault it cannot resolve
+        (vm_fault_to_errno(): a poisoned page is EHWPOISON only with FOLL_HWPOISON, which
+        MADV_POPULATE_* pass and __mm_populate() does not)."""
         kind, _, raw = self.pt.lookup(page)
         if kind == _core.ENTRY_PRESENT and (not write or raw & _core.PTE_RW):
             return 0
         outcome = self.resolve(vma, page, write)
         if outcome == OK:
             return 0
-        return errno.EHWPOISON if outcome == HWPOISON else errno.EFAULT
+        return EHWPOISON if outcome == HWPOISON and hwpoison else errno.EFAULT
 
-    def _populate_vma(self, vma, start, end, write):
+    def _populate_vma(self, vma, start, end, write, hwpoison=False):
         """Fault in [start, end) of one VMA; 0 or the errno of the first failure."""
+        bulk = vma.is_anonymous and not (write and thp_vma(vma))
         page = start
-        if vma.is_anonymous and write or vma.is_anonymous and not vma.flags & VM_SHARED:
+        if bulk:
             if write:
                 self.anon_vma_prepare(vma)
             page = self.pt.fault_anon(start, end, write, pte_flags_for(vma.flags, write))
         while page < end:
-            err = self.gup_fault(vma, page, write)
+            err = self.gup_fault(vma, page, write, hwpoison)
             if err:
                 return err
             page += PAGE_SIZE
-            if vma.is_anonymous and page < end:
+            if bulk and page < end:
                 page = self.pt.fault_anon(page, end, write, pte_flags_for(vma.flags, write))
         return 0
 
@@ -368,7 +425,7 @@ class FaultHandling:
             if not write and not vma.flags & VM_READ:
                 return errno.EINVAL
             hi = min(vma.end, end)
-            err = self._populate_vma(vma, pos, hi, write)
+            err = self._populate_vma(vma, pos, hi, write, hwpoison=True)
             if err:
                 return err
             pos = hi

@@ -260,7 +260,8 @@ class System:
     """One machine: frames, the page cache and the processes (mm_structs) on it."""
 
     def __init__(self, *, max_map_count=DEFAULT_MAX_MAP_COUNT, mmap_base=DEFAULT_MMAP_BASE,
-                 maybe_guard=True, soft_dirty=False, anon_vma_name=True, tmpdir="/tmp"):
+                 maybe_guard=True, soft_dirty=False, anon_vma_name=True, memory_failure=False,
+                 tmpdir="/tmp"):
         self.frames = _core.Frames()
         self.max_map_count = operator.index(max_map_count)
         self.mmap_base = operator.index(mmap_base)
@@ -273,6 +274,9 @@ class System:
         # CONFIG_ANON_VMA_NAME (off on the reference machines, on in Android kernels):
         # without it prctl(PR_SET_VMA_ANON_NAME) is EINVAL for every input.
         self.anon_vma_name = bool(anon_vma_name)
+        # CONFIG_MEMORY_FAILURE (off on the reference machines): with it a poisoned page
+        # is reported as SIGBUS BUS_MCEERR_AR, without it as BUS_ADRERR.
+        self.memory_failure = bool(memory_failure)
         self.tmpdir = tmpdir.rstrip("/")
         self.mms = []
         self._ino = itertools.count(12)

@@ -89,7 +89,8 @@ class MappingSyscalls:
         shared = map_type in (MAP_SHARED, MAP_SHARED_VALIDATE)
         vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | self.def_flags
                     | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
-        start = self.get_unmapped_area(addr, length, pgoff, fixed, file, shared, vm_flags)
+        start = self.get_unmapped_area(addr, length, pgoff, fixed, file, shared, vm_flags,
+                                       map_32bit=bool(flags & MAP_32BIT))
         if flags & MAP_FIXED_NOREPLACE and not self.vma_tree.range_is_free(start, start + length):
             raise_errno(errno.EEXIST)
         if file is not None:
@@ -194,7 +195,7 @@ class MappingSyscalls:
                 raise_errno(errno.EINVAL)
             if flags & MREMAP_DONTUNMAP and old_len != new_len:
                 raise_errno(errno.EINVAL)
-            if flags & MREMAP_FIXED and new_addr < addr + old_len and addr < new_addr + new_len:
+            if new_addr < addr + old_len and addr < new_addr + new_len:
                 raise_errno(errno.EINVAL)
             if flags & MREMAP_FIXED and self.map_count + 2 >= self.max_map_count - 3:
                 raise_errno(errno.ENOMEM)
@@ -217,9 +218,20 @@ class MappingSyscalls:
             if new_len < old_len:
                 self.unmap_range(addr + new_len, addr + old_len)
             return addr
+        if flags & MREMAP_FIXED and old_len == new_len and old_len > vma.end - addr \
+                and not flags & MREMAP_DONTUNMAP:
+            return self._move_many(addr, old_len, new_addr)
+        if flags & MREMAP_FIXED and old_len > new_len:
+            # mremap_to(): the destination is cleared and the tail cut off before the rest
+            # of the old range is checked against its VMA.
+            self.check_sealed(new_addr, new_addr + new_len)
+            self.unmap_range(new_addr, new_addr + new_len)
+            self.unmap_range(addr + new_len, addr + old_len)
+            old_len = new_len
+            vma = self.vma_tree.lookup(addr)
+            if vma is None:
+                raise_errno(errno.EFAULT)
         if old_len > vma.end - addr:
-            if flags & MREMAP_FIXED and old_len == new_len and not flags & MREMAP_DONTUNMAP:
-                return self._move_many(addr, old_len, new_addr)
             raise_errno(errno.EFAULT)
         if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
             raise_errno(errno.EFAULT)

@@ -43,7 +43,8 @@ PSS_SHIFT = 12
 # Bit -> mnemonic, as in show_smap_vma_flags() (6.18, x86-64). Printed in bit order.
 # 27 "sd" exists only with CONFIG_MEM_SOFT_DIRTY (off on the reference host); 32..35 are the
 # x86 protection-key bits, which print nothing; 37 "ss" needs CONFIG_X86_USER_SHADOW_STACK (off
-# on the host). Every other set bit that has no mnemonic prints "??".
+# on the host); those two are omitted unless asked for. Any other set bit without a mnemonic
+# prints "??", as the kernel does.
 MNEMONICS: dict[int, str] = {
     0: "rd", 1: "wr", 2: "ex", 3: "sh", 4: "mr", 5: "mw", 6: "me", 7: "ms",
     8: "gd", 9: "um", 10: "pf", 11: "gu", 12: "uw", 13: "lo", 14: "io", 15: "sr",
@@ -73,8 +74,8 @@ def vmflags_mnemonics(flags: int, *, show_soft_dirty: bool = False,
         if not (flags >> bit) & 1:
             continue
         if bit in hidden:
-            # The bit has no table entry in that configuration: the kernel prints "??".
-            out.append("??")
+            # Not configured on the reference host (the kernel defines the flag as 0 there, so it
+            # can never be set); a simulator that sets it anyway gets the host's output.
             continue
         m = MNEMONICS.get(bit, "??")
         if m:

@@ -10,11 +10,20 @@ import numpy as np
 from . import _core
 from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_PFNZERO, PAGE_IS_PRESENT,
                         PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN, PAGE_MASK,
-                        PAGE_SHIFT, PAGE_SIZE, PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK,
+                        PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK,
                         PM_PRESENT, PM_SCAN_CATEGORIES, PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP,
                         TASK_SIZE, VM_GROWSDOWN, VM_LOCKED, VM_SHARED, VM_SOFTDIRTY, VM_WRITE)
 from .errors import InvariantError, raise_errno
 from . import procfs
+
+
+def thp_eligible(vma):
+    """smaps THPeligible: thp_vma_allowable_order(TVA_SMAPS, PMD_ORDER) with THP
+    `enabled=madvise` and shmem THP `never` (the reference host): a private anonymous
+    VM_HUGEPAGE VMA that holds a whole PMD-aligned 2 MiB."""
+    from .fault import thp_vma
+    first = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    return bool(thp_vma(vma)) and first + PMD_SIZE <= vma.end
 
 
 class ProcView:
@@ -27,8 +36,18 @@ class ProcView:
 
     def smaps(self):
         heap = self._heap()
-        return "".join(procfs.render_smaps(v, self.pt.smaps_stats(v.start, v.end), heap=heap)
-                       for v in self.vma_tree)
+        return "".join(procfs.render_smaps(v, stats, heap=heap, thp_eligible=thp_eligible(v),
+                                           locked_bytes=stats["locked"])
+                       for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree))
+
+    def _smaps_stats(self, vma):
+        """smap_gather_stats() for one VMA: the page-table walk, under the names the
+        renderer uses, plus Locked (the VMA's Pss when it is VM_LOCKED)."""
+        stats = self.pt.smaps_stats(vma.start, vma.end)
+        stats["shmem_thp"] = stats["shmem_pmd_mapped"]
+        stats["file_thp"] = stats["file_pmd_mapped"]
+        stats["locked"] = stats["pss_x4096"] >> 12 if vma.flags & VM_LOCKED else 0
+        return stats
 
     def status(self):
         """The mm fields of /proc/PID/status, in kB, plus map_count."""
@@ -134,13 +153,19 @@ class ProcView:
                 raise InvariantError(f"bad VMA bounds {v!r}")
             if v.start < prev_end:
                 raise InvariantError(f"overlapping or unordered VMA {v!r}")
-            if prev_end < v.start and self.pt.count(prev_end, v.start)["mapped"]:
+            if prev_end < v.start and _mapped(self.pt.count(prev_end, v.start)):
                 raise InvariantError(f"page-table entries outside any VMA in "
                                      f"[{prev_end:#x}, {v.start:#x})")
             prev_end = v.end
-        if prev_end < 1 << 47 and self.pt.count(prev_end, 1 << 47)["mapped"]:
+        if prev_end < 1 << 47 and _mapped(self.pt.count(prev_end, 1 << 47)):
             raise InvariantError(f"page-table entries above the last VMA ({prev_end:#x})")
         try:
             self.pt.check()
         except AssertionError as e:
             raise InvariantError(str(e)) from None
+
+
+def _mapped(counts):
+    """Entries that are not none in a count() result."""
+    return sum(counts[k] for k in ("present", "protnone", "guard", "poison", "uffd_wp", "swap",
+                                   "huge_pmd"))

@@ -243,22 +243,32 @@ class VMATree:
         return v is None or v.start >= end
 
     def highest_gap(self, length, low, high):
-        """Top-down unmapped-area search (vm_unmapped_area() with VM_UNMAPPED_AREA_TOPDOWN):
-        the highest `start` with [start, start+length) inside [low, high) and clear of every
-        VMA, a growsdown VMA also keeping its stack guard gap below it. None if none."""
+        """Top-down unmapped-area search (mm/mmap.c:unmapped_area_topdown()): the highest
+        `start` with [start, start+length) free inside [low, high). None if none.
+
+        As in the kernel, the search first looks for a plain hole and only then looks at
+        the VMA right above it: if that one grows down and its stack guard gap reaches into
+        the hole, the search starts again below the guard gap, skipping everything (holes
+        and VMAs alike) inside it. A hole under a growsdown VMA that is too small even
+        without the gap is simply passed over."""
         lst = self._list
-        i = lst.bisect_key_left(high)
-        upper = lst[i] if i < len(lst) else None
         while True:
-            below = lst[i - 1] if i > 0 else None
-            gap_end = high if upper is None else min(high, vm_start_gap(upper))
-            gap_start = low if below is None else max(low, below.end)
-            if gap_end - gap_start >= length:
-                return gap_end - length
-            if below is None or gap_end <= low:
-                return None
-            upper = below
-            i -= 1
+            i = lst.bisect_key_left(high)
+            upper = lst[i] if i < len(lst) else None
+            while True:
+                below = lst[i - 1] if i > 0 else None
+                gap_end = high if upper is None else min(high, upper.start)
+                gap_start = low if below is None else max(low, below.end)
+                if gap_end - gap_start >= length:
+                    break
+                if below is None or below.end <= low:
+                    return None
+                upper = below
+                i -= 1
+            if upper is not None and vm_start_gap(upper) < gap_end:
+                high = vm_start_gap(upper)
+                continue
+            return gap_end - length
 
     def lowest_gap(self, length, low, high):
         """Bottom-up search (unmapped_area()): the lowest free start at or above low."""

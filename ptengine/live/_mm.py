@@ -5,6 +5,7 @@ refuses ranges that would touch the server's own mappings (LiveRangeError), then
 request; the kernel's answer comes back as the return value, an OSError with the kernel's
 errno, or a Fault for a user-mode access the kernel answered with a signal.
 """
+import errno
 import operator
 import os
 import signal
@@ -12,16 +13,23 @@ import socket
 import struct
 import weakref
 
-from ..constants import (MAP_FIXED, MAP_FIXED_NOREPLACE, MREMAP_FIXED, PAGE_SIZE, STACK_GUARD_GAP,
-                         TASK_SIZE, UIO_MAXIOV, VM_EXEC)
+from ..constants import (DEFAULT_MMAP_BASE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE,
+                         MAP_NORESERVE, MAP_SHARED, MREMAP_FIXED, PAGE_SIZE, PROT_NONE,
+                         STACK_GUARD_GAP, TASK_SIZE, UIO_MAXIOV, VM_EXEC)
 from ..errors import fault_for, syscall_error
 from . import _procfs
 from ._server import U64, Access, Connection, LiveServerError, Op, ServerDied
+from ._system import LiveFile, LiveSystem
 
-STACK_LIMIT = 8 << 20          # the server runs with RLIMIT_STACK = 8 MiB
-_MAX_IOVECS = 1 << 16          # iovecs sent; the kernel rejects more than UIO_MAXIOV anyway
-_BATCH_MAX = 4000             # calls per batch request (server.c: BUF_SIZE / 64 bytes)
-_MAX_READ = 1 << 30         # bytes per read() or write() (the wire carries u32 lengths)
+STACK_LIMIT = 8 << 20      # the server runs with RLIMIT_STACK = 8 MiB
+_MAX_IOVECS = 1 << 16      # iovecs sent; the kernel rejects more than UIO_MAXIOV anyway
+_BATCH_MAX = 4000          # calls per batch request (server.c: BUF_SIZE / 64 bytes each)
+_MAX_READ = 1 << 30        # bytes per read() or write() (the wire carries u32 lengths)
+_TOP_SPAN = 1 << 30        # the server's own top-down mappings lie this close to mmap_base
+_SPECIAL = {"[vvar]", "[vvar_vclock]", "[vdso]"}
+# Calls whose first two arguments are a range of the address space.
+_RANGE_OPS = {Op.MUNMAP, Op.MPROTECT, Op.MADVISE, Op.MLOCK, Op.MUNLOCK, Op.MSEAL,
+              Op.ANON_NAME, Op.POISON, Op.UFFD_REGISTER, Op.UFFD_UNREGISTER}
 
 
 class LiveRangeError(ValueError):
@@ -53,17 +61,19 @@ class LiveMM:
 
     def __init__(self, system=None, *, timeout=None, _conn=None, _parent=None):
         if system is None:
-            from ._system import LiveSystem
             system = LiveSystem(timeout=timeout)
             system._implicit = True
         self.system = system
         timeout = timeout if timeout is not None else (system.timeout or 30.0)
         self._conn = _conn if _conn is not None else Connection.start(timeout)
-        self._finalizer = weakref.finalize(self, self._conn.shutdown)
-        hello = self._conn.call(Op.HELLO)
-        self.pid, self.initial_brk = struct.unpack("<2Q", hello.payload)
-        self._pagemap = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-        self._finalizer.detach()
+        try:
+            hello = self._conn.call(Op.HELLO)
+            self.pid, self.initial_brk = struct.unpack("<2Q", hello.payload)
+            # Opened once: the server never execs again, so this stays its mm.
+            self._pagemap = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            self._conn.shutdown()
+            raise
         self._finalizer = weakref.finalize(self, _release, self._conn, self._pagemap)
         if _parent is None:
             self._server_fds = {}          # LiveFile -> the server's descriptor for it
@@ -77,14 +87,35 @@ class LiveMM:
 
     def _own_ranges(self):
         """The server's own mappings, and the room its stack may grow into."""
+        self._fence_top()
         ranges = []
         for v in _procfs.parse(self.maps()):
-            label = v.path or "anon"
+            label = v.name or "anon"
             start = v.start
-            if v.path == "[stack]":
+            if v.name == "[stack]":
                 start = max(0, v.end - STACK_LIMIT - STACK_GUARD_GAP)
             ranges.append((start, v.end, label))
         return tuple(ranges)
+
+    def _fence_top(self):
+        """Keep the client's mappings from merging with the server's own.
+
+        Top-down mmaps land below (or between) the server's topmost mappings. A static
+        server has only [vvar] and [vdso] there, which merge with nothing; a dynamic one has
+        ld.so's and libc's, some of them private anonymous. Fill the holes between those and
+        put one page below them, as shared anonymous PROT_NONE mappings: those merge with
+        nothing either."""
+        top = sorted((v for v in _procfs.parse(self.maps())
+                      if DEFAULT_MMAP_BASE - _TOP_SPAN <= v.start < DEFAULT_MMAP_BASE),
+                     key=lambda v: v.start)
+        if not top or all(v.name in _SPECIAL for v in top):
+            return
+        fences = [(a.end, b.start) for a, b in zip(top, top[1:]) if a.end < b.start]
+        fences.append((top[0].start - PAGE_SIZE, top[0].start))
+        for start, end in fences:
+            self._syscall(Op.MMAP, start, end - start, PROT_NONE,
+                          MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE,
+                          U64, 0)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -105,13 +136,13 @@ class LiveMM:
 
     def exit(self):
         """exit(2): the process ends and its address space is torn down before this returns
-        (its socket closes only after exit_mm())."""
+        (its socket closes only after exit_mm()). Afterwards every call fails with ESRCH."""
         if not self._conn.alive:
-            raise LiveServerError(f"live server {self.pid} has already exited")
+            return
         try:
             self._conn.call(Op.EXIT)
-            self._conn._recv(1)               # EOF once the process is gone
-        except (ServerDied, EOFError, OSError):
+            self._conn.wait_closed()
+        except (ServerDied, OSError):
             pass
         self.close()
 
@@ -128,8 +159,7 @@ class LiveMM:
 
     def check(self):
         """The kernel keeps its own invariants; here only the server's liveness is checked."""
-        if not self._conn.alive:
-            raise LiveServerError(f"live server {self.pid} has exited")
+        self._conn.check_alive()
 
     def __repr__(self):
         state = "" if self._conn.alive else " exited"
@@ -144,7 +174,25 @@ class LiveMM:
         return rep
 
     def _syscall(self, op, *args, payload=b""):
+        """One syscall in the server, after the checks that keep its own mappings safe."""
+        self._check_op(op, args)
         return self._call(op, *args, payload=payload).ret
+
+    def _check_op(self, op, a):
+        """Refuse a call that would change the server's own mappings (LiveRangeError)."""
+        if op == Op.MMAP:
+            if a[3] & MAP_FIXED and not a[3] & MAP_FIXED_NOREPLACE:
+                self._guard(a[0], a[1])
+        elif op == Op.MREMAP:
+            self._guard(a[0], max(a[1], PAGE_SIZE))
+            if a[3] & MREMAP_FIXED:
+                self._guard(a[4], a[2])
+        elif op == Op.BRK:
+            if self._heap_start <= a[0] < self.initial_brk:
+                raise LiveRangeError(f"brk({a[0]:#x}) would free the live server's own heap "
+                                     f"(its break starts at {self.initial_brk:#x})")
+        elif op in _RANGE_OPS:
+            self._guard(a[0], a[1])
 
     def _guard(self, addr, length, *, align_down=False):
         """Refuse a range that overlaps the server's own mappings. A range the kernel would
@@ -163,7 +211,6 @@ class LiveMM:
                                      f"mapping {label} [{start:#x}, {stop:#x})")
 
     def _server_fd(self, f):
-        from ._system import LiveFile
         if not isinstance(f, LiveFile):
             raise TypeError(f"fd must be a LiveFile or None, not {type(f).__name__}")
         fd = f.fileno()                    # EBADF once the file is closed
@@ -184,23 +231,18 @@ class LiveMM:
         addr, length = _addr("addr", addr), _u64("length", length)
         prot, flags, offset = _u64("prot", prot), _u64("flags", flags), _u64("offset", offset)
         sfd = U64 if fd is None else self._server_fd(fd)
-        if flags & MAP_FIXED and not flags & MAP_FIXED_NOREPLACE:
-            self._guard(addr, length)
         return self._syscall(Op.MMAP, addr, length, prot, flags, sfd, offset)
 
     def munmap(self, addr, length):
         addr, length = _u64("addr", addr), _u64("length", length)
-        self._guard(addr, length)
         return self._syscall(Op.MUNMAP, addr, length)
 
     def mprotect(self, addr, length, prot):
         addr, length, prot = _u64("addr", addr), _u64("length", length), _u64("prot", prot)
-        self._guard(addr, length)
         return self._syscall(Op.MPROTECT, addr, length, prot)
 
     def madvise(self, addr, length, advice):
         addr, length, advice = _u64("addr", addr), _u64("length", length), _u64("advice", advice)
-        self._guard(addr, length)
         return self._syscall(Op.MADVISE, addr, length, advice)
 
     def process_madvise(self, iovecs, advice, flags=0):
@@ -223,20 +265,15 @@ class LiveMM:
         old, old_size = _u64("old_address", old_address), _u64("old_size", old_size)
         new_size, flags = _u64("new_size", new_size), _u64("flags", flags)
         new = _addr("new_address", new_address)
-        self._guard(old, max(old_size, PAGE_SIZE))
-        if flags & MREMAP_FIXED:
-            self._guard(new, new_size)
         return self._syscall(Op.MREMAP, old, old_size, new_size, flags, new)
 
     def mlock(self, addr, length, flags=0):
         """mlock(2), or mlock2(2) when flags are given (MLOCK_ONFAULT)."""
         addr, length, flags = _u64("addr", addr), _u64("length", length), _u64("flags", flags)
-        self._guard(addr, length)
         return self._syscall(Op.MLOCK, addr, length, flags)
 
     def munlock(self, addr, length):
         addr, length = _u64("addr", addr), _u64("length", length)
-        self._guard(addr, length)
         return self._syscall(Op.MUNLOCK, addr, length)
 
     def mlockall(self, flags):
@@ -247,16 +284,11 @@ class LiveMM:
 
     def mseal(self, addr, length, flags=0):
         addr, length, flags = _u64("addr", addr), _u64("length", length), _u64("flags", flags)
-        self._guard(addr, length)
         return self._syscall(Op.MSEAL, addr, length, flags)
 
     def brk(self, addr):
         """brk(2) as the raw syscall: returns the new break, or the old one on failure."""
-        addr = _addr("addr", addr)
-        if self._heap_start <= addr < self.initial_brk:
-            raise LiveRangeError(f"brk({addr:#x}) would free the live server's own heap "
-                                 f"(its break starts at {self.initial_brk:#x})")
-        return self._syscall(Op.BRK, addr)
+        return self._syscall(Op.BRK, _addr("addr", addr))
 
     def set_anon_name(self, addr, length, name):
         """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, length, name); None clears."""
@@ -269,14 +301,12 @@ class LiveMM:
             raw = bytes(name)
         else:
             raise TypeError(f"name must be a str, bytes or None, not {type(name).__name__}")
-        self._guard(addr, length)
         return self._syscall(Op.ANON_NAME, addr, length, name is not None, payload=raw)
 
     def install_poison(self, addr, length):
         """Poison markers as UFFDIO_POISON installs them. The range is registered with the
         server's userfaultfd (missing mode) for the ioctl, then unregistered again."""
         addr, length = _u64("addr", addr), _u64("length", length)
-        self._guard(addr, length)
         return self._syscall(Op.POISON, addr, length)
 
     def uffd_register(self, addr, length, mode=1):
@@ -284,12 +314,10 @@ class LiveMM:
         UFFD_FEATURE_SIGBUS: a missing fault raises SIGBUS as no handler thread exists).
         Returns the ioctls mask the kernel reports."""
         addr, length, mode = _u64("addr", addr), _u64("length", length), _u64("mode", mode)
-        self._guard(addr, length)
         return self._syscall(Op.UFFD_REGISTER, addr, length, mode)
 
     def uffd_unregister(self, addr, length):
         addr, length = _u64("addr", addr), _u64("length", length)
-        self._guard(addr, length)
         return self._syscall(Op.UFFD_UNREGISTER, addr, length)
 
     # --- user-mode access ---------------------------------------------------------------
@@ -335,7 +363,7 @@ class LiveMM:
             raise ValueError("an access is a read, a write or an instruction fetch")
         kind = Access.RMW if write else Access.READ
         if exec:
-            vma = self.vma_lookup(addr, maps_only=True)
+            vma = self._vma_at(addr, self.maps())
             if vma is not None and not vma.flags & VM_EXEC:
                 kind = Access.EXEC
         rep = self._conn.call(Op.ACCESS, addr, kind)
@@ -348,7 +376,7 @@ class LiveMM:
             with open(f"/proc/{self.pid}/{name}") as f:
                 return f.read()
         except (FileNotFoundError, ProcessLookupError):
-            raise LiveServerError(f"live server {self.pid} has exited") from None
+            raise syscall_error(errno.ESRCH) from None
 
     def maps(self):
         return self._proc("maps")
@@ -368,18 +396,14 @@ class LiveMM:
                 if not any(v.start < e and s < v.end for s, e, _ in self.reserved)]
 
     def find_vma(self, addr):
-        """mm/mmap.c find_vma(): the first VMA that ends above addr (it may start above
-        addr too), or None."""
-        addr = _u64("addr", addr)
-        return next((v for v in self.vmas() if v.end > addr), None)
+        """The VMA containing addr, or None (as the simulator's find_vma)."""
+        return self._vma_at(_u64("addr", addr), self.smaps())
 
-    def vma_lookup(self, addr, *, maps_only=False):
-        """The VMA containing addr, or None (mm.h vma_lookup()). maps_only skips smaps: the
-        flags then hold only the read/write/exec bits."""
-        addr = _u64("addr", addr)
-        vmas = (_procfs.parse(self.maps(), self.system.file_for) if maps_only
-                else self.vmas())
-        return next((v for v in vmas if v.start <= addr < v.end), None)
+    def _vma_at(self, addr, text):
+        """The VMA containing addr in maps or smaps text (from maps, flags hold only the
+        read/write/exec bits)."""
+        return next((v for v in _procfs.parse(text, self.system.file_for)
+                     if v.start <= addr < v.end), None)
 
     @property
     def map_count(self):
@@ -401,46 +425,47 @@ class LiveMM:
         return _procfs.pagemap(self._pagemap, addr, size)
 
     def pagemap_scan(self, start, end, *, category_mask=0, category_anyof_mask=0,
-                     return_mask=0, category_inverted=0, max_pages=0, flags=0):
-        """The PAGEMAP_SCAN ioctl: a list of (start, end, categories), with .walk_end."""
+                     return_mask=0, category_inverted=0, max_pages=0, vec_len=None, flags=0):
+        """The PAGEMAP_SCAN ioctl: a list of (start, end, categories), with .walk_end.
+        vec_len: one ioctl with a vector that long; None: as long as the result needs."""
+        if vec_len is not None:
+            vec_len = _u64("vec_len", vec_len)
+            if vec_len > 1 << 24:
+                raise ValueError(f"vec_len {vec_len} is larger than the live backend allows")
         return _procfs.pagemap_scan(
             self._pagemap, _u64("start", start), _u64("end", end), flags=_u64("flags", flags),
             category_inverted=_u64("category_inverted", category_inverted),
             category_mask=_u64("category_mask", category_mask),
             category_anyof_mask=_u64("category_anyof_mask", category_anyof_mask),
-            return_mask=_u64("return_mask", return_mask), max_pages=_u64("max_pages", max_pages))
+            return_mask=_u64("return_mask", return_mask), max_pages=_u64("max_pages", max_pages),
+            vec_len=vec_len)
 
     # --- batches, for benchmarks --------------------------------------------------------
 
-    _BATCH_OPS = {"mmap": (Op.MMAP, None), "munmap": (Op.MUNMAP, 0),
-                  "mprotect": (Op.MPROTECT, 0), "madvise": (Op.MADVISE, 0),
-                  "mremap": (Op.MREMAP, 0), "mlock": (Op.MLOCK, 0), "munlock": (Op.MUNLOCK, 0),
-                  "mseal": (Op.MSEAL, 0)}
+    _BATCH_OPS = {"mmap": Op.MMAP, "munmap": Op.MUNMAP, "mprotect": Op.MPROTECT,
+                  "madvise": Op.MADVISE, "mremap": Op.MREMAP, "mlock": Op.MLOCK,
+                  "munlock": Op.MUNLOCK, "mseal": Op.MSEAL}
 
     def batch(self, calls):
         """Run many integer-only syscalls back to back inside the server, timed there.
 
         calls: (name, *args) tuples, name one of mmap, munmap, mprotect, madvise, mremap,
-        mlock, munlock, mseal, with the method's arguments (mmap: anonymous only, fd -1).
-        Returns (results, nanoseconds): each result is the syscall's return or -errno.
+        mlock, munlock, mseal, with the method's integer arguments (mmap: addr, length,
+        prot, flags; anonymous only). Returns (results, nanoseconds spent in the server's
+        loop): each result is the syscall's return value or -errno.
         """
         records = []
-        for call in calls:
-            name, *args = call
-            if name not in self._BATCH_OPS:
+        for name, *args in calls:
+            op = self._BATCH_OPS.get(name)
+            if op is None:
                 raise ValueError(f"{name!r} cannot be batched")
-            op, ranged = self._BATCH_OPS[name]
-            args = [_u64(f"{name} argument", a) for a in args]
-            if len(args) > 6:
-                raise TypeError(f"{name} takes at most 6 arguments")
-            if name == "mmap":
-                args = (args + [0] * 6)[:6]
-                args[4] = U64 if len(call) <= 5 else args[4]
-                if args[3] & MAP_FIXED and not args[3] & MAP_FIXED_NOREPLACE:
-                    self._guard(args[0], args[1])
-            elif ranged is not None and len(args) >= 2:
-                self._guard(args[0], args[1])
-            records.append(struct.pack("<II6Q", op, 0, *args, *(0,) * (6 - len(args))))
+            if len(args) > (4 if op == Op.MMAP else 5):
+                raise TypeError(f"too many arguments for a batched {name}")
+            args = [_u64(f"{name} argument", a) for a in args] + [0] * (6 - len(args))
+            if op == Op.MMAP:
+                args[4] = U64                                # fd -1
+            self._check_op(op, args)
+            records.append(struct.pack("<II6Q", op, 0, *args))
         results, ns = [], 0
         for i in range(0, len(records), _BATCH_MAX):      # what fits the server's buffer
             chunk = records[i:i + _BATCH_MAX]

@@ -41,8 +41,8 @@ class LiveVMA:
     flags: int                 # vm_flags bits, from the VmFlags mnemonics
     pgoff: int                 # the file offset in pages (for anon: as the kernel shows it)
     file: object               # the LiveFile mapped, else the mapped path, else None
-    name: object               # the anon VMA name (PR_SET_VMA_ANON_NAME), else None
-    path: str                  # the pathname column of maps, verbatim ("" if none)
+    name: str                  # the pathname column of maps, verbatim ("" if none)
+    anon_name: object          # the anon VMA name (PR_SET_VMA_ANON_NAME), else None
     perms: str                 # "rw-p" and so on
     dev: tuple                 # (major, minor)
     inode: int
@@ -76,7 +76,7 @@ def parse(text, resolve_file=lambda dev, inode, path: None):
     vmas, cur = [], None
 
     def finish():
-        if cur is not None and cur["path"] != GATE:
+        if cur is not None and cur["name"] != GATE:
             vmas.append(LiveVMA(**cur))
 
     for line in text.splitlines():
@@ -91,7 +91,7 @@ def parse(text, resolve_file=lambda dev, inode, path: None):
             cur = dict(start=int(start, 16), end=int(end, 16), flags=_perm_flags(perms),
                        pgoff=int(off, 16) >> PAGE_SHIFT,
                        file=(resolve_file(dev, inode, path) or path) if mapped else None,
-                       name=anon.group(1) if anon else None, path=path, perms=perms,
+                       name=path, anon_name=anon.group(1) if anon else None, perms=perms,
                        dev=dev, inode=inode, vmflags=(), stats={})
         elif cur is not None and line.startswith("VmFlags:"):
             words = tuple(line.split()[1:])
@@ -133,7 +133,12 @@ def pagemap(fd, addr, size):
 
 
 class ScanResult(list):
-    """PAGEMAP_SCAN regions as (start, end, categories); .walk_end is where the walk stopped."""
+    """PAGEMAP_SCAN regions as (start, end, categories); .walk_end is the kernel's walk_end.
+
+    Note (6.18): the kernel walks in passes of at most 512 regions; when a scan needs more
+    than one pass and ends without filling the vector, walk_end is left at the start of the
+    last pass rather than at `end`, although every region was reported.
+    """
     walk_end = 0
 
 
@@ -142,16 +147,19 @@ _SCAN_VEC = 4096    # regions per ioctl; longer results take several calls, join
 
 
 def pagemap_scan(fd, start, end, *, flags=0, category_inverted=0, category_mask=0,
-                 category_anyof_mask=0, return_mask=0, max_pages=0):
-    """Run the PAGEMAP_SCAN ioctl on an open pagemap file, as many times as it takes to
-    cover [start, end) (or max_pages pages), joining regions that calls split."""
-    vec = (ctypes.c_uint64 * (3 * _SCAN_VEC))()
+                 category_anyof_mask=0, return_mask=0, max_pages=0, vec_len=None):
+    """Run the PAGEMAP_SCAN ioctl on an open pagemap file. With vec_len, once, with a
+    vector of that many regions; without, as many times as it takes to cover [start, end)
+    (or max_pages pages), joining regions that the calls split."""
+    single = vec_len is not None
+    vec_len = vec_len if single else _SCAN_VEC
+    vec = (ctypes.c_uint64 * (3 * max(vec_len, 1)))()
     arg = bytearray(_SCAN_ARG.size)
     out = ScanResult()
     walk, left = start, max_pages
     while True:
         _SCAN_ARG.pack_into(arg, 0, _SCAN_ARG.size, flags, walk, end, 0, ctypes.addressof(vec),
-                            _SCAN_VEC, left, category_inverted, category_mask,
+                            vec_len, left, category_inverted, category_mask,
                             category_anyof_mask, return_mask)
         try:
             n = fcntl.ioctl(fd, PAGEMAP_SCAN, arg, True)
@@ -160,6 +168,10 @@ def pagemap_scan(fd, start, end, *, flags=0, category_inverted=0, category_mask=
         walk_end = _SCAN_ARG.unpack(arg)[4]
         for i in range(n):
             s, e, cats = vec[3 * i], vec[3 * i + 1], vec[3 * i + 2]
+            if out and s < out[-1][1]:      # reported by the previous call already
+                s = out[-1][1]
+                if s >= e:
+                    continue
             if out and out[-1][1] == s and out[-1][2] == cats:
                 out[-1] = (out[-1][0], e, cats)
             else:
@@ -167,6 +179,7 @@ def pagemap_scan(fd, start, end, *, flags=0, category_inverted=0, category_mask=
             if max_pages:
                 left -= (e - s) >> PAGE_SHIFT
         out.walk_end = walk_end
-        if n < _SCAN_VEC or walk_end >= end or (max_pages and left <= 0) or walk_end == walk:
+        if (single or n < vec_len or walk_end >= end or (max_pages and left <= 0)
+                or walk_end == walk):
             return out
-        walk = walk_end
+        walk = walk_end     # the vector was full: walk_end is exact, go on from there

@@ -11,6 +11,7 @@ The wire format (little-endian, fixed size; see server.c):
 A descriptor travels as SCM_RIGHTS with a request (to the server) or a response (from it).
 """
 import enum
+import errno
 import functools
 import hashlib
 import os
@@ -61,7 +62,6 @@ class Op(enum.IntEnum):
     FORK = 30
     EXIT = 31
     RECV_FD = 32
-    CLOSE_FD = 33
     BATCH = 40
 
 
@@ -150,7 +150,7 @@ class Connection:
         # The Popen of a server we started; None for a forked one, which is our child too
         # (the server forks with CLONE_PARENT) and is reaped with os.waitpid.
         self.proc = proc
-        self.status = None        # the wait status, once reaped
+        self.returncode = None    # once reaped: the exit status, or -signal
         self.errlog = errlog      # the file its stderr goes to (shared with its forks)
         self.timeout = timeout
         sock.settimeout(timeout)
@@ -176,10 +176,15 @@ class Connection:
     def alive(self):
         return self.sock is not None
 
+    def check_alive(self):
+        """After exit (or a crash already reported), calls fail with ESRCH, as on the
+        simulator's exited MM."""
+        if self.sock is None:
+            raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+
     def call(self, op, *args, payload=b"", fd=None):
         """Send one request and wait for its answer."""
-        if self.sock is None:
-            raise LiveServerError(f"live server {self.pid} has exited")
+        self.check_alive()
         header = REQUEST.pack(op, len(payload), *args, *(0,) * (6 - len(args)))
         try:
             if fd is not None:
@@ -214,6 +219,15 @@ class Connection:
             got += len(data)
         return b"".join(chunks), tuple(received)
 
+    def wait_closed(self):
+        """Read until the server's end closes: it has exited (exit_mm() runs before its
+        descriptors are closed, so its address space is gone too)."""
+        try:
+            while self.sock.recv(4096):
+                pass
+        except socket.timeout:
+            self.kill()
+
     def _obituary(self, op):
         self._drop()
         what = f"live server {self.pid} died during {Op(op).name}"
@@ -240,15 +254,15 @@ class Connection:
     def _reap(self, timeout=5.0):
         """Wait for the server to end (SIGKILL it after timeout); its exit code, negative
         for a signal, like Popen.returncode."""
-        if self.status is not None:
-            return self.status
+        if self.returncode is not None:
+            return self.returncode
         if self.proc is not None:
             try:
-                self.status = self.proc.wait(timeout=timeout)
+                self.returncode = self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.status = self.proc.wait()
-            return self.status
+                self.returncode = self.proc.wait()
+            return self.returncode
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -256,8 +270,8 @@ class Connection:
             except ChildProcessError:      # not ours to reap (or already reaped)
                 return None
             if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-                return self.status
+                self.returncode = os.waitstatus_to_exitcode(status)
+                return self.returncode
             if time.monotonic() > deadline:
                 self._signal(signal.SIGKILL)
                 deadline = float("inf")
@@ -272,7 +286,7 @@ class Connection:
     def kill(self):
         """SIGKILL the server (it is ours: we started it, or it is a fork of one) and reap."""
         self._drop()
-        if self.status is None:
+        if self.returncode is None:
             self._signal(signal.SIGKILL)
         self._reap()
 

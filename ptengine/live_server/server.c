@@ -20,6 +20,10 @@
  * Usage: ptengine-live-server SOCKET_FD. At start it sets RLIMIT_STACK to 8 MiB and the
  * ADDR_NO_RANDOMIZE personality and re-executes itself, so that its layout is that of a
  * non-randomised x86-64 process (first top-down mmap below 0x7ffff7fff000).
+ *
+ * Built static where libc.a exists: its only mappings near the top are then [vvar] and
+ * [vdso], which merge with nothing. (Built dynamic, the client fences ld.so's and libc's
+ * mappings off with unmergeable PROT_NONE pages.)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -260,23 +264,21 @@ static int user_access(uintptr_t addr, int kind, unsigned char *buf, size_t n)
     return 0;
 }
 
-/* Apply kind to [addr, addr + n) page by page, in address order, like a CPU copying
- * forwards: the first faulting page stops it, at its first byte touched. buf may be NULL
- * for the touch kinds. */
+/* Copy [addr, addr + n) to or from buf (kind ACC_READ or ACC_WRITE) page by page, in
+ * address order, like a CPU copying forwards: the first faulting page stops it, at its
+ * first byte touched. */
 static int user_range(uint64_t addr, uint64_t n, int kind, unsigned char *buf)
 {
-    unsigned char scratch;
     while (n) {
         uint64_t chunk = PAGE - (addr & (PAGE - 1));
         if (chunk > n)
             chunk = n;
-        int sig = user_access((uintptr_t)addr, kind, buf ? buf : &scratch, buf ? chunk : 1);
+        int sig = user_access((uintptr_t)addr, kind, buf, chunk);
         if (sig)
             return sig;
         addr += chunk;
         n -= chunk;
-        if (buf)
-            buf += chunk;
+        buf += chunk;
     }
     return 0;
 }
@@ -305,7 +307,7 @@ enum op {
     OP_MSEAL = 11, OP_BRK = 12, OP_ANON_NAME = 13, OP_POISON = 14,
     OP_UFFD_REGISTER = 15, OP_UFFD_UNREGISTER = 16,
     OP_READ = 20, OP_WRITE = 21, OP_ACCESS = 22, OP_TOUCH = 23,
-    OP_FORK = 30, OP_EXIT = 31, OP_RECV_FD = 32, OP_CLOSE_FD = 33,
+    OP_FORK = 30, OP_EXIT = 31, OP_RECV_FD = 32,
     OP_BATCH = 40,
 };
 
@@ -448,7 +450,6 @@ static int simple_op(uint32_t op, const uint64_t *a, long *r)
     case OP_POISON: *r = sc_install_poison(a[0], a[1]); return 1;
     case OP_UFFD_REGISTER: *r = sc_uffd_register(a[0], a[1], a[2]); return 1;
     case OP_UFFD_UNREGISTER: *r = sc_uffd_unregister(a[0], a[1]); return 1;
-    case OP_CLOSE_FD: *r = sc_ret(close((int)a[0])); return 1;
     }
     return 0;
 }
@@ -667,6 +668,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     install_fault_handlers();
+
     serve();
     return 0;
 }

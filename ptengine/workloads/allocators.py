@@ -20,7 +20,7 @@ def _large_closed_form(strategy, p):
 @workload("large_alloc", alias="W5", scale="blocks", closed_form=_large_closed_form,
           defaults=dict(blocks=1000, churn=0, min_size=64 * KiB, max_size=4 * MiB,
                         guard_size=4 * KiB, name="", touch_pages=1, seed=5),
-          small=dict(blocks=2000, churn=4000))
+          small=dict(blocks=1000, churn=1000))
 def large_alloc(run):
     """W5 large allocations with a guard page each side (scudo secondary, hardened_malloc).
 

@@ -108,7 +108,7 @@ def _app(run, mm, pid):
 
 
 @workload("android_app", alias="W3", scale="threads", closed_form=_app_vmas,
-          defaults=dict(APP_DEFAULTS), small=dict(threads=400))
+          defaults=dict(APP_DEFAULTS), small=dict(threads=200))
 def android_app(run):
     """W3 Android app process: bionic thread mappings + signal stacks + SCS (+ ART).
 
@@ -125,7 +125,7 @@ def android_app(run):
 @workload("android_device", alias="W3d", scale="processes",
           closed_form=lambda s, p: p["processes"] * _app_vmas(s, p),
           defaults=dict(APP_DEFAULTS, processes=20, background=1800),
-          small=dict(processes=40))
+          small=dict(processes=8))
 def android_device(run):
     """W3 device: a zygote with `background` VMAs forks `processes` apps of `threads` threads.
 

@@ -13,7 +13,7 @@ def _fiber_closed_form(strategy, p):
 @workload("fiber_pool", alias="W7", scale="fibers", closed_form=_fiber_closed_form,
           defaults=dict(fibers=300, pattern="live", burst=64, rounds=40, cycles=500,
                         stack_size=320 * KiB, touch_pages=1),
-          small=dict(fibers=4000))
+          small=dict(fibers=1500))
 def fiber_pool(run):
     """W7 ClickHouse fibers: 320 KiB stack + 1 guard page each (src/Common/FiberStack.h).
 

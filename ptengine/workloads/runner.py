@@ -119,14 +119,16 @@ class RunResult:
         }
 
 
-def open_backend(backend="sim", max_map_count=None):
-    """(system, mm) for 'sim' (ptengine.System) or 'live' (ptengine.live), or from a
-    factory callable returning that pair."""
+def open_backend(backend="sim", max_map_count=None, system_options=None):
+    """(system, mm) for 'sim' (ptengine.System, with `system_options`) or 'live'
+    (ptengine.live), or from a factory callable returning that pair."""
     if callable(backend):
         return backend()
     if backend == "sim":
         import ptengine
-        opts = {} if max_map_count is None else {"max_map_count": max_map_count}
+        opts = dict(system_options or {})
+        if max_map_count is not None:
+            opts["max_map_count"] = max_map_count
         system = ptengine.System(**opts)
         return system, system.spawn()
     if backend == "live":
@@ -161,13 +163,16 @@ def _max_map_count(system, backend):
     return value
 
 
-def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None):
+def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None,
+        system_options=None):
     """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
-    address space). `backend` is 'sim', 'live', or a factory of (system, mm)."""
+    address space). `backend` is 'sim', 'live', or a factory of (system, mm);
+    `system_options` go to ptengine.System (e.g. anon_vma_name=False)."""
     wl = registry.get(name)
     strategy = Strategy(strategy)
     p = wl.params(params, small=small)
-    system, raw = open_backend(backend, max_map_count)
+    system, raw = (open_backend(backend, max_map_count, system_options) if system_options
+                   else open_backend(backend, max_map_count))
     mm = CountingMM(raw)
     r = Run(mm, strategy, p, system)
     backend_name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
@@ -193,3 +198,15 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
                          wl.expected_vmas(strategy, p), r.extra)
     finally:
         close_backend(system, r.processes)
+
+
+def host_anon_vma_name():
+    """Whether the host kernel names anonymous VMAs (CONFIG_ANON_VMA_NAME), probed live."""
+    from .. import live
+    with live.LiveMM() as mm:
+        addr = mm.mmap(0, C.PAGE_SIZE, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+        try:
+            mm.set_anon_name(addr, C.PAGE_SIZE, "ptengine-probe")
+            return True
+        except OSError:
+            return False

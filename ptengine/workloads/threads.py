@@ -180,7 +180,7 @@ def _glibc_closed_form(strategy, p):
           defaults=dict(n=1000, stack_size=8 * MiB, guard_size=4 * KiB, pattern="concurrent",
                         join=False, decorate_maps=False, cache_size=40 * MiB, touch_pages=1,
                         mlockall_onfault=False),
-          small=dict(n=2000))
+          small=dict(n=1000))
 def glibc_threads(run):
     """W1 glibc pthreads: <=2.41 PROT_NONE guard VMA vs 2.42 MADV_GUARD_INSTALL.
 
@@ -222,7 +222,7 @@ def glibc_threads(run):
           closed_form=lambda s, p: 2 * p["live"] if not Strategy(s).markers else min(p["live"], 1),
           defaults=dict(live=1000, cycles=1000, stack_size=128 * KiB, guard_size=8 * KiB,
                         tls_size=4 * KiB, touch_pages=1, seed=1),
-          small=dict(live=2000, cycles=4000))
+          small=dict(live=500, cycles=1000))
 def musl_churn(run):
     """W2 musl threads: 128 KiB stack + 8 KiB guard, no stack cache, create/exit churn.
 
@@ -272,7 +272,7 @@ def _jvm_closed_form(strategy, p):
           defaults=dict(java_threads=200, native_threads=20, java_stack=1 * MiB,
                         native_stack=1 * MiB, hotspot_markers=True, overflows=0,
                         touch_pages=1, seed=4),
-          small=dict(java_threads=2000, native_threads=40, overflows=200))
+          small=dict(java_threads=1000, native_threads=20, overflows=100))
 def jvm(run):
     """W4 HotSpot JVM: Java threads (glibc guard 0 + 4-page HotSpot zone) and native threads.
 

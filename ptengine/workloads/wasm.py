@@ -9,7 +9,7 @@ from .registry import workload
           else min(p["memories"], 1),
           defaults=dict(memories=16, reservation=8 * GiB, committed=64 * MiB, grow_steps=0,
                         touch_pages=1),
-          small=dict(memories=64))
+          small=dict(memories=16))
 def wasm(run):
     """W8 wasm32 memories: an 8 GiB reservation each, `committed` bytes accessible.
 

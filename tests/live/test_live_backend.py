@@ -198,7 +198,7 @@ def test_fork_gives_an_independent_copy(mm):
     child = mm.fork()
     assert child.pid != mm.pid
     assert child.read(p, 6) == b"parent"
-    assert child.find_vma(d).start != d             # DONTFORK: not in the child
+    assert child.find_vma(d) is None                # DONTFORK: not in the child
     child.write(p, b"child!")
     child.madvise(p + P, P, MADV_GUARD_REMOVE)
     assert mm.read(p, 6) == b"parent"
@@ -207,8 +207,9 @@ def test_fork_gives_an_independent_copy(mm):
     grandchild = child.fork()
     assert grandchild.read(p, 6) == b"child!"
     child.exit()
+    child.exit()                                    # idempotent, like the simulator's
     assert not child.alive
-    with pytest.raises(live.LiveServerError):
+    with pytest.raises(ProcessLookupError):         # ESRCH, like the simulator's
         child.read(p, 1)
     assert grandchild.access(p + P) is None          # outlives its parent
     grandchild.exit()
@@ -230,7 +231,7 @@ def test_a_killed_server_raises_a_clear_error(mm):
     os.kill(mm.pid, signal.SIGKILL)
     with pytest.raises(live.ServerDied, match="SIGKILL"):
         mm.access(0)
-    with pytest.raises(live.LiveServerError):
+    with pytest.raises(ProcessLookupError):
         mm.read(0, 1)
 
 
@@ -255,8 +256,9 @@ def test_the_servers_own_mappings_are_off_limits(mm):
         mm.madvise(0, 1 << 47, MADV_GUARD_INSTALL)
     with pytest.raises(live.LiveRangeError):
         mm.write(text + 1, b"x")
-    with pytest.raises(live.LiveRangeError):
-        mm.brk(mm.initial_brk - P)
+    if any(label == "[heap]" for _, _, label in mm.reserved):   # static glibc's TLS
+        with pytest.raises(live.LiveRangeError):
+            mm.brk(mm.initial_brk - P)
     assert mm.read(text, 4) == b"\x7fELF"          # reading is harmless
     assert errno_of(mm.munmap, text + 1, P) == errno.EINVAL   # the kernel rejects it first
 
@@ -264,7 +266,7 @@ def test_the_servers_own_mappings_are_off_limits(mm):
 def test_layout_is_not_randomised(system):
     a, b = system.spawn(), system.spawn()
     pa, pb = anon(a, 1), anon(b, 1)
-    assert pa == pb and pa < 0x7FFFF7FFF000 and pa > 0x7FFFF7F00000
+    assert pa == pb and 0x7FFFF0000000 < pa < 0x7FFFF7FFF000
 
 
 # --- files -------------------------------------------------------------------------------
@@ -309,8 +311,8 @@ def test_vmas_maps_status(mm):
     assert mm.find_vma(p).flags & VM_MAYBE_GUARD
     assert [v.start for v in mm.user_vmas()] == [p]
     assert f"{p:x}-{p + 8 * P:x} rw-p" in mm.maps()
-    assert mm.find_vma(p + 8 * P) is None or mm.find_vma(p + 8 * P).start > p
-    assert mm.vma_lookup(p - 1) is None or mm.vma_lookup(p - 1).end <= p
+    assert mm.find_vma(p - 1) is None or mm.find_vma(p - 1).end <= p
+    assert mm.find_vma(p + 8 * P) is None or mm.find_vma(p + 8 * P).start >= p + 8 * P
 
     mm.mlock(p + P, 2 * P)
     st = mm.status()
@@ -328,14 +330,19 @@ def test_pagemap_and_a_long_pagemap_scan(mm):
     pm = mm.pagemap(p, 4 * P)
     assert pm.dtype == np.uint64 and len(pm) == 4
     assert int(pm[1]) & PM_PRESENT and int(pm[0]) & PM_SWAP
-    # More regions than one ioctl's vector holds: the calls are joined.
+    # More regions than one ioctl's vector holds: the calls are joined. (walk_end is the
+    # kernel's: after a multi-pass walk it stays at the last pass's start.)
     regions = mm.pagemap_scan(p, p + n * P, category_anyof_mask=PAGE_IS_GUARD,
                               return_mask=PAGE_IS_GUARD)
-    assert len(regions) == n // 2 and regions.walk_end == p + n * P
+    assert len(regions) == n // 2 and p < regions.walk_end <= p + n * P
+    assert regions == [(p + i * P, p + (i + 1) * P, PAGE_IS_GUARD) for i in range(0, n, 2)]
     assert regions[-1] == (p + (n - 2) * P, p + (n - 1) * P, PAGE_IS_GUARD)
     few = mm.pagemap_scan(p, p + n * P, category_anyof_mask=PAGE_IS_GUARD,
                           return_mask=PAGE_IS_GUARD, max_pages=3)
     assert len(few) == 3
+    one = mm.pagemap_scan(p, p + n * P, category_anyof_mask=PAGE_IS_GUARD,
+                          return_mask=PAGE_IS_GUARD, vec_len=7)
+    assert one == regions[:7] and one.walk_end == p + 14 * P   # the first region left out
 
 
 def test_batch_reports_errors_per_call(mm):

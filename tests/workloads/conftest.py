@@ -62,3 +62,10 @@ def live_only():
     if not live_available():
         pytest.skip("ptengine.live is not available (no MADV_GUARD_INSTALL on this host)")
     return "live"
+
+
+@pytest.fixture(scope="session")
+def availability():
+    """Which backends serve here: .sim and .live booleans."""
+    import types
+    return types.SimpleNamespace(sim=sim_available(), live=live_available())

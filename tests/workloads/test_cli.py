@@ -6,15 +6,13 @@ import pytest
 from ptengine import cli
 from ptengine.workloads import runner
 
-from conftest import live_available, sim_available
-
 
 @pytest.fixture
-def compare(monkeypatch, capsys):
+def compare(monkeypatch, capsys, availability):
     """Run `ptengine compare ...` and return (status, stdout). The CLI is tested on the
     simulator; before the simulator is in the tree, its runs go to the live kernel."""
-    if not sim_available():
-        if not live_available():
+    if not availability.sim:
+        if not availability.live:
             pytest.skip("neither the simulator nor ptengine.live is available")
         real = runner.open_backend
         monkeypatch.setattr(runner, "open_backend",
@@ -70,8 +68,8 @@ def test_plot_written(compare, tmp_path, suffix):
     assert out.count("== region_guards") == 2
 
 
-def test_limit_is_reported(compare):
-    if not sim_available():
+def test_limit_is_reported(compare, availability):
+    if not availability.sim:
         pytest.skip("--max-map-count needs the simulator")
     status, out = compare("W1", "--param", "n=600", "--param", "stack_size=64K",
                           "--max-map-count", "1000", "-s", "prot_none", "guard")
@@ -97,8 +95,8 @@ def test_list_and_help(capsys):
     assert cli.main([]) == 2
 
 
-def test_live_side_by_side(compare):
-    if not (sim_available() and live_available()):
+def test_live_side_by_side(compare, availability):
+    if not (availability.sim and availability.live):
         pytest.skip("--live compares the simulator with the host kernel: needs both")
     status, out = compare("W7", "--param", "fibers=10", "--live")
     assert status == 0

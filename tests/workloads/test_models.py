@@ -146,12 +146,13 @@ def test_android_app_prot_none(backend, scs, needs_names):
 
 @pytest.mark.parametrize("strategy", ("guard", "guard_batched"))
 def test_android_app_markers(backend, strategy, needs_names):
-    """With markers: <= 3 per thread (signal stacks share a name and may merge); the
-    per-tid stack names keep one VMA per thread at least."""
+    """With markers: <= 3 per thread (signal stacks share a name, SCS reservations are
+    unnamed: neighbours of either kind merge); the per-tid stack names keep one VMA per
+    thread at least."""
     t = 30
     r = run("android_app", strategy, {"threads": t, "java_fraction": 0.5}, backend=backend)
     assert r.expected_vmas == 3 * t
-    assert 2 * t <= vmas(r) <= 3 * t
+    assert t < vmas(r) <= 3 * t
 
 
 def test_android_background_is_real_mappings(backend):
@@ -165,7 +166,8 @@ def test_android_device_reproduces_13_percent(backend, needs_names):
     pn = run("android_device", "prot_none", p, backend=backend)
     gm = run("android_device", "guard", p, backend=backend)
     assert pn.delta.processes == 3
-    assert vmas(pn) == pn.expected_vmas == 3 * (1800 + 60 * 8)
+    assert pn.expected_vmas == 3 * (1800 + 60 * 8)
+    assert pn.expected_vmas - 3 * 60 <= vmas(pn) <= pn.expected_vmas
     reduction = (vmas(pn) - vmas(gm)) / vmas(pn)
     assert 0.125 <= reduction <= 0.16
 

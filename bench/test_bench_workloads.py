@@ -1,0 +1,116 @@
+"""Benchmarks of the workload models (pytest-benchmark).
+
+    pytest bench/test_bench_workloads.py --benchmark-enable     # timed, full sizes
+    pytest bench/test_bench_workloads.py                        # smoke: benchmark disabled
+
+pyproject's addopts carry --benchmark-disable, so a plain run is the smoke test: every
+benchmark body runs once, and at a reduced size (SMOKE below) so the suite stays quick.
+With --benchmark-enable the full sizes run: each model at a fixed size per strategy, and
+the scale runs (glibc threads N=100,000 per strategy; an Android system of 1,000
+processes) — targets < 10 s and < 4 GiB each.
+
+Each scale run executes in a forked child, so its peak RSS (getrusage ru_maxrss) is its
+own and not the high-water mark of the whole pytest process; it goes to extra_info with the
+run's wall time and result. Where ptengine.live serves, the same model is also run on the
+host kernel once and the simulated/live time ratio is recorded (CONVENTIONS.md #8).
+"""
+import multiprocessing
+import resource
+
+import pytest
+
+from ptengine.workloads import STRATEGIES, run
+
+MODEL_SIZES = {
+    "glibc_threads": {"n": 5000},
+    "musl_churn": {"live": 2000, "cycles": 2000},
+    "android_app": {"threads": 500},
+    "android_device": {"processes": 10},
+    "jvm": {"java_threads": 2000, "native_threads": 40, "overflows": 200},
+    "large_alloc": {"blocks": 2000, "churn": 2000},
+    "region_guards": {"guards": 5000},
+    "gwp_asan": {"events": 20000},
+    "fiber_pool": {"fibers": 5000},
+    "wasm": {"memories": 16},
+}
+SMOKE_DIVISOR = 20                   # model sizes under --benchmark-disable
+SCALE_RUNS_SMOKE_DIVISOR = 50        # scale sizes under --benchmark-disable
+SCALE_RUNS = [("glibc_threads", "n", 100_000), ("android_device", "processes", 1000)]
+SCALE_LIMITS = {"seconds": 10.0, "rss_bytes": 4 << 30}
+
+
+@pytest.fixture
+def disabled(request):
+    opt = request.config.getoption
+    return bool(opt("benchmark_disable", False)) and not opt("benchmark_enable", False)
+
+
+def _shrink(params, disabled):
+    if not disabled:
+        return dict(params)
+    return {k: max(1, v // SMOKE_DIVISOR) if isinstance(v, int) and not isinstance(v, bool)
+            else v for k, v in params.items()}
+
+
+def _summary(result):
+    d = result.delta
+    return {"vmas": d.map_count, "vm_pte_bytes": d.vm_pte_kb * 1024,
+            "syscalls": result.syscalls["total"], "wall_time_s": result.wall_time,
+            "limit": result.limit.describe() if result.limit else None}
+
+
+def _live_available():
+    try:
+        from ptengine import live
+        return live.available()
+    except ImportError:
+        return False
+
+
+@pytest.mark.parametrize("strategy", [s.value for s in STRATEGIES])
+@pytest.mark.parametrize("name", list(MODEL_SIZES))
+def test_model(benchmark, disabled, name, strategy):
+    params = _shrink(MODEL_SIZES[name], disabled)
+    result = benchmark.pedantic(run, args=(name, strategy, params), rounds=3, iterations=1)
+    benchmark.extra_info.update(_summary(result))
+    if _live_available() and not disabled:
+        live = run(name, strategy, params, backend="live")
+        benchmark.extra_info["live_wall_time_s"] = live.wall_time
+        benchmark.extra_info["sim_over_live"] = result.wall_time / max(live.wall_time, 1e-9)
+    assert result.limit is None
+
+
+def _child(conn, name, strategy, params):
+    result = run(name, strategy, params)
+    info = _summary(result)
+    info["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    conn.send(info)
+    conn.close()
+
+
+def _in_child(name, strategy, params):
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, name, strategy, params))
+    proc.start()
+    child.close()
+    info = parent.recv()
+    proc.join()
+    assert proc.exitcode == 0
+    return info
+
+
+@pytest.mark.parametrize("strategy", [s.value for s in STRATEGIES])
+@pytest.mark.parametrize("name,scale,size", SCALE_RUNS)
+def test_scale(benchmark, disabled, name, scale, size, strategy):
+    params = {scale: size // (SCALE_RUNS_SMOKE_DIVISOR if disabled else 1)}
+    info = benchmark.pedantic(_in_child, args=(name, strategy, params), rounds=1, iterations=1)
+    benchmark.extra_info.update(info)
+    if name == "glibc_threads" and strategy == "prot_none" and not disabled:
+        # 2 VMAs per thread: the run stops with ENOMEM near 32K threads (max_map_count 65530).
+        assert info["limit"] and "ENOMEM" in info["limit"]
+    elif not disabled:
+        assert info["limit"] is None
+        assert info["wall_time_s"] < SCALE_LIMITS["seconds"]
+        assert info["peak_rss_bytes"] < SCALE_LIMITS["rss_bytes"]
+
