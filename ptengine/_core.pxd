@@ -11,9 +11,13 @@ describe: arch/x86/include/asm/pgtable_types.h (PTE bits), arch/x86/include/asm/
 (swap-entry layout), include/linux/swapops.h (PTE markers), mm/memory.c, mm/mremap.c,
 mm/pagewalk.c, mm/pt_reclaim.c, fs/proc/task_mmu.c.
 
-Everything here is nogil-safe C; the Python-facing validation lives in ``_core.pyx``.
-Return conventions of the nogil entry points: ``>= 0`` is a result, ``< 0`` is ``-errno``
-(only ``-ENOMEM`` today). They never raise.
+Everything declared here is C that runs without the GIL and never raises; the Python-facing
+validation lives in ``_core.pyx`` (its ``def`` methods check every argument, then call
+these). Return conventions of the nogil entry points: ``>= 0`` is a result, ``< 0`` is
+``-errno`` (only ``-ENOMEM`` today). Callers pass validated, page-aligned ranges inside user
+space. Nothing here locks: all PageTables over one Frames share its free list and counts,
+so a C caller that releases the GIL must serialise access per Frames itself (the Python
+methods simply keep the GIL).
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
@@ -204,6 +208,8 @@ cdef enum:
     FRAME_DIRTY = 8             # flags bit 3: the folio is dirty (PG_dirty)
     FRAME_LAZYFREE = 16         # flags bit 4: anon page after MADV_FREE (!PG_swapbacked)
     FRAME_ZERO_PFN = 1          # the zero page's fixed pfn (pfn 0 is never used)
+    FRAME_HUGE_ZERO_PFN = 512   # head of the huge zero page: pfns 512..1023, kind ZERO,
+                                # mapped only by whole huge PMDs (read faults in THP VMAs)
 
 cdef struct frame_store:
     int32_t *refcount           # per pfn: references (0 = free)
@@ -215,7 +221,7 @@ cdef struct frame_store:
     uint16_t *block_free        # free pfns per 512-aligned block (alloc_huge looks for 512)
     int64_t capacity            # pfns the arrays hold (a multiple of 512)
     int64_t free_head           # first free pfn, -1 if none
-    int64_t nr_used             # frames in use, the zero page excluded
+    int64_t nr_used             # frames in use, the zero pages excluded
     int64_t nr_data             # frames with a data page allocated
 
 # nogil frame primitives (used by the walkers; callers have validated the pfn)
@@ -224,6 +230,10 @@ cdef int64_t fs_alloc_huge(frame_store *fs, int kind) noexcept nogil  # head pfn
 cdef void fs_put(frame_store *fs, int64_t pfn) noexcept nogil       # drop one reference
 cdef void fs_map(frame_store *fs, int64_t pfn) noexcept nogil       # +1 ref, +1 mapcount
 cdef void fs_unmap(frame_store *fs, int64_t pfn) noexcept nogil     # -1 mapcount, -1 ref
+
+cdef inline bint pfn_is_zero(uint64_t pfn) noexcept nogil:
+    """The zero page or a frame of the huge zero page: no refcount, mapcount or RSS."""
+    return pfn == FRAME_ZERO_PFN or (pfn & ~(<uint64_t>PT_HPAGE_NR - 1)) == FRAME_HUGE_ZERO_PFN
 
 cdef class Frames:
     cdef frame_store fs
@@ -236,7 +246,8 @@ cdef struct pt_mm:
     uint64_t *pgd               # top-level table, always allocated, not counted
     frame_store *fs             # the frames every present entry refers to
     int64_t nr_pte_tables       # mm->pgtables_bytes / 4096, split by level: PTE tables
-                                # (including the table deposited with each anon THP)
+                                # (including the table deposited with each anon or huge
+                                # zero PMD, as pgtable_trans_huge_deposit() counts it)
     int64_t nr_pmd_tables       # PMD tables
     int64_t nr_pud_tables       # PUD tables
     int64_t rss[4]              # indexed by frame kind: [FRAME_ANON], [FRAME_FILE],

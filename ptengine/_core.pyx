@@ -99,8 +99,11 @@ def decode_swap_pte(raw):
 
 
 def make_marker(bits):
-    """The raw PTE marker carrying `bits` (PTE_MARKER_*)."""
-    return make_marker_pte(_u64(bits, "bits", PTE_MARKER_MASK))
+    """The raw PTE marker carrying `bits` (one or more PTE_MARKER_*)."""
+    cdef uint64_t m = _u64(bits, "bits", PTE_MARKER_MASK)
+    if m == 0:
+        raise ValueError("a marker needs at least one bit")
+    return make_marker_pte(m)
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,7 +285,7 @@ cdef int64_t fs_alloc_huge(frame_store *fs, int kind) noexcept nogil:
 
 
 cdef void fs_put(frame_store *fs, int64_t pfn) noexcept nogil:
-    if pfn == FRAME_ZERO_PFN:
+    if pfn_is_zero(pfn):
         return
     fs.refcount[pfn] -= 1
     if fs.refcount[pfn] == 0:
@@ -290,14 +293,14 @@ cdef void fs_put(frame_store *fs, int64_t pfn) noexcept nogil:
 
 
 cdef void fs_map(frame_store *fs, int64_t pfn) noexcept nogil:
-    if pfn == FRAME_ZERO_PFN:
+    if pfn_is_zero(pfn):
         return
     fs.refcount[pfn] += 1
     fs.mapcount[pfn] += 1
 
 
 cdef void fs_unmap(frame_store *fs, int64_t pfn) noexcept nogil:
-    if pfn == FRAME_ZERO_PFN:
+    if pfn_is_zero(pfn):
         return
     fs.mapcount[pfn] -= 1
     fs_put(fs, pfn)
@@ -309,17 +312,22 @@ cdef inline int _kind(frame_store *fs, uint64_t pfn) noexcept nogil:
 
 cdef class Frames:
     """Physical memory: per-pfn refcount, mapcount, kind/dirty flags and lazily allocated
-    4 KiB contents. pfn 0 is never used; FRAME_ZERO_PFN is the shared zero page."""
+    4 KiB contents. pfn 0 is never used; FRAME_ZERO_PFN is the shared zero page and the
+    512 frames from FRAME_HUGE_ZERO_PFN the huge zero page (both kind ZERO: never freed,
+    never counted, reading as zeros)."""
 
     def __cinit__(self):
+        cdef int64_t pfn
         memset(&self.fs, 0, sizeof(frame_store))
         self.fs.free_head = -1
         if _fs_grow(&self.fs, 1024) < 0:
             raise MemoryError()
         _fl_unlink(&self.fs, 0)
-        _fl_unlink(&self.fs, FRAME_ZERO_PFN)
-        self.fs.refcount[FRAME_ZERO_PFN] = 1
-        self.fs.flags[FRAME_ZERO_PFN] = FRAME_ZERO
+        for pfn in range(1, 1024):
+            if pfn_is_zero(pfn):
+                _fl_unlink(&self.fs, pfn)
+                self.fs.refcount[pfn] = 1
+                self.fs.flags[pfn] = FRAME_ZERO
 
     def __dealloc__(self):
         cdef int64_t pfn
@@ -339,13 +347,18 @@ cdef class Frames:
         cdef int64_t p = <int64_t>_u64(pfn, "pfn", PFN_LIMIT)
         if p <= 0 or p >= self.fs.capacity or self.fs.refcount[p] <= 0:
             raise ValueError(f"pfn {p:#x} is not a frame in use")
-        if p == FRAME_ZERO_PFN and not allow_zero:
+        if pfn_is_zero(p) and not allow_zero:
             raise ValueError("the zero page cannot be used here")
         return p
 
     @property
     def zero_pfn(self):
         return FRAME_ZERO_PFN
+
+    @property
+    def huge_zero_pfn(self):
+        """Head pfn of the huge zero page (map it with PageTables.map_huge_pmd)."""
+        return FRAME_HUGE_ZERO_PFN
 
     @property
     def nr_used(self):
@@ -376,13 +389,13 @@ cdef class Frames:
     def get(self, pfn):
         """Take a reference (a no-op on the zero page, whose count is not tracked)."""
         cdef int64_t p = self._pfn(pfn, True)
-        if p != FRAME_ZERO_PFN:
+        if not pfn_is_zero(p):
             self.fs.refcount[p] += 1
 
     def put(self, pfn):
         """Drop a reference; the frame (and its contents) is freed at 0."""
         cdef int64_t p = self._pfn(pfn, True)
-        if p != FRAME_ZERO_PFN and self.fs.refcount[p] == 1 and self.fs.mapcount[p] > 0:
+        if not pfn_is_zero(p) and self.fs.refcount[p] == 1 and self.fs.mapcount[p] > 0:
             raise ValueError(f"pfn {p:#x} is still mapped {self.fs.mapcount[p]} times")
         fs_put(&self.fs, p)
 
@@ -425,11 +438,11 @@ cdef class Frames:
     def clear_lazyfree(self, pfn):
         self.fs.flags[self._pfn(pfn, False)] &= ~FRAME_LAZYFREE
 
-    def read(self, pfn, offset=0, n=4096):
-        """n bytes of the frame's contents from offset (within the page)."""
+    def read(self, pfn, offset=0, n=None):
+        """n bytes (default: to the end of the page) of the contents from offset."""
         cdef int64_t p = self._pfn(pfn, True)
         cdef uint64_t off = _u64(offset, "offset", PAGE_SIZE_)
-        cdef uint64_t cnt = _u64(n, "n", PAGE_SIZE_ - off)
+        cdef uint64_t cnt = PAGE_SIZE_ - off if n is None else _u64(n, "n", PAGE_SIZE_ - off)
         if self.fs.data[p] == NULL:
             return bytes(cnt)
         return PyBytes_FromStringAndSize(<char *>self.fs.data[p] + off, cnt)
@@ -498,7 +511,7 @@ cdef class Frames:
                 (<PageTables>t)._tally(maps)
             pfn = fs.free_head
             while pfn >= 0:
-                if pfn >= fs.capacity or fs.refcount[pfn] != 0 or pfn in (0, FRAME_ZERO_PFN):
+                if pfn >= fs.capacity or fs.refcount[pfn] != 0 or pfn == 0 or pfn_is_zero(pfn):
                     raise InvariantError(f"free list holds pfn {pfn:#x}")
                 nfree += 1
                 per_block[pfn >> 9] += 1
@@ -509,7 +522,12 @@ cdef class Frames:
                 if per_block[b] != fs.block_free[b]:
                     raise InvariantError(f"block {b}: {fs.block_free[b]} free recorded, "
                                          f"{per_block[b]} on the free list")
-            for pfn in range(2, fs.capacity):
+            for pfn in range(1, fs.capacity):
+                if pfn_is_zero(pfn):
+                    if fs.refcount[pfn] != 1 or fs.mapcount[pfn] or fs.data[pfn] != NULL \
+                            or _kind(fs, pfn) != FRAME_ZERO:
+                        raise InvariantError(f"zero pfn {pfn:#x} has state")
+                    continue
                 if fs.data[pfn] != NULL:
                     data += 1
                 if fs.refcount[pfn] == 0:
@@ -528,8 +546,9 @@ cdef class Frames:
             if used != fs.nr_used or data != fs.nr_data:
                 raise InvariantError(f"nr_used {fs.nr_used} (found {used}), nr_data "
                                      f"{fs.nr_data} (found {data})")
-            if nfree + used + 2 != fs.capacity:
-                raise InvariantError(f"{nfree} free + {used} used + 2 != {fs.capacity}")
+            if nfree + used + 2 + PT_HPAGE_NR != fs.capacity:
+                raise InvariantError(f"{nfree} free + {used} used + {2 + PT_HPAGE_NR} "
+                                     f"reserved != {fs.capacity}")
         finally:
             free(maps)
             free(per_block)
@@ -601,7 +620,7 @@ cdef uint64_t *_pte_entry(pt_mm *mm, uint64_t addr, bint alloc) noexcept nogil:
 cdef inline void _map_frames(pt_mm *mm, uint64_t pfn, int64_t nr) noexcept nogil:
     """A new mapping of nr frames from pfn: ref + mapcount each, RSS by kind."""
     cdef int64_t i
-    if pfn == FRAME_ZERO_PFN:
+    if pfn_is_zero(pfn):
         return
     for i in range(nr):
         fs_map(mm.fs, pfn + i)
@@ -613,7 +632,7 @@ cdef inline void _unmap_frames(pt_mm *mm, uint64_t pfn, int64_t nr,
     """Drop a mapping of nr frames; a dirty PTE of a page-cache page dirties the page."""
     cdef int64_t i
     cdef int kind
-    if pfn == FRAME_ZERO_PFN:
+    if pfn_is_zero(pfn):
         return
     kind = _kind(mm.fs, pfn)
     mm.rss[kind] -= nr
@@ -623,23 +642,30 @@ cdef inline void _unmap_frames(pt_mm *mm, uint64_t pfn, int64_t nr,
         fs_unmap(mm.fs, pfn + i)
 
 
+cdef inline bint _has_deposit(frame_store *fs, uint64_t head) noexcept nogil:
+    """An anon THP or the huge zero page comes with a deposited PTE table (counted in
+    nr_pte_tables); file and shmem THPs do not on x86-64."""
+    return _kind(fs, head) == FRAME_ANON or pfn_is_zero(head)
+
+
 cdef void _zap_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
-    """zap_huge_pmd(): unmap the whole THP; an anon THP's deposited table goes with it."""
+    """zap_huge_pmd(): unmap the whole THP; its deposited table goes with it."""
     cdef uint64_t v = pmd[0], head = pte_pfn(v)
     pmd[0] = 0
-    if _kind(mm.fs, head) == FRAME_ANON:
+    if _has_deposit(mm.fs, head):
         mm.nr_pte_tables -= 1
     _unmap_frames(mm, head, PT_HPAGE_NR, (v & PTE_DIRTY) != 0)
 
 
 cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
-    """__split_huge_pmd_locked(): an anon THP becomes 512 PTEs of the same frames in the
-    table deposited when it was mapped (already counted in nr_pte_tables); a file or
-    shmem THP is simply unmapped, its pages refault from the page cache."""
-    cdef uint64_t v = pmd[0], head = pte_pfn(v), flags
+    """__split_huge_pmd_locked(): an anon THP becomes 512 PTEs of the same frames, and the
+    huge zero page 512 read-only PTEs of the 4 KiB zero page, in the table deposited when
+    the PMD was mapped (already counted in nr_pte_tables); a file or shmem THP is simply
+    unmapped, its pages refault from the page cache."""
+    cdef uint64_t v = pmd[0], head = pte_pfn(v), flags, step = 1
     cdef uint64_t *t
     cdef int64_t i
-    if _kind(mm.fs, head) != FRAME_ANON:
+    if not _has_deposit(mm.fs, head):
         pmd[0] = 0
         _unmap_frames(mm, head, PT_HPAGE_NR, (v & PTE_DIRTY) != 0)
         return 0
@@ -647,8 +673,11 @@ cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
     if t == NULL:
         return -ENOMEM
     flags = v & ~(PTE_PFN_MASK | PTE_PSE)
+    if pfn_is_zero(head):
+        head, step = FRAME_ZERO_PFN, 0
+        flags = (flags & ~(PTE_RW | PTE_DIRTY)) | PTE_SPECIAL
     for i in range(PT_HPAGE_NR):
-        t[i] = ((head + i) << PT_PAGE_SHIFT) | flags
+        t[i] = ((head + i * step) << PT_PAGE_SHIFT) | flags
     pmd[0] = <uint64_t>t | PTE_TABLE
     return 0
 
@@ -733,20 +762,20 @@ cdef int _stop_here(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noex
 # vectorization applies.
 # ---------------------------------------------------------------------------------------
 cdef inline uint64_t _scan_n(const uint64_t *p, Py_ssize_t n, int64_t *guards) noexcept nogil:
-    # e is none or exactly GUARD_PTE  <=>  e has no bit outside GUARD_PTE, and all of
-    # GUARD_PTE's bits are equal in e. GUARD_PTE's bits are 9, 10 and 12..63, so the second
-    # part compares each with the next one up: 9/10 and 12/13 .. 62/63 (one apart), 10/12
-    # (two apart). When that holds, bit 63 tells a guard from a none entry.
-    cdef uint64_t acc = 0, top = 0, e
-    cdef uint64_t one_apart = GUARD_PTE & (GUARD_PTE >> 1)
-    cdef uint64_t two_apart = GUARD_PTE & (GUARD_PTE >> 2) & ~(GUARD_PTE >> 1)
+    # With hi/lo the 32-bit halves of e: e is none or exactly GUARD_PTE (whose hi is all
+    # ones) <=> hi is 0 or 0xFFFFFFFF, i.e. hi + (hi >> 31) == 0 mod 2**32, and lo equals
+    # hi & GUARD_PTE's lo. Only the low 32 bits of each term matter, so the mask is
+    # applied once, to the accumulated result. When that holds, bit 63 tells a guard from
+    # a none entry.
+    cdef uint64_t acc = 0, top = 0, e, low = <uint64_t>0xFFFFFFFF
+    cdef uint64_t guard_lo = GUARD_PTE & low
     cdef Py_ssize_t i
     for i in range(n):
         e = p[i]
-        acc |= (e & ~GUARD_PTE) | ((e ^ (e >> 1)) & one_apart) | ((e ^ (e >> 2)) & two_apart)
+        acc |= (e ^ ((e >> 32) & guard_lo)) | ((e >> 32) + (e >> 63))
         top += e >> 63
     guards[0] = <int64_t>top
-    return acc
+    return acc & low
 
 
 cdef inline uint64_t _scan(const uint64_t *p, Py_ssize_t n, int64_t *guards) noexcept nogil:
@@ -803,13 +832,14 @@ cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
                            uint64_t *stop) noexcept nogil:
     cdef pt_walk_ops ops
     cdef pt_walk w
+    cdef int r
     ops.pte_range = _install_ptes
     ops.huge_pmd = _stop_here
     ops.hole = NULL
     ops.alloc = True
     _walk_init(&w, mm, &ops, start)
     w.stop = end
-    cdef int r = pt_walk_range(&w, start, end)
+    r = pt_walk_range(&w, start, end)
     stop[0] = w.stop
     return r if r < 0 else 0
 
@@ -857,8 +887,7 @@ cdef inline int _zap_one(pt_mm *mm, uint64_t *p, uint64_t e, int flags) noexcept
     cdef uint64_t pfn, m
     if pte_present(e):
         pfn = pte_pfn(e)
-        if pfn != FRAME_ZERO_PFN and (flags & ZAP_KEEP_COWS) and \
-                _kind(mm.fs, pfn) == FRAME_ANON:
+        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pfn) == FRAME_ANON:
             return 0
         _unmap_frames(mm, pfn, 1, (e & PTE_DIRTY) != 0)
         # A file VMA registered for uffd-wp keeps the protection as a marker.
@@ -890,17 +919,20 @@ cdef int _zap_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexc
     cdef uint64_t e
     cdef int flags = <int>w.arg
     cdef int64_t guards
+    cdef bint emptied
     if _scan(pte, n, &guards):
         for i in range(n):
             e = pte[i]
             if e != 0:
                 w.count += _zap_one(w.mm, pte + i, e, flags)
-    elif flags & ZAP_DROP_MARKERS:      # only none and guard entries: all go
-        w.count += guards
-        _fill(pte, n, 0)
+        emptied = not _or_table(entry_table(pmd[0]))
+    else:                               # only none and guard entries
+        if flags & ZAP_DROP_MARKERS:
+            w.count += guards
+            _fill(pte, n, 0)
+        emptied = guards == 0 or (flags & ZAP_DROP_MARKERS)
     # PT_RECLAIM: a table whose whole span was zapped and is now empty goes.
-    if (flags & ZAP_RECLAIM_PT) and end - addr == PMD_SIZE_ and \
-            not _or_table(entry_table(pmd[0])):
+    if (flags & ZAP_RECLAIM_PT) and end - addr == PMD_SIZE_ and emptied:
         _free_table(w.mm, pmd, PT_PMD_SHIFT)
     return WALK_NEXT
 
@@ -1106,7 +1138,7 @@ cdef int64_t _copy_ptes(pt_mm *src, pt_mm *dst, uint64_t *spte, uint64_t *dpte,
 cdef int64_t _copy_huge(pt_mm *src, pt_mm *dst, uint64_t *spmd, uint64_t *dpmd,
                         int flags) noexcept nogil:
     cdef uint64_t v = spmd[0], head = pte_pfn(v)
-    if _kind(src.fs, head) != FRAME_ANON:
+    if not _has_deposit(src.fs, head):
         return 0        # copy_huge_pmd() leaves file/shmem THPs to refault in the child
     if dpmd[0] != 0:    # an empty PTE table left in the child (checked by the caller)
         _free_table(dst, dpmd, PT_PMD_SHIFT)
@@ -1440,15 +1472,29 @@ cdef struct pm_out:
 
 
 cdef inline uint64_t _pm_present(frame_store *fs, uint64_t pfn) noexcept nogil:
-    """PM bits that depend on the page: FILE unless anon, EXCLUSIVE if mapped once."""
+    """PM bits of a PTE-mapped page: FILE unless anon, EXCLUSIVE if mapped once; none for
+    the zero page (vm_normal_page() has no page for it)."""
     cdef uint64_t f = 0
-    if pfn == FRAME_ZERO_PFN or pfn >= <uint64_t>fs.capacity:
+    if pfn_is_zero(pfn) or pfn >= <uint64_t>fs.capacity:
         return 0
     if _kind(fs, pfn) != FRAME_ANON:
         f |= PM_FILE_
     if fs.mapcount[pfn] == 1:
         f |= PM_MMAP_EXCLUSIVE_
     return f
+
+
+cdef inline uint64_t _pm_folio(frame_store *fs, uint64_t head) noexcept nogil:
+    """PM bits of a PMD-mapped folio, the same for every subpage: FILE unless anon (the
+    huge zero folio included: pagemap takes pmd_page(), not vm_normal_page()); EXCLUSIVE
+    per folio, i.e. only if no subpage is mapped anywhere else."""
+    cdef uint64_t i
+    if pfn_is_zero(head):
+        return PM_FILE_
+    for i in range(head, head + PT_HPAGE_NR):
+        if fs.mapcount[i] != 1:
+            return PM_FILE_ if _kind(fs, head) != FRAME_ANON else 0
+    return PM_MMAP_EXCLUSIVE_ | (PM_FILE_ if _kind(fs, head) != FRAME_ANON else 0)
 
 
 cdef inline uint64_t _pm_entry(frame_store *fs, uint64_t e) noexcept nogil:
@@ -1493,13 +1539,13 @@ cdef int _pm_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexce
     cdef uint64_t v = pmd[0], pfn = pte_pfn(v) + pt_index(addr, PT_PAGE_SHIFT), f
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t *out = o.out + o.stride * <Py_ssize_t>((addr - w.start) >> PT_PAGE_SHIFT)
-    f = PM_PRESENT_ | o.base_flags
+    f = PM_PRESENT_ | o.base_flags | _pm_folio(w.mm.fs, pte_pfn(v))
     if v & PTE_SOFT_DIRTY:
         f |= PM_SOFT_DIRTY_
     if v & PTE_UFFD_WP:
         f |= PM_UFFD_WP_
     for i in range(n):
-        out[i * o.stride] = f | (pfn + i) | _pm_present(w.mm.fs, pfn + i)
+        out[i * o.stride] = f | (pfn + i)
     return WALK_NEXT
 
 
@@ -1609,7 +1655,7 @@ cdef int _smaps_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
         e = pte[i]
         if pte_present(e):
             pfn = pte_pfn(e)
-            if pfn != FRAME_ZERO_PFN:
+            if not pfn_is_zero(pfn):
                 _smaps_account(a, w.mm.fs, pfn, 1, (e & PTE_ACCESSED) != 0,
                                (e & PTE_DIRTY) != 0)
         elif e != 0 and swp_type(e) != SWP_TYPE_PTE_MARKER:
@@ -1621,6 +1667,8 @@ cdef int _smaps_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     cdef smaps_acc *a = <smaps_acc *>w.priv
     cdef uint64_t v = pmd[0], head = pte_pfn(v)
     cdef int kind = _kind(w.mm.fs, head)
+    if pfn_is_zero(head):
+        return WALK_NEXT        # vm_normal_page_pmd() has no page for the huge zero PMD
     if kind == FRAME_ANON:
         a.anon_huge += PMD_SIZE_
     elif kind == FRAME_SHMEM:
@@ -1725,7 +1773,10 @@ cdef class PageTables:
     """The page tables of one address space over a shared Frames.
 
     Every method takes page-aligned user addresses (half-open ranges [start, end) with
-    start <= end <= 1 << 47) and raises ValueError/TypeError on anything else."""
+    start <= end <= 1 << 47) and raises ValueError/TypeError on anything else. The methods
+    keep the GIL while they walk: the Frames (free list, counts) is shared by every
+    PageTables of a System, so the GIL is what serialises them. C callers of the nogil
+    entry points must serialise access per Frames themselves."""
 
     def __cinit__(self, Frames frames not None):
         memset(&self.mm, 0, sizeof(pt_mm))
@@ -1859,15 +1910,19 @@ cdef class PageTables:
         cdef uint64_t a = _one_page(addr)
         cdef int64_t p = self.frames._pfn(pfn, True)
         cdef uint64_t f = _leaf_flags(pte_flags)
-        cdef uint64_t *pte = self._none_pte(a)
+        cdef uint64_t *pte
+        if pfn_is_zero(p) and p != FRAME_ZERO_PFN:
+            raise ValueError("the huge zero page is mapped only by huge PMDs")
+        pte = self._none_pte(a)
         pte[0] = (<uint64_t>p << PT_PAGE_SHIFT) | f
         _map_frames(&self.mm, p, 1)
 
     def map_huge_pmd(self, addr, head_pfn, pte_flags):
-        """Map the 512 frames from head_pfn with one huge PMD at the 2 MiB-aligned addr
-        (the PMD must be none: no PTE table). An anon THP deposits a PTE table."""
+        """Map the 512 frames from head_pfn (or Frames.huge_zero_pfn) with one huge PMD at
+        the 2 MiB-aligned addr (the PMD must be none: no PTE table). An anon THP and the
+        huge zero page deposit a PTE table, counted in nr_pte_tables."""
         cdef uint64_t a = _one_page(addr)
-        cdef int64_t head = self.frames._pfn(head_pfn, False), i
+        cdef int64_t head = self.frames._pfn(head_pfn, True), i
         cdef uint64_t f = _leaf_flags(pte_flags)
         cdef uint64_t *pmd
         if a & (PMD_SIZE_ - 1):
@@ -1875,7 +1930,8 @@ cdef class PageTables:
         if head & (PT_HPAGE_NR - 1) or head + PT_HPAGE_NR > self.frames.fs.capacity:
             raise ValueError(f"pfn {head:#x} is not 512-aligned")
         for i in range(head, head + PT_HPAGE_NR):
-            self.frames._pfn(i, False)
+            if not pfn_is_zero(head):
+                self.frames._pfn(i, False)
             if _kind(&self.frames.fs, i) != _kind(&self.frames.fs, head):
                 raise ValueError(f"pfn {i:#x} is of another kind than the head")
         pmd = pt_pmd_entry(&self.mm, a, True)
@@ -1885,7 +1941,7 @@ cdef class PageTables:
             raise ValueError(f"PMD at {a:#x} is not none ({pmd[0]:#x})")
         pmd[0] = (<uint64_t>head << PT_PAGE_SHIFT) | f | PTE_PSE
         _map_frames(&self.mm, head, PT_HPAGE_NR)
-        if _kind(&self.frames.fs, head) == FRAME_ANON:
+        if _has_deposit(&self.frames.fs, head):
             self.mm.nr_pte_tables += 1      # pgtable_trans_huge_deposit()
 
     def split_huge_pmd(self, addr):
@@ -1905,8 +1961,7 @@ cdef class PageTables:
         cdef uint64_t s, e, stop
         cdef int r
         _user_range(start, end, &s, &e)
-        with nogil:
-            r = pt_install_guards(&self.mm, s, e, &stop)
+        r = pt_install_guards(&self.mm, s, e, &stop)
         _check_err(r)
         return stop
 
@@ -1916,8 +1971,7 @@ cdef class PageTables:
         cdef uint64_t s, e
         cdef int64_t r
         _user_range(start, end, &s, &e)
-        with nogil:
-            r = pt_remove_guards(&self.mm, s, e)
+        r = pt_remove_guards(&self.mm, s, e)
         return r
 
     def zap(self, start, end, flags=0):
@@ -1929,8 +1983,7 @@ cdef class PageTables:
         _user_range(start, end, &s, &e)
         if f & ~ZAP_ALL_FLAGS:
             raise ValueError(f"unknown zap flags {f:#x}")
-        with nogil:
-            r = pt_zap(&self.mm, s, e, f)
+        r = pt_zap(&self.mm, s, e, f)
         _check_err(r)
         return r
 
@@ -1975,8 +2028,7 @@ cdef class PageTables:
             raise ValueError("copy_range needs another PageTables over the same Frames")
         self._partial_huge(s, e)
         dst._require_none(s, e)
-        with nogil:
-            r = pt_copy_range(&self.mm, &dst.mm, s, e, f)
+        r = pt_copy_range(&self.mm, &dst.mm, s, e, f)
         _check_err(r)
         return r
 
@@ -1993,8 +2045,7 @@ cdef class PageTables:
         if ln and o < n + ln and n < o + ln:
             raise ValueError("move_range source and destination overlap")
         self._require_none(n, n + ln)
-        with nogil:
-            r = pt_move_range(&self.mm, o, n, ln)
+        r = pt_move_range(&self.mm, o, n, ln)
         _check_err(r)
         return r
 
@@ -2011,8 +2062,7 @@ cdef class PageTables:
         _user_range(start, end, &s, &e)
         if not f & PTE_PRESENT:
             raise ValueError("fault_anon needs present pte_flags")
-        with nogil:
-            r = pt_fault_anon(&self.mm, s, e, write, f, touch, &stop)
+        r = pt_fault_anon(&self.mm, s, e, write, f, touch, &stop)
         _check_err(r)
         return stop
 
@@ -2029,8 +2079,7 @@ cdef class PageTables:
             raise ValueError(f"mask {m:#x} covers pfn or PSE bits")
         if m & pp and ((m & pp) != pp or not nf & pp):
             raise ValueError("mask must set P/PROTNONE together, leaving one of them set")
-        with nogil:
-            r = pt_change_prot(&self.mm, s, e, nf, m)
+        r = pt_change_prot(&self.mm, s, e, nf, m)
         _check_err(r)
         return r
 
@@ -2044,9 +2093,8 @@ cdef class PageTables:
                              f"{(e - s) >> PT_PAGE_SHIFT} pages")
         if s == e:
             return
-        with nogil:
-            pt_pagemap(&self.mm, s, e, &out[0], out.strides[0] // sizeof(uint64_t),
-                       vma_softdirty)
+        pt_pagemap(&self.mm, s, e, &out[0], out.strides[0] // sizeof(uint64_t),
+                   vma_softdirty)
 
     def smaps_stats(self, start, end):
         """The page-table half of one /proc/pid/smaps block (bytes; *_x4096 are bytes
@@ -2063,8 +2111,7 @@ cdef class PageTables:
         ops.alloc = False
         _walk_init(&w, &self.mm, &ops, s)
         w.priv = &a
-        with nogil:
-            pt_walk_range(&w, s, e)
+        pt_walk_range(&w, s, e)
         return {
             "rss": a.rss, "pss_x4096": a.pss, "pss_anon_x4096": a.pss_anon,
             "pss_file_x4096": a.pss_file, "pss_shmem_x4096": a.pss_shmem,
@@ -2093,8 +2140,7 @@ cdef class PageTables:
         ops.alloc = False
         _walk_init(&w, &self.mm, &ops, s)
         w.priv = &c
-        with nogil:
-            pt_walk_range(&w, s, e)
+        pt_walk_range(&w, s, e)
         return {"none": c.none, "present": c.present, "protnone": c.protnone,
                 "zero_page": c.zero_page, "guard": c.guard, "poison": c.poison,
                 "uffd_wp": c.uffd_wp, "swap": c.swap, "huge_pmd": c.huge_pmd,
@@ -2118,8 +2164,7 @@ cdef class PageTables:
         _walk_init(&w, &self.mm, &ops, s)
         w.priv = &l
         try:
-            with nogil:
-                r = pt_walk_range(&w, s, e)
+            r = pt_walk_range(&w, s, e)
             _check_err(r)
             return {l.items[i]: l.items[i + 1] for i in range(0, l.n, 2)}
         finally:
@@ -2166,6 +2211,9 @@ cdef class PageTables:
                         pfn = pte_pfn(x)
                         if pfn & (PT_HPAGE_NR - 1) or pfn + PT_HPAGE_NR > <uint64_t>fs.capacity:
                             raise InvariantError(f"huge PMD at {addr:#x}: pfn {pfn:#x}")
+                        if pfn_is_zero(pfn):
+                            npt += 1
+                            continue
                         for i in range(PT_HPAGE_NR):
                             if fs.refcount[pfn + i] <= 0 or \
                                     _kind(fs, pfn + i) != _kind(fs, pfn):
@@ -2197,6 +2245,8 @@ cdef class PageTables:
                             raise InvariantError(f"PSE in a PTE at {addr:#x}+{t}")
                         if pfn == FRAME_ZERO_PFN:
                             continue
+                        if pfn_is_zero(pfn):
+                            raise InvariantError(f"PTE at {addr:#x}+{t} maps the huge zero page")
                         if pfn >= <uint64_t>fs.capacity or fs.refcount[pfn] <= 0:
                             raise InvariantError(f"PTE at {addr + (t << 12):#x} maps free "
                                                  f"pfn {pfn:#x}")

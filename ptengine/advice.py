@@ -423,9 +423,11 @@ class AdviceSyscalls:
 
     # --- poison (UFFDIO_POISON) ----------------------------------------------------------
     def install_poison(self, addr, length):
-        """Install poison markers as UFFDIO_POISON does: the range must lie in one
-        anonymous or shmem VMA (ENOENT otherwise); an entry that is not none gives EEXIST,
-        with the pages before it already poisoned."""
+        """Install poison markers as UFFDIO_POISON does (mm/userfaultfd.c:mfill_atomic()):
+        the range must lie in one anonymous or shmem VMA (ENOENT otherwise); a private
+        VMA gets an anon_vma. Page by page, a file offset past EOF stops with EFAULT and
+        an entry that is not none with EEXIST; when some pages were poisoned before the
+        stop, the ioctl reports the short count as EAGAIN instead."""
         from .mm import page_range
         self._alive()
         start, end = page_range(addr, length)
@@ -436,10 +438,18 @@ class AdviceSyscalls:
             raise_errno(errno.ENOENT)
         if vma.file is not None and not vma.file.inode.is_shmem:
             raise_errno(errno.EINVAL)
+        if not vma.flags & VM_SHARED:
+            self.anon_vma_prepare(vma)
         for page in range(start, end, PAGE_SIZE):
-            if self.pt.lookup(page)[0] != _core.ENTRY_NONE:
-                raise_errno(errno.EEXIST)
-            self.pt.set_marker(page, _core.PTE_MARKER_POISONED)
+            self._fault_tables(page, pte_table=True)     # mm_alloc_pmd(), __pte_alloc()
+            if vma.file is not None and vma.pgoff_at(page) >= vma.file.inode.nr_pages:
+                err = errno.EFAULT                  # mfill_file_over_size()
+            elif self.pt.lookup(page)[0] != _core.ENTRY_NONE:
+                err = errno.EEXIST
+            else:
+                self.pt.set_marker(page, _core.PTE_MARKER_POISONED)
+                continue
+            raise_errno(errno.EAGAIN if page > start else err)
 
 
 _HANDLERS = {

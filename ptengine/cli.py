@@ -162,10 +162,52 @@ def cmd_compare(args):
     return 0
 
 
+# --- verify ----------------------------------------------------------------------------
+def add_verify_arguments(p):
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sequences")
+    p.add_argument("--sequences", type=int, default=200, help="how many sequences")
+    p.add_argument("--steps", type=int, default=30, help="operations per sequence")
+    p.add_argument("--keep-going", action="store_true",
+                   help="go on after a divergence (default: stop at the first)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_verify(args):
+    """Differential fuzzing against the host kernel; exit 1 on any divergence."""
+    from . import live, verify
+    if not live.available():
+        print("ptengine verify: the host kernel has no guard regions (MADV_GUARD_INSTALL); "
+              "nothing to compare against", file=sys.stderr)
+        return 2
+    summary = verify.verify(seed=args.seed, sequences=args.sequences, steps=args.steps,
+                            progress=not args.no_progress, stop_at_first=not args.keep_going)
+    print(f"{summary.sequences} sequences, {summary.steps} steps, "
+          f"{len(summary.divergences)} divergences (seed {args.seed})")
+    for k, d in summary.divergences:
+        print(f"\n--- sequence {k}: {d}\n")
+        print(d.as_test(f"test_divergence_seed{args.seed}_seq{k}"))
+    return 1 if summary.divergences else 0
+
+
+# --- bench -----------------------------------------------------------------------------
+def add_bench_arguments(p):
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="--check | --update | --compare (see ptengine.regress)")
+
+
+def cmd_bench(args):
+    from .regress import bench_main
+    return bench_main(args.rest)
+
+
 # --- dispatch --------------------------------------------------------------------------
 COMMANDS = {
     "compare": Command("run workload models under each guard strategy and compare costs",
                        add_compare_arguments, cmd_compare),
+    "verify": Command("fuzz the simulator against the host kernel, step by step",
+                      add_verify_arguments, cmd_verify),
+    "bench": Command("check deterministic figures against the baseline, or timing ratios "
+                     "against the last saved run", add_bench_arguments, cmd_bench),
 }
 
 

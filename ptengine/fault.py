@@ -234,14 +234,41 @@ class FaultHandling:
             else:
                 return SIGBUS_ADRERR
         if kind == _core.ENTRY_NONE:
-            if vma.flags & VM_UFFD_MISSING:
-                return SIGBUS_ADRERR    # UFFD_FEATURE_SIGBUS: no handler to wait for
+            if vma.flags & VM_UFFD_MISSING and self._uffd_missing(vma, page):
+                # handle_userfault() with UFFD_FEATURE_SIGBUS (no handler to wait for).
+                # do_anonymous_page() has allocated the PTE table by then; a file read
+                # fault has done its fault-around first.
+                self._fault_tables(page, pte_table=vma.is_anonymous)
+                if not vma.is_anonymous and not write:
+                    self._fault_around(vma, page)
+                return SIGBUS_ADRERR
             return self._fault_none(vma, page, write)
         if kind == _core.ENTRY_PRESENT:
             if write and not raw & _core.PTE_RW:
                 return self._wp_fault(vma, page, val)
             return OK
         return SIGBUS_ADRERR
+
+    def _fault_tables(self, page, pte_table):
+        """__handle_mm_fault() allocates the PUD and PMD tables of the address before the
+        fault is handled, so they stay even when it fails (SIGBUS beyond EOF, a
+        userfault): VmPTE counts them. pte_table: the PTE table too."""
+        pt = self.pt
+        if pt.get_pmd(page) != 0:
+            return
+        # The core allocates tables only with an entry: write a marker, drop it, and
+        # (unless wanted) free the PTE table it needed, within this PMD only.
+        pt.set_marker(page, _core.PTE_MARKER_GUARD)
+        pt.zap(page, page + PAGE_SIZE, _core.ZAP_DROP_MARKERS)
+        if not pte_table:
+            pmd = page & ~(PMD_SIZE - 1)
+            pt.free_pgtables(pmd, pmd + PMD_SIZE, pmd, pmd + PMD_SIZE)
+
+    @staticmethod
+    def _uffd_missing(vma, page):
+        """Is this a userfaultfd MISSING fault? Anonymous memory: always (do_anonymous_page());
+        shmem: only when the page cache has no page there (shmem_get_folio_gfp())."""
+        return vma.is_anonymous or vma.file.inode.find_page(vma.pgoff_at(page)) is None
 
     def _fault_none(self, vma, page, write):
         if vma.is_anonymous:
@@ -256,6 +283,12 @@ class FaultHandling:
         inode = vma.file.inode
         index = vma.pgoff_at(page)
         if index >= inode.nr_pages:
+            # Beyond EOF: SIGBUS, after the upper tables were allocated. A shmem read
+            # fault has done its fault-around first (measured; a regular file maps
+            # nothing).
+            self._fault_tables(page, pte_table=False)
+            if inode.is_shmem and not write:
+                self._fault_around(vma, page)
             return SIGBUS_ADRERR
         if not write:
             return self._read_fault(vma, page, index)
@@ -297,6 +330,14 @@ class FaultHandling:
                 self._read_around(vma, inode, index)
         else:
             self.minflt += 1
+        self._fault_around(vma, page, fault_page=True)
+        return OK
+
+    def _fault_around(self, vma, page, fault_page=False):
+        """do_fault_around() + filemap_map_pages(): map the cached pages of the 64 KiB
+        window into none entries (never over a marker); with fault_page, the faulting
+        page itself too (reading it into the cache)."""
+        inode = vma.file.inode
         flags = pte_flags_for(vma.flags, False)
         if inode.is_shmem and vma.flags & VM_SHARED and vma.flags & VM_WRITE:
             flags |= _core.PTE_RW   # shmem needs no write-notify
@@ -307,13 +348,13 @@ class FaultHandling:
         hi = min(vma.end, lo + window, (page & ~(PMD_SIZE - 1)) + PMD_SIZE)
         for addr in range(lo, hi, PAGE_SIZE):
             i = vma.pgoff_at(addr)
-            if addr != page and (i >= inode.nr_pages or inode.find_page(i) is None):
+            here = fault_page and addr == page
+            if not here and (i >= inode.nr_pages or inode.find_page(i) is None):
                 continue
             if self.pt.lookup(addr)[0] != _core.ENTRY_NONE:
                 continue
-            pfn = inode.get_page(i) if addr == page else inode.find_page(i)
+            pfn = inode.get_page(i) if here else inode.find_page(i)
             self.pt.map_page(addr, pfn, flags)
-        return OK
 
     def _read_around(self, vma, inode, index):
         """A regular file's first fault reads a window around the page into the cache

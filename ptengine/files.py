@@ -330,8 +330,10 @@ class System:
                     yield mm, vma
 
     def has_shared_writable_mapping(self, inode):
-        from .constants import VM_SHARED, VM_WRITE
-        return any(v.flags & VM_SHARED and v.flags & VM_WRITE
+        """mapping_writably_mapped(): i_mmap_writable counts every VM_SHARED|VM_MAYWRITE
+        mapping, PROT_READ ones included (they could be made writable)."""
+        from .constants import VM_MAYWRITE, VM_SHARED
+        return any(v.flags & VM_SHARED and v.flags & VM_MAYWRITE
                    for _, v in self.mappings_of(inode))
 
     def unmap_mapping_range(self, inode, first, last, even_cows):

@@ -10,8 +10,8 @@ from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREP
                         TASK_SIZE, VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE,
                         VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
                         VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE,
-                        VM_NORESERVE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_SPECIAL,
-                        VM_WIPEONFORK, VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED)
+                        VM_NORESERVE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
+                        VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED)
 from .errors import raise_errno
 
 # Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).
@@ -44,19 +44,28 @@ def page_align(n):
     return (n + PAGE_SIZE - 1) & PAGE_MASK
 
 
+# MAX_LFS_FILESIZE: the largest offset a regular file (ext4, shmem) can be mapped at.
+MAX_LFS_FILESIZE = (1 << 63) - 1
+
+
+def file_mmap_ok(pgoff, length):
+    """mm/mmap.c:file_mmap_ok(): the mapping must end below MAX_LFS_FILESIZE (EOVERFLOW)."""
+    return length <= MAX_LFS_FILESIZE and pgoff <= (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT
+
+
 class MappingSyscalls:
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
         from .files import File
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        addr = as_int(addr or 0, "addr")
-        length, prot, flags = as_int(length, "length"), as_int(prot, "prot"), as_int(flags, "flags")
-        offset = as_int(offset, "offset")
+        addr = as_ulong(addr or 0, "addr")
+        length, prot = as_ulong(length, "length"), as_ulong(prot, "prot")
+        flags, offset = as_ulong(flags, "flags"), as_ulong(offset, "offset")
         if fd is not None and not isinstance(fd, File):
             raise TypeError("fd must be a file object from this System or None")
-        if offset & ~PAGE_MASK or offset < 0 or addr < 0:
+        if offset & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
         anonymous = bool(flags & MAP_ANONYMOUS)
         file = None if anonymous else fd
@@ -94,6 +103,8 @@ class MappingSyscalls:
         if flags & MAP_FIXED_NOREPLACE and not self.vma_tree.range_is_free(start, start + length):
             raise_errno(errno.EEXIST)
         if file is not None:
+            if not file_mmap_ok(pgoff, length):
+                raise_errno(errno.EOVERFLOW)
             vm_flags = self._file_vm_flags(file, map_type, flags, prot, vm_flags)
         else:
             if map_type == MAP_SHARED:
@@ -150,23 +161,32 @@ class MappingSyscalls:
                 if vm_flags & VM_WRITE:
                     raise_errno(errno.EPERM)
                 vm_flags &= ~VM_MAYWRITE
-        if not self.vma_tree.range_is_free(start, end):
-            self.unmap_range(start, end)
+        # The old mappings are gathered (split, seals checked), then the commit charge is
+        # taken (pages already charged under them are given back), then they go.
+        old = self.gather_unmap(start, end)
         if accountable_mapping(vm_flags):
+            recharged = sum(v.pages for v in old if v.flags & VM_ACCOUNT)
+            self.vm_enough_memory((length >> PAGE_SHIFT) - recharged)
             vm_flags |= VM_ACCOUNT
+        elif file is None and vm_flags & VM_SHARED and not vm_flags & VM_NORESERVE:
+            self.vm_enough_memory(length >> PAGE_SHIFT)      # shmem_acct_size()
+        if old:
+            self.remove_vmas(old)
         if file is None and vm_flags & VM_SHARED:
             file = self.system.shmem_zero_setup(length)
         if vm_flags & VM_LOCKED and vm_flags & VM_SPECIAL:
             vm_flags &= ~VM_LOCKED_MASK
-        return self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
+        vma = self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
+        if vm_flags & VM_LOCKED:
+            self.locked_vm += length >> PAGE_SHIFT
+        return vma
 
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        addr, length = as_int(addr, "addr"), as_int(length, "length")
-        if addr < 0 or length < 0 or addr & ~PAGE_MASK or addr > TASK_SIZE \
-                or length > TASK_SIZE - addr:
+        addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
+        if addr & ~PAGE_MASK or addr > TASK_SIZE or length > TASK_SIZE - addr:
             raise_errno(errno.EINVAL)
         length = page_align(length)
         if length == 0:
@@ -175,16 +195,17 @@ class MappingSyscalls:
 
     # mirrors mm/mremap.c:do_mremap()
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
-        from .mm import as_int
+        from .mm import U64_MAX, as_ulong
         self._alive()
-        addr = as_int(old_address, "old_address")
-        old_len, new_len = as_int(old_size, "old_size"), as_int(new_size, "new_size")
-        flags, new_addr = as_int(flags, "flags"), as_int(new_address or 0, "new_address")
+        addr = as_ulong(old_address, "old_address")
+        old_len, new_len = as_ulong(old_size, "old_size"), as_ulong(new_size, "new_size")
+        flags, new_addr = as_ulong(flags, "flags"), as_ulong(new_address or 0, "new_address")
         if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
             raise_errno(errno.EINVAL)
-        if addr < 0 or addr & ~PAGE_MASK or old_len < 0 or new_len < 0:
+        if addr & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
-        old_len, new_len = page_align(old_len), page_align(new_len)
+        # PAGE_ALIGN() wraps in C: ~0 becomes 0.
+        old_len, new_len = page_align(old_len) & U64_MAX, page_align(new_len) & U64_MAX
         if not new_len or new_len > TASK_SIZE:
             raise_errno(errno.EINVAL)
         moves_to = flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)
@@ -224,7 +245,6 @@ class MappingSyscalls:
         if flags & MREMAP_FIXED and old_len > new_len:
             # mremap_to(): the destination is cleared and the tail cut off before the rest
             # of the old range is checked against its VMA.
-            self.check_sealed(new_addr, new_addr + new_len)
             self.unmap_range(new_addr, new_addr + new_len)
             self.unmap_range(addr + new_len, addr + old_len)
             old_len = new_len
@@ -235,13 +255,16 @@ class MappingSyscalls:
             raise_errno(errno.EFAULT)
         if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
             raise_errno(errno.EFAULT)
+        if vma.flags & VM_ACCOUNT:
+            # vrm_calc_charge(): the growth, or all of the new range if the old one stays.
+            grown = new_len if flags & MREMAP_DONTUNMAP else max(new_len - old_len, 0)
+            self.vm_enough_memory(grown >> PAGE_SHIFT)
         if not moves_to and addr + old_len == vma.end and self._expandable(vma, new_len - old_len):
             self._expand_in_place(vma, new_len - old_len)
             return addr
         if not flags & MREMAP_MAYMOVE:
             raise_errno(errno.ENOMEM)
         if flags & MREMAP_FIXED:
-            self.check_sealed(new_addr, new_addr + new_len)
             self.unmap_range(new_addr, new_addr + new_len)
             if old_len > new_len:
                 self.unmap_range(addr + new_len, addr + old_len)
@@ -285,6 +308,8 @@ class MappingSyscalls:
         old_start = vma.start
         vma.end = end
         self.map_range_existing(vma, old_start)
+        if vma.flags & VM_LOCKED:
+            self.locked_vm += delta >> PAGE_SHIFT
 
     def map_range_existing(self, vma, start):
         """Re-insert a grown VMA, merging with a compatible next neighbour."""
@@ -299,20 +324,20 @@ class MappingSyscalls:
 
     def _move_vma(self, vma, addr, old_len, new_addr, new_len, dontunmap):
         """mm/mremap.c:move_vma(): copy the VMA to new_addr (merging if it can), move the
-        page tables, then unmap the old range (or, with DONTUNMAP, leave it empty)."""
-        from . import _core  # noqa: F401  (page-table moves happen in the core)
+        page tables, then unmap the old range. With DONTUNMAP the old range stays, empty,
+        and the whole old VMA (not just the range) loses VM_LOCKED/VM_LOCKONFAULT, in place:
+        no split, no merge, and locked_vm keeps counting it (dontunmap_complete())."""
         pgoff = vma.pgoff_at(addr)
         if vma.file is None and vma.anon_vma is None and not vma.flags & VM_SHARED:
             pgoff = new_addr >> PAGE_SHIFT
         flags = vma.flags
         anon_vma, file, name = vma.anon_vma, vma.file, vma.anon_name
-        new = self.map_range(new_addr, new_addr + new_len, flags, pgoff, file, name)
-        new.anon_vma = new.anon_vma or anon_vma
+        self.map_range(new_addr, new_addr + new_len, flags, pgoff, file, name, anon_vma)
         self.pt.move_range(addr, new_addr, old_len)
+        if flags & VM_LOCKED:
+            self.locked_vm += new_len >> PAGE_SHIFT          # vrm_stat_account()
         if dontunmap:
-            old = self.vma_tree.lookup(addr)
-            if old is not None and old.flags & VM_LOCKED_MASK:
-                self.modify_range(old, addr, addr + old_len, old.flags & ~VM_LOCKED_MASK)
+            self.vma_tree.lookup(addr).flags &= ~VM_LOCKED_MASK
         else:
             self.unmap_range(addr, addr + old_len)
 
@@ -331,9 +356,9 @@ class MappingSyscalls:
 
     # mirrors mm/mmap.c:brk()
     def brk(self, addr):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        addr = as_int(addr or 0, "addr")
+        addr = as_ulong(addr or 0, "addr")
         if addr < self.start_brk:
             return self.brk_end
         newbrk, oldbrk = page_align(addr), page_align(self.brk_end)
@@ -353,8 +378,14 @@ class MappingSyscalls:
             return self.brk_end
         if newbrk > TASK_SIZE or self.map_count > self.max_map_count:
             return self.brk_end
+        try:
+            self.vm_enough_memory((newbrk - oldbrk) >> PAGE_SHIFT)
+        except OSError:
+            return self.brk_end
         flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.system.new_vma_flags
         self.map_range(oldbrk, newbrk, flags, oldbrk >> PAGE_SHIFT, None)
+        if flags & VM_LOCKED:
+            self.locked_vm += (newbrk - oldbrk) >> PAGE_SHIFT
         self.brk_end = addr
         if self.def_flags & VM_LOCKED and not self.def_flags & VM_LOCKONFAULT:
             self.populate_range(oldbrk, newbrk, ignore_errors=True)

@@ -14,7 +14,7 @@ import operator
 from . import _core
 from .advice import AdviceSyscalls
 from .constants import (MMAP_MIN_ADDR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, TASK_SIZE,
-                        TASK_UNMAPPED_BASE, VM_SEALED, VM_STICKY)
+                        TASK_UNMAPPED_BASE, VM_LOCKED, VM_SEALED, VM_STICKY)
 from .errors import raise_errno
 from .fault import FaultHandling
 from .files import System
@@ -25,6 +25,9 @@ from .protection import ProtectionSyscalls
 from .vma import (VMA, VMATree, anon_vma_compatible, anon_vma_reusable, can_merge_after,
                   can_merge_before, AnonVma, vm_start_gap)
 
+# MemTotal of the reference machines (no swap): what the overcommit heuristic compares
+# one request with, unless the System says otherwise (System.totalram_pages).
+DEFAULT_TOTALRAM_PAGES = 24684084 * 1024 // PAGE_SIZE
 # find_start_end(): the window of MAP_32BIT mappings on x86-64 (not randomised).
 MAP_32BIT_BASE, MAP_32BIT_END = 0x40000000, 0x80000000
 # Where brk starts in a non-randomised process whose PIE binary sits at 0x555555554000.
@@ -38,6 +41,18 @@ def as_int(value, name="argument"):
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+
+
+U64_MAX = (1 << 64) - 1
+
+
+def as_ulong(value, name="argument"):
+    """An `unsigned long` syscall argument: a negative value wraps as the C cast would
+    (-4096 is 0xfffffffffffff000); one that does not fit in 64 bits is an OverflowError."""
+    v = as_int(value, name)
+    if not -(1 << 63) <= v <= U64_MAX:
+        raise OverflowError(f"{name} = {v:#x} does not fit in 64 bits")
+    return v & U64_MAX
 
 
 def page_range(addr, length):
@@ -71,6 +86,8 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
         self.mmap_min_addr = as_int(mmap_min_addr)
         self.start_brk = self.brk_end = as_int(start_brk)
         self.def_flags = 0           # VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE)
+        self.totalram_pages = getattr(system, "totalram_pages", DEFAULT_TOTALRAM_PAGES)
+        self.locked_vm = 0           # mm->locked_vm, in pages: what VmLck reports
         self.minflt = 0
         self.majflt = 0
         self.dead = False
@@ -172,17 +189,21 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
         vma.anon_name = nname
         return vma
 
-    def map_range(self, start, end, flags, pgoff, file, anon_name=None):
+    def map_range(self, start, end, flags, pgoff, file, anon_name=None, anon_vma=None):
         """vma_merge_new_range() or a new VMA: place [start, end) (already free) into the
-        tree, expanding a compatible neighbour where possible. Returns the VMA."""
+        tree, expanding a compatible neighbour where possible. `anon_vma` is that of the
+        range's pages (mremap's copy_vma() brings the moved VMA's along): a neighbour with
+        another anon_vma is not merged with. Returns the VMA."""
         prev, nxt = self.vma_tree.prev_next(start, end)
         npages = (end - start) >> PAGE_SHIFT
-        merge_left = can_merge_after(prev, start, flags, pgoff, file, None, anon_name)
-        merge_right = can_merge_before(nxt, end, flags, pgoff, npages, file, None, anon_name)
+        merge_left = can_merge_after(prev, start, flags, pgoff, file, anon_vma, anon_name)
+        merge_right = can_merge_before(nxt, end, flags, pgoff, npages, file, anon_vma,
+                                       anon_name)
         if merge_left and merge_right and not anon_vma_compatible(prev.anon_vma, nxt.anon_vma):
             merge_right = False
         if merge_left:
             prev.flags |= flags & VM_STICKY
+            prev.anon_vma = prev.anon_vma or anon_vma
             if merge_right:
                 self.vma_tree.remove(nxt)
                 prev.end = nxt.end
@@ -193,46 +214,63 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
             return prev
         if merge_right:
             nxt.flags |= flags & VM_STICKY
+            nxt.anon_vma = nxt.anon_vma or anon_vma
             self.vma_tree.remove(nxt)
             nxt.start, nxt.pgoff = start, pgoff
             self.vma_tree.insert(nxt)
             return nxt
-        vma = VMA(start, end, flags, pgoff, file, None, anon_name)
+        vma = VMA(start, end, flags, pgoff, file, anon_vma, anon_name)
         self.vma_tree.insert(vma)
         return vma
 
-    def check_sealed(self, start, end):
-        """can_modify_mm(): EPERM if any VMA in the range is sealed."""
-        for vma in self.vma_tree.overlapping(start, end):
-            if vma.flags & VM_SEALED:
-                raise_errno(errno.EPERM)
+    def vm_enough_memory(self, pages):
+        """mm/util.c:__vm_enough_memory() with vm.overcommit_memory = 0 (OVERCOMMIT_GUESS):
+        nothing is tracked, but one request for more than RAM + swap is ENOMEM."""
+        if pages > self.totalram_pages:
+            raise_errno(errno.ENOMEM)
 
-    def unmap_range(self, start, end):
-        """do_vmi_munmap(): remove [start, end); markers go with the page tables. Sealed
-        VMAs give EPERM and a split that would pass max_map_count ENOMEM, before any
-        change."""
+    def gather_unmap(self, start, end):
+        """mm/vma.c:vms_gather_munmap_vmas(): split the VMAs of [start, end) so that they
+        lie inside it and return them, in order, still in the tree. As in the kernel the
+        first VMA is split before the others are looked at, so a sealed VMA further on
+        (EPERM) leaves that split behind; splitting one VMA in three at max_map_count is
+        ENOMEM before anything changes (a two-way split may pass the limit)."""
         vmas = self.vma_tree.overlapping(start, end)
         if not vmas:
-            return
-        self.check_sealed(start, end)
-        first, last = vmas[0], vmas[-1]
+            return vmas
+        first = vmas[0]
         if first.start < start:
-            # Let map_count pass its limit only by the net-zero two-piece split.
             if end < first.end and self.map_count >= self.max_map_count:
                 raise_errno(errno.ENOMEM)
-            upper = self._split(first, start)[1]
-            vmas[0] = upper
-            if last is first:
-                last = upper
-        if last.end > end:
-            vmas[-1] = self._split(last, end)[0]
+            if first.flags & VM_SEALED:
+                raise_errno(errno.EPERM)
+            vmas[0] = self._split(first, start)[1]
+        for i, vma in enumerate(vmas):
+            if vma.flags & VM_SEALED:
+                raise_errno(errno.EPERM)
+            if vma.end > end:
+                vmas[i] = self._split(vma, end)[0]
+        return vmas
+
+    def remove_vmas(self, vmas):
+        """vms_complete_munmap_vmas(): take gathered VMAs out of the tree, uncharge their
+        mlocked pages, zap their entries (markers too) and free the page tables no
+        remaining VMA needs."""
         i = self.vma_tree.index_of(vmas[0])
         prev = self.vma_tree.at(i - 1)
         nxt = self.vma_tree.at(i + len(vmas))
         for vma in vmas:
             self.vma_tree.remove(vma)
+            if vma.flags & VM_LOCKED:
+                self.locked_vm -= vma.pages
         self.pt.zap(vmas[0].start, vmas[-1].end, _core.ZAP_DROP_MARKERS)
         self.free_pgtables(vmas, prev.end if prev else 0, nxt.start if nxt else 0)
+
+    def unmap_range(self, start, end):
+        """do_vmi_munmap(): remove [start, end)."""
+        vmas = self.gather_unmap(start, end)
+        if vmas:
+            self.remove_vmas(vmas)
 
     def free_pgtables(self, vmas, floor, ceiling):
         """mm/memory.c:free_pgtables(): free the tables under the removed VMAs, gathering

@@ -8,7 +8,7 @@ import errno
 import numpy as np
 
 from . import _core
-from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_PFNZERO, PAGE_IS_PRESENT,
+from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT,
                         PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN, PAGE_MASK,
                         PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK,
                         PM_PRESENT, PM_SCAN_CATEGORIES, PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP,
@@ -131,10 +131,26 @@ class ProcView:
         present = (pm & np.uint64(PM_PRESENT)) != 0
         swapped = (pm & np.uint64(PM_SWAP)) != 0
         uffd_wp = (pm & np.uint64(PM_UFFD_WP)) != 0
+        # Per PMD: a PTE table (its none entries count as written, as
+        # pagemap_page_category() has it), a huge leaf (PAGE_IS_HUGE) or nothing (a hole:
+        # only the VMA's own category).
+        table = np.zeros(pm.shape, dtype=bool)
+        huge = np.zeros(pm.shape, dtype=bool)
+        addr = lo
+        while addr < hi:
+            nxt = min(hi, (addr & ~(PMD_SIZE - 1)) + PMD_SIZE)
+            pmd = self.pt.get_pmd(addr)
+            i, j = (addr - lo) >> PAGE_SHIFT, (nxt - lo) >> PAGE_SHIFT
+            if pmd & _core.PTE_PSE:
+                huge[i:j] = True
+            elif pmd:
+                table[i:j] = True
+            addr = nxt
         cats = np.zeros(pm.shape, dtype=np.int64)
         cats |= np.where(present, PAGE_IS_PRESENT, 0)
         cats |= np.where(swapped, PAGE_IS_SWAPPED, 0)
-        cats |= np.where((present | swapped) & ~uffd_wp, PAGE_IS_WRITTEN, 0)
+        cats |= np.where((present | swapped | table) & ~uffd_wp, PAGE_IS_WRITTEN, 0)
+        cats |= np.where(huge, PAGE_IS_HUGE, 0)
         cats |= np.where(present & ((pm & np.uint64(PM_FILE)) != 0), PAGE_IS_FILE, 0)
         zero = np.uint64(self.frames.zero_pfn)
         cats |= np.where(present & ((pm & np.uint64(PM_PFRAME_MASK)) == zero), PAGE_IS_PFNZERO, 0)

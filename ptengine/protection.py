@@ -7,7 +7,7 @@ import errno
 
 from . import _core
 from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
-                        MLOCK_ONFAULT, PAGE_MASK, PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN,
+                        MLOCK_ONFAULT, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN,
                         PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE, TASK_SIZE, VM_ACCESS_FLAGS,
                         VM_ACCOUNT, VM_DROPPABLE, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED,
                         VM_LOCKED_MASK, VM_LOCKONFAULT, VM_NORESERVE, VM_SEALED, VM_SHARED,
@@ -77,17 +77,16 @@ class ProtectionSyscalls:
 
     # mirrors mm/mprotect.c:do_mprotect_pkey()
     def mprotect(self, addr, length, prot):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        start, length, prot = as_int(addr, "addr"), as_int(length, "length"), as_int(prot, "prot")
+        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
+        prot = as_ulong(prot, "prot")
         grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
         prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
-        if grows == PROT_GROWSDOWN | PROT_GROWSUP or start < 0 or start & ~PAGE_MASK:
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP or start & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
         if length == 0:
             return
-        if length < 0:
-            raise_errno(errno.ENOMEM)
         end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
         if end <= start or end > 1 << 64:
             raise_errno(errno.ENOMEM)
@@ -102,6 +101,8 @@ class ProtectionSyscalls:
                 raise_errno(errno.EINVAL)
         elif vma.start > start:
             raise_errno(errno.ENOMEM)
+        elif grows & PROT_GROWSUP:
+            raise_errno(errno.EINVAL)          # x86 has no VM_GROWSUP
         nstart = start
         while True:
             if vma.start != nstart and vma.start > nstart:
@@ -129,6 +130,7 @@ class ProtectionSyscalls:
             return vma
         if newflags & VM_WRITE:
             if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+                self.vm_enough_memory((end - start) >> PAGE_SHIFT)
                 newflags |= VM_ACCOUNT
         elif oldflags & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
             newflags &= ~VM_ACCOUNT
@@ -142,9 +144,10 @@ class ProtectionSyscalls:
     # --- mlock family (mm/mlock.c) -------------------------------------------------------
     def mlock(self, addr, length, flags=0):
         """mlock(2), or mlock2(2) when flags are given."""
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        addr, length, flags = as_int(addr, "addr"), as_int(length, "length"), as_int(flags, "flags")
+        addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
+        flags = as_ulong(flags, "flags")
         if flags & ~MLOCK_ONFAULT:
             raise_errno(errno.EINVAL)
         vm_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
@@ -161,19 +164,20 @@ class ProtectionSyscalls:
             raise_errno(err)
 
     def munlock(self, addr, length):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        start, end = self._mlock_range(as_int(addr, "addr"), as_int(length, "length"))
+        start, end = self._mlock_range(as_ulong(addr, "addr"), as_ulong(length, "length"))
         if end != start:
             self._apply_vma_lock_flags(start, end, 0)
 
     @staticmethod
     def _mlock_range(addr, length):
-        if addr < 0 or length < 0:
-            raise_errno(errno.EINVAL)
-        length = (length + (addr & ~PAGE_MASK) + PAGE_SIZE - 1) & PAGE_MASK
+        """do_mlock(): the start rounds down, the length up (wrapping like PAGE_ALIGN() in
+        C: ~0 becomes 0); a range past the top of the address space is EINVAL."""
+        from .mm import U64_MAX
+        length = (length + (addr & ~PAGE_MASK) + PAGE_SIZE - 1) & PAGE_MASK & U64_MAX
         start = addr & PAGE_MASK
-        if start + length >= 1 << 64:
+        if start + length > U64_MAX:
             raise_errno(errno.EINVAL)
         return start, start + length
 
@@ -197,15 +201,21 @@ class ProtectionSyscalls:
                 raise_errno(errno.ENOMEM)
 
     def _mlock_fixup(self, vma, start, end, newflags):
-        """mlock_fixup(): special, hugetlb and droppable VMAs are never locked."""
-        if newflags == vma.flags or vma.flags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+        """mlock_fixup(): special, hugetlb and droppable VMAs are never locked; locked_vm
+        follows VM_LOCKED going on or off."""
+        oldflags = vma.flags
+        if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
             return vma
-        return self.modify_range(vma, start, end, newflags)
+        vma = self.modify_range(vma, start, end, newflags)
+        if (newflags ^ oldflags) & VM_LOCKED:
+            pages = (end - start) >> PAGE_SHIFT
+            self.locked_vm += pages if newflags & VM_LOCKED else -pages
+        return vma
 
     def mlockall(self, flags):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        flags = as_int(flags, "flags")
+        flags = as_ulong(flags, "flags")
         if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
             raise_errno(errno.EINVAL)
         self._apply_mlockall_flags(flags)
@@ -233,10 +243,11 @@ class ProtectionSyscalls:
 
     # mirrors mm/mseal.c:do_mseal()
     def mseal(self, addr, length, flags=0):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        start, length, flags = as_int(addr, "addr"), as_int(length, "length"), as_int(flags, "flags")
-        if flags or start < 0 or start & ~PAGE_MASK or length < 0:
+        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
+        flags = as_ulong(flags, "flags")
+        if flags or start & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
         end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
         if end >= 1 << 64 or (length and end == start):
@@ -258,21 +269,21 @@ class ProtectionSyscalls:
 
     # mirrors kernel/sys.c:prctl_set_vma() and mm/madvise.c:madvise_set_anon_name()
     def set_anon_name(self, addr, length, name):
-        from .mm import as_int
+        from .mm import as_ulong
         self._alive()
-        start, length = as_int(addr, "addr"), as_int(length, "length")
+        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name).decode("latin-1")
+        if name is not None and not isinstance(name, str):
+            raise TypeError("name must be str, bytes or None")
         if not self.system.anon_vma_name:
             raise_errno(errno.EINVAL)
         if name is not None:
-            if isinstance(name, bytes):
-                name = name.decode("latin-1")
-            if not isinstance(name, str):
-                raise TypeError("name must be str, bytes or None")
             if len(name.encode("latin-1", "replace")) >= ANON_VMA_NAME_MAX_LEN:
                 raise_errno(errno.EINVAL)
             if not all(valid_name_char(c) for c in name):
                 raise_errno(errno.EINVAL)
-        if start < 0 or start & ~PAGE_MASK or length < 0:
+        if start & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
         end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
         if end >= 1 << 64 or (length and end == start):

@@ -6,9 +6,8 @@ mm/vma.c (is_mergeable_vma(), is_mergeable_anon_vma(), can_vma_merge_before/afte
 """
 from sortedcontainers import SortedKeyList
 
-from .constants import (PAGE_SHIFT, STACK_GUARD_GAP, VM_GROWSDOWN, VM_MAYSHARE, VM_SHARED,
-                        VM_SPECIAL, VM_STICKY, VM_READ, VM_WRITE, VM_EXEC, VM_SOFTDIRTY,
-                        VM_ACCESS_FLAGS, VmFlag)
+from .constants import (PAGE_SHIFT, STACK_GUARD_GAP, VM_ACCESS_FLAGS, VM_GROWSDOWN, VM_SHARED,
+                        VM_SOFTDIRTY, VM_SPECIAL, VM_STICKY, VmFlag)
 
 
 class AnonVma:

@@ -16,7 +16,7 @@ import pytest
 
 import ptengine
 from ptengine.constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE,
-                                MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_NONE, PROT_READ,
+                                MAP_PRIVATE, PAGE_SIZE, PROT_NONE, PROT_READ,
                                 PROT_WRITE)
 from ptengine.live._procfs import parse as parse_smaps
 

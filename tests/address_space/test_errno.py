@@ -22,7 +22,7 @@ from ptengine.constants import (F_SEAL_FUTURE_WRITE, F_SEAL_WRITE, MADV_COLD, MA
                                 MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
                                 MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE,
                                 MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_SYNC,
-                                MAP_UNINITIALIZED, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
+                                MAP_UNINITIALIZED, MCL_FUTURE, MCL_ONFAULT,
                                 MFD_ALLOW_SEALING, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                                 MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN,
                                 PROT_GROWSUP, PROT_NONE, PROT_READ, PROT_SEM, PROT_WRITE,
@@ -146,6 +146,20 @@ def big(length, prot, flags):
 
 # --- mmap ----------------------------------------------------------------------------------
 
+def _into_sealed(call):
+    """8 pages with [6,8) sealed; call(c, base) acts on [2,8): the kernel splits at 2
+    before it meets the sealed VMA, and leaves that split when it fails with EPERM."""
+    def run(c):
+        a = c.anon(8)
+        c.mm.mseal(a + 6 * P, 2 * P)
+        return attempt(call, c, a), c.layout(a)
+    return run
+
+
+SPLIT_LEFT_BEHIND = ("EPERM", [(0, 2, "rw-p"), (2, 6, "rw-p"), (6, 8, "rw-p")])
+
+
+
 MMAP = rows(
     ("FIXED unaligned", "EINVAL", lambda c: c.mm.mmap(c.slot() + 1, P, RW, ANON | MAP_FIXED)),
     ("FIXED_NOREPLACE unaligned", "EINVAL",
@@ -178,8 +192,10 @@ MMAP = rows(
      lambda c: c.mm.mmap(0, P, RW, MAP_SHARED_VALIDATE, c.file)),
     ("SHARED_VALIDATE|SYNC ext4", "EOPNOTSUPP",
      lambda c: c.mm.mmap(0, P, RW, MAP_SHARED_VALIDATE | MAP_SYNC, c.file)),
-    ("PRIVATE|SYNC ext4", "EOPNOTSUPP", lambda c: c.mm.mmap(0, P, RW, MAP_PRIVATE | MAP_SYNC, c.file)),
-    ("SHARED|SYNC ext4", "EOPNOTSUPP", lambda c: c.mm.mmap(0, P, RW, MAP_SHARED | MAP_SYNC, c.file)),
+    ("PRIVATE|SYNC ext4", "EOPNOTSUPP",
+     lambda c: c.mm.mmap(0, P, RW, MAP_PRIVATE | MAP_SYNC, c.file)),
+    ("SHARED|SYNC ext4", "EOPNOTSUPP",
+     lambda c: c.mm.mmap(0, P, RW, MAP_SHARED | MAP_SYNC, c.file)),
     ("PRIVATE|SYNC anon", "ok", lambda c: c.mm.mmap(0, P, RW, ANON | MAP_SYNC)),
     ("type 0 anon", "EINVAL", lambda c: c.mm.mmap(0, P, RW, 0x20)),
     ("type 0 file", "EINVAL", lambda c: c.mm.mmap(0, P, RW, 0, c.file)),
@@ -226,17 +242,21 @@ MMAP = rows(
      lambda c: c.mm.mmap(0, 4 * P, RW, MAP_PRIVATE | MAP_GROWSDOWN, c.file)),
     ("GROWSDOWN shared file", "EINVAL",
      lambda c: c.mm.mmap(0, 4 * P, RW, MAP_SHARED | MAP_GROWSDOWN, c.file)),
-    ("HUGETLB 2 MiB (no huge pages)", "ENOMEM", lambda c: c.mm.mmap(0, 2 * MiB, RW, ANON | MAP_HUGETLB)),
+    ("HUGETLB 2 MiB (no huge pages)", "ENOMEM",
+     lambda c: c.mm.mmap(0, 2 * MiB, RW, ANON | MAP_HUGETLB)),
     ("HUGETLB 1P", "ENOMEM", lambda c: c.mm.mmap(0, P, RW, ANON | MAP_HUGETLB)),
     ("MAP_32BIT", "ok", lambda c: c.mm.mmap(0, P, RW, ANON | MAP_32BIT)),
     ("MAP_UNINITIALIZED", "ok", lambda c: c.mm.mmap(0, P, RW, ANON | MAP_UNINITIALIZED)),
     ("MAP_LOCKED", "ok", lambda c: c.mm.mmap(0, P, RW, ANON | MAP_LOCKED)),
-    ("MAP_POPULATE|MAP_NONBLOCK", "ok", lambda c: c.mm.mmap(0, P, RW, ANON | MAP_POPULATE | MAP_NONBLOCK)),
+    ("MAP_POPULATE|MAP_NONBLOCK", "ok",
+     lambda c: c.mm.mmap(0, P, RW, ANON | MAP_POPULATE | MAP_NONBLOCK)),
     ("HUGE_2MB bits without HUGETLB", "ok", lambda c: c.mm.mmap(0, P, RW, ANON | HUGE_2MB)),
     ("FIXED_NOREPLACE over a VMA", "EEXIST",
      lambda c: c.mm.mmap(c.anon(4), 4 * P, RW, ANON | MAP_FIXED_NOREPLACE)),
     ("FIXED_NOREPLACE partly over", "EEXIST",
      lambda c: c.mm.mmap(c.anon(4) - P, 2 * P, RW, ANON | MAP_FIXED_NOREPLACE)),
+    ("FIXED from mid-VMA into a sealed one: the split stays", SPLIT_LEFT_BEHIND,
+     _into_sealed(lambda c, a: c.mm.mmap(a + 2 * P, 6 * P, PROT_READ, ANON | MAP_FIXED))),
     ("FIXED over a sealed VMA", "EPERM", lambda c: c.mm.mmap(_sealed(c), P, RW, ANON | MAP_FIXED)),
     ("FIXED over sealed + unsealed: nothing changes", ("EPERM", [(0, 2, "rw-p"), (2, 4, "rw-p")]),
      lambda c: _fixed_over_sealed(c)),
@@ -267,19 +287,16 @@ def test_mmap(ctx, fn, expected, sim_bug):
 
 
 def test_memfd_seals(ctx):
-    """F_SEAL_WRITE needs no VM_SHARED|VM_MAYWRITE mapping (EBUSY); after it, or after
-    F_SEAL_FUTURE_WRITE, a shared writable map is EPERM and a shared read-only one has no
-    VM_MAYWRITE (mprotect RW: EACCES); private writable maps stay fine."""
+    """After F_SEAL_WRITE, or F_SEAL_FUTURE_WRITE, a shared writable map is EPERM and a
+    shared read-only one has no VM_MAYWRITE (mprotect RW: EACCES); private writable maps
+    stay fine. F_SEAL_WRITE is EBUSY while a shared writable mapping exists."""
     c, mm = ctx, ctx.mm
     m = c.system.memfd_create("seals", MFD_ALLOW_SEALING)
     m.truncate(4 * P)
-    ro = c.map_file(m, 1, PROT_READ)
     got = [attempt(m.add_seals, F_SEAL_WRITE)]
-    mm.munmap(ro, P)
-    got.append(attempt(m.add_seals, F_SEAL_WRITE))
     got.append(attempt(c.map_file, m, 1, RW))
-    ro2 = c.map_file(m, 1, PROT_READ)
-    got.append(attempt(mm.mprotect, ro2, P, RW))
+    ro = c.map_file(m, 1, PROT_READ)
+    got.append(attempt(mm.mprotect, ro, P, RW))
     got.append(attempt(c.map_file, m, 1, RW, MAP_PRIVATE))
     f = c.system.memfd_create("future", MFD_ALLOW_SEALING)
     f.truncate(4 * P)
@@ -287,14 +304,31 @@ def test_memfd_seals(ctx):
     got.append(attempt(f.add_seals, F_SEAL_WRITE))
     got.append(attempt(f.add_seals, F_SEAL_FUTURE_WRITE))
     got.append(attempt(c.map_file, f, 1, RW))
-    ro3 = c.map_file(f, 1, PROT_READ)
-    got.append(attempt(mm.mprotect, ro3, P, RW))
+    ro = c.map_file(f, 1, PROT_READ)
+    got.append(attempt(mm.mprotect, ro, P, RW))
     got.append(attempt(c.map_file, f, 1, RW, MAP_PRIVATE))
-    assert got == ["EBUSY", "ok", "EPERM", "EACCES", "ok",
-                   "EBUSY", "ok", "EPERM", "EACCES", "ok"]
+    assert got == ["ok", "EPERM", "EACCES", "ok", "EBUSY", "ok", "EPERM", "EACCES", "ok"]
+
+
+def test_memfd_write_seal_busy_with_shared_read_only_map(ctx):
+    """F_SEAL_WRITE is refused (EBUSY) while any VM_SHARED|VM_MAYWRITE mapping exists: a
+    MAP_SHARED PROT_READ map of an O_RDWR memfd counts (it could be mprotect'ed writable)."""
+    c = ctx
+    m = c.system.memfd_create("busy", MFD_ALLOW_SEALING)
+    m.truncate(4 * P)
+    ro = c.map_file(m, 1, PROT_READ)
+    check(c, lambda c: (attempt(m.add_seals, F_SEAL_WRITE),), ("EBUSY",), None)
+    c.mm.munmap(ro, P)
+    assert attempt(m.add_seals, F_SEAL_WRITE) == "ok"
 
 
 # --- munmap --------------------------------------------------------------------------------
+
+def _munmap_over_sealed(c):
+    a = c.holey()
+    c.mm.mseal(a, P)
+    return attempt(c.mm.munmap, a, 9 * P), c.layout(a)
+
 
 MUNMAP = rows(
     ("unaligned", "EINVAL", lambda c: c.mm.munmap(c.anon() + 1, P)),
@@ -312,16 +346,12 @@ MUNMAP = rows(
     ("addr 0 (nothing there)", "ok", lambda c: c.mm.munmap(0, P)),
     ("sealed", "EPERM", lambda c: c.mm.munmap(_sealed(c), P)),
     ("sealed in the range: nothing changes",
-     ("EPERM", [(0, 1, "rw-p"), (1, 4, "rw-p"), (5, 9, "rw-p")]), lambda c: _munmap_over_sealed(c)),
+     ("EPERM", [(0, 1, "rw-p"), (1, 4, "rw-p"), (5, 9, "rw-p")]), _munmap_over_sealed),
+    ("from mid-VMA into a sealed one: the split stays", SPLIT_LEFT_BEHIND,
+     _into_sealed(lambda c, a: c.mm.munmap(a + 2 * P, 6 * P))),
     ("split at the middle needs a VMA: fine below the limit", "ok",
      lambda c: c.mm.munmap(c.anon(3) + P, P)),
 )
-
-def _munmap_over_sealed(c):
-    a = c.holey()
-    c.mm.mseal(a, P)
-    return attempt(c.mm.munmap, a, 9 * P), c.layout(a)
-
 
 @pytest.mark.parametrize("fn, expected, sim_bug", MUNMAP)
 def test_munmap(ctx, fn, expected, sim_bug):
@@ -362,14 +392,17 @@ MPROTECT = rows(
     ("unmapped", "ENOMEM", lambda c: c.mm.mprotect(c.slot(), P, PROT_READ)),
     ("prot 0x10", "EINVAL", lambda c: c.mm.mprotect(c.anon(), P, 0x10)),
     ("prot RW|SEM", "ok", lambda c: c.mm.mprotect(c.anon(), P, RW | PROT_SEM)),
-    ("GROWSDOWN on a plain VMA", "EINVAL", lambda c: c.mm.mprotect(c.anon(), P, RW | PROT_GROWSDOWN)),
+    ("GROWSDOWN on a plain VMA", "EINVAL",
+     lambda c: c.mm.mprotect(c.anon(), P, RW | PROT_GROWSDOWN)),
     ("GROWSUP", "EINVAL", lambda c: c.mm.mprotect(c.anon(), P, RW | PROT_GROWSUP)),
     ("GROWSDOWN|GROWSUP", "EINVAL",
      lambda c: c.mm.mprotect(c.anon(), P, RW | PROT_GROWSDOWN | PROT_GROWSUP)),
-    ("end past TASK_SIZE", "ENOMEM", lambda c: c.mm.mprotect(c.anon(), TASK_SIZE, PROT_READ), LIVE_REFUSES),
+    ("end past TASK_SIZE", "ENOMEM",
+     lambda c: c.mm.mprotect(c.anon(), TASK_SIZE, PROT_READ), LIVE_REFUSES),
     ("len ~0", "ENOMEM", lambda c: c.mm.mprotect(c.anon(), U64, PROT_READ)),
     ("len -4096", "ENOMEM", lambda c: c.mm.mprotect(c.anon(), -4096, PROT_READ)),
-    ("GROWSDOWN extends the change to the VMA start", [(0, 3, "r--p"), (3, 4, "rw-p")], _growsdown),
+    ("GROWSDOWN extends the change to the VMA start", [(0, 3, "r--p"), (3, 4, "rw-p")],
+     _growsdown),
     ("shared O_RDONLY file to RW", "EACCES", lambda c: c.mm.mprotect(_shared_ro_file(c), P, RW)),
     ("shared O_RDONLY file to R|X", "ok",
      lambda c: c.mm.mprotect(_shared_ro_file(c), P, PROT_READ | PROT_EXEC)),
@@ -382,7 +415,8 @@ MPROTECT = rows(
      lambda c: (c.mm.mprotect(a := c.anon(), 4 * P, PROT_WRITE), c.layout(a))[1]),
     ("sealed", "EPERM", lambda c: c.mm.mprotect(_sealed(c), P, PROT_READ)),
     ("sealed, same prot", "EPERM", lambda c: c.mm.mprotect(_sealed(c), P, RW)),
-    ("sealed first page: nothing changes", ("EPERM", [(0, 1, "rw-p"), (1, 4, "rw-p"), (5, 9, "rw-p")]),
+    ("sealed first page: nothing changes",
+     ("EPERM", [(0, 1, "rw-p"), (1, 4, "rw-p"), (5, 9, "rw-p")]),
      _after(lambda c, a: (c.mm.mseal(a, P), c.mm.mprotect(a, 4 * P, PROT_READ)))),
     ("over a guard-gap growsdown VMA start", "ok",
      lambda c: c.mm.mprotect(c.anon(4, RW, ANON | MAP_GROWSDOWN), 4 * P, PROT_READ)),
@@ -468,9 +502,11 @@ MADVISE = rows(
      lambda c: c.mm.madvise(c.holey(), 9 * P, MADV_GUARD_INSTALL)),
     ("len ~0", "EINVAL", lambda c: c.mm.madvise(c.anon(), U64, MADV_DONTNEED)),
     ("len -4096", "EINVAL", lambda c: c.mm.madvise(c.anon(), -4096, MADV_DONTNEED)),
-    ("end past TASK_SIZE", "ENOMEM", lambda c: c.mm.madvise(TASK_SIZE - P, 2 * P, MADV_DONTNEED), LIVE_REFUSES),
+    ("end past TASK_SIZE", "ENOMEM",
+     lambda c: c.mm.madvise(TASK_SIZE - P, 2 * P, MADV_DONTNEED), LIVE_REFUSES),
     ("1 byte", "ok", lambda c: c.mm.madvise(c.anon(), 1, MADV_DONTNEED)),
-    ("GUARD_INSTALL unaligned", "EINVAL", lambda c: c.mm.madvise(c.anon() + 1, P, MADV_GUARD_INSTALL)),
+    ("GUARD_INSTALL unaligned", "EINVAL",
+     lambda c: c.mm.madvise(c.anon() + 1, P, MADV_GUARD_INSTALL)),
     ("WIPEONFORK private file", "EINVAL", _adv(MADV_WIPEONFORK, "private file")),
     ("WIPEONFORK shared file", "EINVAL", _adv(MADV_WIPEONFORK, "shared file")),
     ("WIPEONFORK shared anon", "EINVAL", _adv(MADV_WIPEONFORK, "shared anon")),
@@ -608,7 +644,8 @@ MREMAP = rows(
     ("FIXED without MAYMOVE", "EINVAL",
      lambda c: _mremap_new(c, 4 * P, 8 * P, FIXED, new=c.slot())),
     ("DONTUNMAP without MAYMOVE", "EINVAL", lambda c: _mremap_new(c, 4 * P, 4 * P, DONTUNMAP)),
-    ("DONTUNMAP sizes differ", "EINVAL", lambda c: _mremap_new(c, 4 * P, 8 * P, MAYMOVE | DONTUNMAP)),
+    ("DONTUNMAP sizes differ", "EINVAL",
+     lambda c: _mremap_new(c, 4 * P, 8 * P, MAYMOVE | DONTUNMAP)),
     ("FIXED overlapping", "EINVAL",
      lambda c: c.mm.mremap(a := c.anon(), 4 * P, 4 * P, MAYMOVE | FIXED, a + 2 * P)),
     ("FIXED same address", "EINVAL",
@@ -633,7 +670,8 @@ MREMAP = rows(
      lambda c: c.mm.mremap(_two_vmas(c), 8 * P, 8 * P, MAYMOVE | FIXED, c.slot())),
     ("hole start", "EFAULT", lambda c: c.mm.mremap(c.holey() + 4 * P, P, P, 0)),
     ("same size over a hole", "ok", lambda c: c.mm.mremap(c.holey(), 9 * P, 9 * P, 0)),
-    ("MAYMOVE same size over a hole", "ok", lambda c: c.mm.mremap(c.holey(), 9 * P, 9 * P, MAYMOVE)),
+    ("MAYMOVE same size over a hole", "ok",
+     lambda c: c.mm.mremap(c.holey(), 9 * P, 9 * P, MAYMOVE)),
     ("grow into a 1-page hole", (True, [(0, 5, "rw-p"), (5, 8, "r--p")]), _grow_in_hole),
     ("shared anon old_len 0, MAYMOVE (duplicate)", "ok",
      lambda c: c.mm.mremap(c.anon(4, RW, SHANON), 0, 4 * P, MAYMOVE)),
@@ -647,7 +685,8 @@ MREMAP = rows(
      lambda c: c.mm.mremap(c.map_file(c.file, 4, RW, MAP_PRIVATE), 0, 4 * P, MAYMOVE)),
     ("DONTUNMAP FIXED", "ok", lambda c: _mremap_new(c, 4 * P, 4 * P, MAYMOVE | DONTUNMAP | FIXED,
                                                     new=c.slot())),
-    ("DONTUNMAP of a locked VMA unlocks the old range", (True, "rd wr mr mw me ac", "rd wr mr mw me lo ac"), _dontunmap_locked),
+    ("DONTUNMAP of a locked VMA unlocks the old range",
+     (True, "rd wr mr mw me ac", "rd wr mr mw me lo ac"), _dontunmap_locked),
     ("lengths rounded", "ok", lambda c: _mremap_new(c, 1, 1, 0)),
     ("huge new_len", "EINVAL", lambda c: _mremap_new(c, 2 * P, U64, MAYMOVE)),
     ("new_len 1<<47", "EINVAL", lambda c: _mremap_new(c, 2 * P, 1 << 47, MAYMOVE)),
@@ -657,6 +696,8 @@ MREMAP = rows(
     ("FIXED overlap, shrink", "EINVAL",
      lambda c: c.mm.mremap(a := c.anon(), 2 * P, P, MAYMOVE | FIXED, a + P)),
     ("locked VMA grows by moving", (True, 16, "rd wr mr mw me lo ac"), _locked_grows),
+    ("shrink into a sealed VMA: the split stays", SPLIT_LEFT_BEHIND,
+     _into_sealed(lambda c, a: c.mm.mremap(a, 8 * P, 2 * P, 0))),
     ("sealed same size", "EPERM", lambda c: c.mm.mremap(_sealed(c, 1), P, P, 0)),
     ("sealed grow", "EPERM", lambda c: c.mm.mremap(_sealed(c, 1), P, 2 * P, 0)),
     ("sealed move", "EPERM",
@@ -883,8 +924,8 @@ def test_set_anon_name_with_config():
     assert attempt(mm.set_anon_name, a, 9 * P, None) == "ENOMEM"      # cleared, still ENOMEM
     assert "[anon:" not in mm.maps()
     b = mm.mmap(FAR + 8 * GiB, 4 * P, RW, ANON | MAP_FIXED_NOREPLACE)
-    mm.mseal(b, 4 * P)
-    assert attempt(mm.set_anon_name, b, P, "sealed") == "EPERM"
+    mm.mseal(b, 4 * P)                                   # naming is not sealed off
+    assert attempt(mm.set_anon_name, b, P, "sealed") == "ok"
 
 
 # --- process_madvise -----------------------------------------------------------------------

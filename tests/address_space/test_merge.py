@@ -16,8 +16,7 @@ from ptengine.constants import (MADV_DOFORK, MADV_DONTFORK, MADV_GUARD_INSTALL,
                                 MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
                                 MLOCK_ONFAULT, PROT_EXEC, PROT_NONE, PROT_READ)
 
-from .conftest import (ANON, ANON_NONE, ANON_R, ANON_R_AC, ANON_RW, P, RW, SHARED_RW, ok, ro,
-                       rw)
+from .conftest import ANON, ANON_NONE, ANON_R_AC, P, RW, SHARED_RW, ok, ro, rw
 
 RWX = RW | PROT_EXEC
 GU = "rd wr mr mw me gu ac"               # anon RW with VM_MAYBE_GUARD
@@ -502,6 +501,28 @@ def test_mremap_move_pgoff_and_anon_vma(region):
     assert r.layout() == [rw(8, 12)] and r.delta == 1
 
 
+def test_mremap_move_keeps_anon_vma_apart(region):
+    """copy_vma() merges the moved range with a neighbour only if their anon_vmas are
+    compatible: two VMAs faulted apart (own anon_vmas), moved next to each other with
+    contiguous pgoffs and equal flags, stay two VMAs - whichever side the move lands on."""
+    r = region
+    mm = r.mm
+
+    def move(src, dst):
+        assert mm.mremap(r.addr(src), 2 * P, 2 * P, MAYMOVE | FIXED, r.addr(dst)) == r.addr(dst)
+
+    #  AA.. -> ..........AA        A keeps pgoff 0 and its anon_vma
+    r.map(0, 2), r.touch(0), move(0, 40)
+    #  ..BB  (pgoff 2, faulted now, a new anon_vma) -> lands right after A
+    r.map(2, 2), r.touch(2), move(2, 42)
+    assert r.layout() == [rw(40, 42), rw(42, 44)] and r.delta == 2
+    r.munmap(40, 4)
+    #  the same, B moved first and A landing before it
+    r.map(2, 2), r.touch(2), move(2, 42)
+    r.map(0, 2), r.touch(0), move(0, 40)
+    assert r.layout() == [rw(40, 42), rw(42, 44)] and r.delta == 2
+
+
 def test_mremap_dontunmap(region):
     """MREMAP_DONTUNMAP: the old range stays mapped, empty; the data moved."""
     r = region
@@ -512,6 +533,44 @@ def test_mremap_dontunmap(region):
     assert r.layout() == [rw(0, 4), rw(16, 20)] and r.delta == 2
     assert mm.pagemap(r.addr(0), 4 * P).tolist() == [0] * 4       # nothing left behind
     assert mm.read(r.addr(16), 3) == b"abc" and mm.read(r.addr(0), 3) == b"\0\0\0"
+
+
+def test_mremap_dontunmap_part_of_a_locked_vma(region):
+    """DONTUNMAP of 2 pages out of a locked VMA: the moved pages stay locked, and the
+    *whole* old VMA loses VM_LOCKED/VM_LOCKONFAULT in place - no split, and no merge with
+    its now identical neighbour."""
+    r = region
+    mm = r.mm
+    r.map(0, 16, RWX)
+    ok(mm.mlock(r.addr(4), 12 * P, MLOCK_ONFAULT))
+    lolf = "rd wr ex mr mw me lo lf ac"
+    assert r.layout() == [(0, 4, "rwxp", "rd wr ex mr mw me ac"), (4, 16, "rwxp", lolf)]
+    new = mm.mremap(r.addr(12), 2 * P, 2 * P, MAYMOVE | DONTUNMAP | FIXED, r.addr(32))
+    assert new == r.addr(32)
+    assert r.layout() == [(0, 4, "rwxp", "rd wr ex mr mw me ac"),
+                          (4, 16, "rwxp", "rd wr ex mr mw me ac"), (32, 34, "rwxp", lolf)]
+    assert r.delta == 3
+
+
+def test_vmlck_is_a_counter(env, region):
+    """VmLck is mm->locked_vm, kept up by mlock, munlock, munmap and mremap - not summed
+    from the VMAs: after DONTUNMAP the old VMA shows no `lo` but its pages still count,
+    and the moved pages count again."""
+    r = region
+    mm = r.mm
+    base = mm.status()["VmLck"]
+    r.map(0, 16)
+    ok(mm.mlock(r.addr(4), 12 * P))
+    assert mm.status()["VmLck"] - base == 48
+    r.munmap(14, 2)
+    assert mm.status()["VmLck"] - base == 40
+    mm.mremap(r.addr(12), 2 * P, 2 * P, MAYMOVE | DONTUNMAP | FIXED, r.addr(32))
+    got = mm.status()["VmLck"] - base
+    if env.backend == "ptengine":                     # a strict xfail on this backend only
+        assert got != 48, "XPASS(strict): VmLck now follows mm->locked_vm; drop this xfail"
+        pytest.xfail("procview.status() sums VmLck from VM_LOCKED VMAs; the kernel reports "
+                     "mm->locked_vm, which MM.locked_vm now tracks")
+    assert got == 48
 
 
 def test_mremap_multi_vma_move(region):

@@ -5,10 +5,6 @@ The live server has its own mappings (vdso and vvar under mmap_base, its program
 4 MiB), so absolute addresses differ between backends: every expectation is written
 relative to addresses the backend itself returned.
 """
-import errno
-
-import pytest
-
 from ptengine.constants import (MAP_32BIT, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_NORESERVE,
                                 MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, TASK_SIZE)
 
@@ -208,3 +204,75 @@ def test_mremap_move_placement(env):
     r.map(16, 512), r.map(16 + 512, 1, PROT_READ)       # it cannot grow in place
     new2 = mm.mremap(r.addr(16), PMD, 2 * PMD, 1)
     assert new2 == (new - 2 * PMD) & ~(PMD - 1)
+
+
+# --- random sequences, address for address ---------------------------------------------------
+
+def placement_sequence(mm, seed, f, steps=120):
+    """A seeded random mix of mmap(0) (anon of assorted sizes, protections and flags, and
+    file mappings at assorted offsets), munmap, hinted mmap and mremap(MAYMOVE); returns
+    every address returned (or errno)."""
+    import random
+    rnd = random.Random(seed)
+    held, out = [], []
+    for _ in range(steps):
+        op = rnd.random()
+        try:
+            if op < 0.5 or not held:
+                length = rnd.choice([1, 1, 2, 3, 8, 16, 511, 512, 513, 1024]) * P
+                flags = ANON | rnd.choice([0, 0, 0, MAP_GROWSDOWN, MAP_NORESERVE, MAP_32BIT])
+                held.append((mm.mmap(0, length, rnd.choice([RW, PROT_READ, PROT_NONE]), flags),
+                             length))
+            elif op < 0.62:
+                length = rnd.choice([1, 512, 513, 1024]) * P
+                held.append((mm.mmap(0, length, PROT_READ, rnd.choice([MAP_SHARED, MAP_PRIVATE]),
+                                     f, rnd.choice([0, 1, 16, 512]) * P), length))
+            elif op < 0.8:
+                addr, length = held.pop(rnd.randrange(len(held)))
+                ok(mm.munmap(addr, length))
+                out.append("unmapped")
+                continue
+            elif op < 0.9:
+                addr, length = rnd.choice(held)
+                hint = addr + rnd.choice([-300, -2, -1, 0, 1, length // P, length // P + 1]) * P
+                length = rnd.choice([1, 2, 512]) * P
+                held.append((mm.mmap(hint, length, PROT_READ, ANON), length))
+            else:
+                addr, length = held.pop(rnd.randrange(len(held)))
+                new = rnd.choice([2 * length, length + P, length])
+                held.append((mm.mremap(addr, length, new, 1), new))
+            out.append(held[-1][0])
+        except OSError as e:
+            out.append(e.errno)
+    return out
+
+
+def test_random_placement_matches_the_kernel():
+    """The same random sequences on a live process and on a simulated one given the live
+    server's own mappings near the top (vvar, vdso as unmergeable file mappings, the stack
+    as a growsdown VMA): every returned address must be the same."""
+    from .conftest import make_system
+    kernel_system = make_system("kernel")
+    try:
+        kernel = {}
+        for seed in range(12):
+            mm = kernel_system.spawn()
+            own = [(v.start, v.end, v.name) for v in mm.vmas() if v.start > 64 * GiB]
+            kernel[seed] = placement_sequence(mm, seed, kernel_system.create_file(
+                f"data{seed}", 8 * MiB))
+            mm.close()
+    finally:
+        kernel_system.close()
+    for seed, expected in kernel.items():
+        system = make_system("ptengine")
+        mm = system.spawn()
+        stand_in = system.create_file("vdso", 64 * P)
+        for start, end, name in own:
+            if name == "[stack]":
+                mm.mmap(start, end - start, RW, ANON | MAP_GROWSDOWN | MAP_FIXED_NOREPLACE)
+            else:
+                mm.mmap(start, end - start, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE,
+                        stand_in)
+        got = placement_sequence(mm, seed, system.create_file(f"data{seed}", 8 * MiB))
+        first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+        assert first is None, (seed, first, got[first], expected[first])

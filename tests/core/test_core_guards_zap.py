@@ -237,3 +237,28 @@ def test_map_huge_pmd_needs_an_empty_pmd(pt, frames):
     with pytest.raises(ValueError):
         pt.map_huge_pmd(BASE + PMD, head + 1, PTE_RW_PAGE)
     frames.put_huge(head)
+
+
+def test_huge_zero_page(pt, pt2, frames):
+    """A read fault in a THP VMA maps the huge zero PMD: no RSS, no references, a
+    deposited table (12 KiB of tables in an empty mm); splitting it gives 512 PTEs of the
+    4 KiB zero page; a write stops for the Python fault path."""
+    hz = frames.huge_zero_pfn
+    assert hz % 512 == 0 and frames.kind(hz + 7) == _core.FRAME_ZERO
+    pt.map_huge_pmd(BASE, hz, PROT_PRIVATE)
+    assert (pt.rss_anon, frames.nr_used, pt.pgtables_bytes) == (0, 0, 12 * 1024)
+    assert pt.smaps_stats(BASE, BASE + PMD)["rss"] == 0
+    assert pt.fault_anon(BASE, BASE + 2 * P, False, PROT_PRIVATE) == BASE + 2 * P
+    assert pt.fault_anon(BASE, BASE + 2 * P, True, PROT_PRIVATE) == BASE
+    assert pt.copy_range(pt2, BASE, BASE + PMD, _core.COPY_COW) == 512
+    assert pt2.nr_pte_tables == 1 and pt2.lookup(BASE + P)[:2] == (_core.ENTRY_HUGE, hz + 1)
+    pt2.zap(BASE, BASE + PMD)
+    assert pt2.nr_pte_tables == 0
+    pt.split_huge_pmd(BASE)
+    assert pt.count(BASE, BASE + PMD)["zero_page"] == 512 and pt.nr_pte_tables == 1
+    assert pt.get_pte(BASE + 9 * P) == (frames.zero_pfn << 12) | PROT_PRIVATE | \
+        _core.PTE_SPECIAL
+    with pytest.raises(ValueError):
+        pt.map_page(BASE + PMD, hz + 3, PROT_PRIVATE)
+    with pytest.raises(ValueError):
+        frames.put_huge(hz)

@@ -128,3 +128,23 @@ def test_count_and_dump(pt, frames):
     d = pt.dump()
     assert sorted(d) == [BASE + i * P for i in range(6)]
     assert d[BASE + 3 * P] == _core.GUARD_PTE
+
+
+def test_pagemap_exclusive_is_per_folio_for_a_huge_pmd(pt, pt2, frames):
+    """PM_MMAP_EXCLUSIVE of a PMD-mapped THP is decided per folio: after fork, a subpage
+    the child no longer maps is still not exclusive in the parent."""
+    head = frames.alloc_huge(_core.FRAME_ANON)
+    pt.map_huge_pmd(BASE, head, PTE_RW_PAGE)
+    frames.put_huge(head)
+    assert all(v & PM_EXCL for v in pagemap(pt, BASE, 8))
+    pt.copy_range(pt2, BASE, BASE + PMD, _core.COPY_COW)
+    pt2.zap(BASE + 5 * P, BASE + 6 * P)                 # splits the child's PMD
+    assert frames.mapcount(head + 5) == 1
+    assert not any(v & PM_EXCL for v in pagemap(pt, BASE, 8))
+    pt2.zap(BASE, BASE + PMD)
+    assert all(v & PM_EXCL for v in pagemap(pt, BASE, 8))
+
+
+def test_pagemap_huge_zero_page(pt, frames):
+    pt.map_huge_pmd(BASE, frames.huge_zero_pfn, PROT_PRIVATE)
+    assert pagemap(pt, BASE + 3 * P, 1) == [PM_PRESENT | PM_FILE | (frames.huge_zero_pfn + 3)]

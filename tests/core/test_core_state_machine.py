@@ -5,6 +5,8 @@ walker operations and checks them, after every step, against a plain-Python mode
 The addresses come from two windows of a few MiB that straddle a PMD-table boundary
 (1 GiB) and a PUD-table boundary (512 GiB), biased towards 2 MiB boundaries, so that the
 walks keep crossing from one table to the next."""
+from collections import Counter
+
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -271,7 +273,7 @@ class CoreMachine(RuleBasedStateMachine):
         start, end = r
         for kind, size in (("pud", PGDIR), ("pmd", PUD), ("pte", PMD)):
             for b in getattr(src, kind):
-                if b < end and b + size > start:
+                if start < end and b < end and b + size > start:
                     getattr(dst, kind).add(b)
         copied = 0
         for a in src.within(start, end):
@@ -303,9 +305,8 @@ class CoreMachine(RuleBasedStateMachine):
         pt.zap(start, end, _core.ZAP_DROP_MARKERS)
         ptes, pmds, puds = free_plan(tree, start, end, floor, ceiling)
         busy = (any(tree.within(b, b + PMD) for b in ptes)
-                or any(b in pmds or not any(u <= b < u + PUD for u in pmds)
-                       for b in tree.pte - ptes if any(u <= b < u + PUD for u in pmds))
-                or any(u for u in tree.pmd - pmds if any(g <= u < g + PGDIR for g in puds)))
+                or any(b not in ptes for b in tree.pte for u in pmds if u <= b < u + PUD)
+                or any(u not in pmds for u in tree.pmd for g in puds if g <= u < g + PGDIR))
         if busy:
             try:
                 pt.free_pgtables(start, end, floor, ceiling)
@@ -327,16 +328,7 @@ class CoreMachine(RuleBasedStateMachine):
     @invariant()
     def trees_match_the_model(self):
         for pt, tree in zip(self.pt, self.model):
-            got = {}
-            for a, raw in pt.dump().items():
-                kind, val, _ = pt.lookup(a)
-                if kind == _core.ENTRY_PRESENT:
-                    got[a] = ("p", val, bool(raw & RW))
-                elif kind == _core.ENTRY_MARKER:
-                    got[a] = ("m", val)
-                else:
-                    assert kind == _core.ENTRY_SWAP
-                    got[a] = ("s", val)
+            got = {a: decode(raw) for a, raw in pt.dump().items()}
             assert got == tree.entries
             assert (pt.nr_pud_tables, pt.nr_pmd_tables, pt.nr_pte_tables) == \
                 (len(tree.pud), len(tree.pmd), len(tree.pte))
@@ -345,27 +337,42 @@ class CoreMachine(RuleBasedStateMachine):
             assert pt.rss_file == sum(1 for p in present if self.kind(p) == FILE)
             assert pt.swap_ents == sum(1 for e in tree.entries.values() if e[0] == "s")
             for base, size in WINDOWS:
-                c = pt.count(base, base + size)
-                inside = [tree.entries[a] for a in tree.within(base, base + size)]
-                assert c["none"] == size // P - len(inside)
-                assert c["present"] == sum(1 for e in inside if e[0] == "p")
-                assert c["zero_page"] == sum(1 for e in inside if e[:2] == ("p", ZERO))
-                assert c["swap"] == sum(1 for e in inside if e[0] == "s")
-                for key, bit in (("guard", 4), ("poison", 2), ("uffd_wp", 1)):
-                    assert c[key] == sum(1 for e in inside if e[0] == "m" and e[1] & bit)
-                assert c["pte_tables"] == sum(1 for b in tree.pte
-                                              if b < base + size and b + PMD > base)
+                expect = dict.fromkeys(("present", "zero_page", "swap", "guard", "poison",
+                                        "uffd_wp"), 0)
+                inside = [e for a, e in tree.entries.items() if base <= a < base + size]
+                for e in inside:
+                    if e[0] == "p":
+                        expect["present"] += 1
+                        expect["zero_page"] += e[1] == ZERO
+                    elif e[0] == "s":
+                        expect["swap"] += 1
+                    else:
+                        expect["guard"] += bool(e[1] & 4)
+                        expect["poison"] += bool(e[1] & 2)
+                        expect["uffd_wp"] += bool(e[1] & 1)
+                expect.update(none=size // P - len(inside), protnone=0, huge_pmd=0,
+                              pte_tables=sum(1 for b in tree.pte
+                                             if b < base + size and b + PMD > base))
+                assert pt.count(base, base + size) == expect
             pt.check()
 
     @invariant()
     def frames_match_the_model(self):
         self.frames.check(self.pt)
-        pfns = {e[1] for t in self.model for e in t.entries.values()
-                if e[0] == "p" and e[1] != ZERO}
-        for pfn in pfns | set(self.file_pool):
+        maps = Counter(e[1] for t in self.model for e in t.entries.values()
+                       if e[0] == "p" and e[1] != ZERO)
+        for pfn in set(maps) | set(self.file_pool):
             extra = 1 if pfn in self.file_pool else 0
-            assert self.frames.refcount(pfn) == self.mappings(pfn) + extra
-        assert self.frames.nr_used == len(pfns | set(self.file_pool))
+            assert self.frames.refcount(pfn) == maps[pfn] + extra
+        assert self.frames.nr_used == len(set(maps) | set(self.file_pool))
+
+
+def decode(raw):
+    """A raw PTE as the model writes it."""
+    if raw & (_core.PTE_PRESENT | _core.PTE_PROTNONE):
+        return ("p", (raw & _core.PTE_PFN_MASK) >> 12, bool(raw & RW))
+    offset = (~raw >> 9) & ((1 << 50) - 1)
+    return ("m", offset) if raw >> 59 == 31 else ("s", offset)
 
 
 CoreMachine.TestCase.settings = settings(

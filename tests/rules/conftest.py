@@ -16,7 +16,7 @@ import re
 import pytest
 
 from conformance.conftest import env  # noqa: F401  (the two-backend fixture)
-from ptengine.constants import (BUS_ADRERR, MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
+from ptengine.constants import (BUS_ADRERR, MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
                                 PAGE_SIZE, PM_FILE, PM_GUARD_REGION, PM_MMAP_EXCLUSIVE,
                                 PM_PFRAME_MASK, PM_PRESENT, PM_SWAP, PM_UFFD_WP, PROT_READ,
                                 PROT_WRITE)
@@ -106,7 +106,7 @@ class S:
         byte offset into the arena (MAP_FIXED_NOREPLACE there), else the kernel chooses;
         `off` is the file offset in pages."""
         addr = 0 if at is None else ARENA + at
-        flags = extra | (0 if at is None else MAP_FIXED_NOREPLACE)
+        flags = extra | (0 if at is None or extra & MAP_FIXED else MAP_FIXED_NOREPLACE)
         if kind in ("anon", "shared_anon"):
             flags |= MAP_ANONYMOUS | (MAP_PRIVATE if kind == "anon" else MAP_SHARED)
             return self.mm.mmap(addr, npages * P, prot, flags, None, 0)

@@ -6,10 +6,10 @@ import pytest
 
 from ptengine.constants import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE,
                                 MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
-                                MAP_PRIVATE, MLOCK_ONFAULT, PMD_SIZE, PROT_EXEC, PROT_NONE,
+                                MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MLOCK_ONFAULT, PMD_SIZE, PROT_EXEC, PROT_NONE,
                                 PROT_READ, PROT_WRITE, SEGV_ACCERR, SEGV_MAPERR, BUS_ADRERR)
 
-from .conftest import (ANON, CACHE, EFAULT, ENOMEM, GUARD, NONE, P, POISON_CODE, RW, ZERO,
+from .conftest import (ARENA, ANON, CACHE, EFAULT, ENOMEM, GUARD, NONE, P, POISON_CODE, RW, ZERO,
                        Delta, errno_of, known_gap, page_byte, pattern)
 
 INSTALL, REMOVE = MADV_GUARD_INSTALL, MADV_GUARD_REMOVE
@@ -122,6 +122,29 @@ def test_rule_12_beyond_eof_is_sigbus_but_a_guard_wins(s, kind):
     assert s.fault(p + 3 * P + 4) == (SEGV, SEGV_MAPERR, p + 3 * P + 4)
     assert s.fault(p + 3 * P, write=True) == (SEGV, SEGV_MAPERR, p + 3 * P)
     assert s.fault(p + 4 * P) == (BUS, BUS_ADRERR, p + 4 * P)
+
+
+@pytest.mark.kinds("shmem", "file")
+def test_rule_12_sigbus_beyond_eof_leaves_the_upper_tables(s, kind):
+    """handle_mm_fault() allocates the PUD and PMD tables before the file says SIGBUS:
+    VmPTE grows by 8 kB in an empty slot. The file's two cached pages lie in the
+    fault-around window: shmem maps them first (a PTE table, 4 kB more), a regular file
+    maps nothing (measured)."""
+    f = s.system.memfd_create("short", 0) if kind == "shmem" else \
+        s.system.create_file("short", 0)
+    f.truncate(2 * P)
+    f.pwrite(0, b"c" * (2 * P))
+    p = s.mm.mmap(ARENA, 16 * P, PROT_READ, MAP_SHARED | MAP_FIXED_NOREPLACE, f, 0)
+    with Delta(s) as d:
+        assert s.fault(p + 5 * P) == (BUS, BUS_ADRERR, p + 5 * P)
+    if kind == "shmem":
+        assert (d["VmPTE"], d["RssShmem"]) == (12, 8)
+        assert s.pm(p, 3) == [CACHE, CACHE, NONE]
+    else:
+        assert (d["VmPTE"], d["RssFile"]) == (8, 0)
+        assert s.pm(p, 3) == [NONE] * 3
+    assert s.mm.read(p, 1) == b"c"
+    assert s.pm(p, 3) == [CACHE, CACHE, NONE]
 
 
 def test_rule_12_private_file_beyond_eof_and_guard(s):

@@ -1,0 +1,128 @@
+"""Single-page syscalls and a 1,000-stack allocation, ptengine beside the host kernel making
+the same calls in the same run (issue #3; single-page guards from #4).
+
+Target: ptengine no slower than the kernel (ratio <= 1.0). ptengine's side is a Python loop
+over the MM methods (the API a user calls); the kernel's is LiveMM.batch, the same syscalls
+back to back in the live server, timed there. Times are per repetition (per pair of calls,
+or per stack).
+"""
+import pytest
+
+from ptengine.constants import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MAP_ANONYMOUS,
+                                MAP_PRIVATE, MAP_STACK, PAGE_SIZE, PROT_NONE, PROT_READ,
+                                PROT_WRITE)
+
+RW, ANON = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+AT_MOST = 1.0
+GOAL = "no slower than the kernel"
+STACK_SIZE, GUARD = 8 << 20, PAGE_SIZE            # glibc's defaults (RLIMIT_STACK 8 MiB)
+
+
+# name -> the two calls one repetition makes on the middle page of a 3-page RW mapping
+PAIRS = {
+    "guard_install_remove_1page": [("madvise", PAGE_SIZE, PAGE_SIZE, MADV_GUARD_INSTALL),
+                                   ("madvise", PAGE_SIZE, PAGE_SIZE, MADV_GUARD_REMOVE)],
+    "mprotect_split_merge_1page": [("mprotect", PAGE_SIZE, PAGE_SIZE, PROT_READ),
+                                   ("mprotect", PAGE_SIZE, PAGE_SIZE, RW)],
+}
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_one_page_pair(bench, pair, sizes, name):
+    n = sizes["pairs"]
+    p = pair(3 * PAGE_SIZE, RW, ANON)
+    calls = PAIRS[name] * n
+    sim = bench.sim(lambda: p.on_sim(*calls), per=n)
+    assert p.mm.map_count == 1
+    kern = bench.reference(lambda: p.on_kernel(*calls), per=n) if p.kernel else None
+    bench.benchmark.extra_info["repetitions"] = n
+    bench.ratio("vs kernel", sim, kern, at_most=AT_MOST, goal=GOAL,
+                ref_detail="(LiveMM.batch)")
+
+
+def _top_down_slot(live, length, prot, flags):
+    """Where the live server's next mmap(NULL, length) lands: map it and unmap it. The
+    kernel's top-down search gives the same address again while nothing else changes."""
+    addr = live.mmap(0, length, prot, flags)
+    live.munmap(addr, length)
+    return addr
+
+
+def test_mmap_munmap_1page(bench, kernel, sizes):
+    import ptengine
+    n = sizes["pairs"]
+    mm = ptengine.System().spawn()
+
+    def sim_loop():
+        for _ in range(n):
+            mm.munmap(mm.mmap(0, PAGE_SIZE, RW, ANON), PAGE_SIZE)
+
+    sim = bench.sim(sim_loop, per=n)
+    kern = None
+    if kernel is not None:
+        slot = _top_down_slot(kernel, PAGE_SIZE, RW, ANON)
+        calls = [("mmap", 0, PAGE_SIZE, RW, ANON), ("munmap", slot, PAGE_SIZE)] * n
+
+        def kernel_round():
+            results, ns = kernel.batch(calls)
+            assert results[0::2] == [slot] * n and not any(results[1::2])
+            return ns
+        kern = bench.reference(kernel_round, per=n)
+    mm.exit()
+    bench.benchmark.extra_info["repetitions"] = n
+    bench.ratio("vs kernel", sim, kern, at_most=AT_MOST, goal=GOAL,
+                ref_detail="(LiveMM.batch)")
+
+
+# strategy -> the second call of each stack, given the stack's address
+STACKS = {
+    # glibc allocate_stack(): PROT_NONE mapping, then everything above the guard made RW
+    "prot_none": (PROT_NONE, lambda a: ("mprotect", a + GUARD, STACK_SIZE, RW)),
+    # the same stack with a guard region instead of a PROT_NONE VMA
+    "guard": (RW, lambda a: ("madvise", a, GUARD, MADV_GUARD_INSTALL)),
+}
+
+
+@pytest.mark.parametrize("strategy", list(STACKS))
+def test_stacks(bench, kernel, sizes, strategy):
+    """sizes["stacks"] thread stacks of 8 MiB + a 4 KiB guard, allocated top-down one after
+    another; the span is unmapped between rounds (untimed)."""
+    import ptengine
+    n, length = sizes["stacks"], STACK_SIZE + GUARD
+    prot, second = STACKS[strategy]
+    flags = ANON | MAP_STACK
+    mm = ptengine.System().spawn()
+    made = []
+
+    def sim_loop():
+        for _ in range(n):
+            a = mm.mmap(0, length, prot, flags)
+            name, addr, *args = second(a)
+            getattr(mm, name)(addr, *args)
+            made.append(a)
+
+    def unmap_all():
+        if made:
+            mm.munmap(min(made), n * length)
+            made.clear()
+
+    sim = bench.sim(sim_loop, setup=unmap_all, per=n)
+    sim_vmas = mm.map_count
+    unmap_all()
+    mm.exit()
+    kern = None
+    if kernel is not None:
+        top = _top_down_slot(kernel, length, prot, flags)
+        addrs = [top - i * length for i in range(n)]
+        calls = [c for a in addrs for c in (("mmap", 0, length, prot, flags), second(a))]
+
+        def kernel_round():
+            results, ns = kernel.batch(calls)
+            kernel.munmap(addrs[-1], n * length)
+            assert results[0::2] == addrs, "the kernel placed a stack elsewhere"
+            assert not any(results[1::2])
+            return ns
+        kern = bench.reference(kernel_round, per=n)
+    bench.benchmark.extra_info.update(stacks=n, vmas=sim_vmas)
+    bench.ratio("vs kernel", sim, kern, at_most=AT_MOST, goal=GOAL,
+                ref_detail="(LiveMM.batch)", note=f"{sim_vmas} VMAs per {n} stacks")

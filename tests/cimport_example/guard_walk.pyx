@@ -1,0 +1,45 @@
+# cython: language_level=3
+"""A tiny extension that builds on ptengine's compiled core from C, as another simulator
+would: it cimports ptengine._core, runs its own nogil callback under the core's generic
+page-table walk, and uses the documented entry encoding."""
+from libc.stdint cimport uint64_t
+from libc.string cimport memset
+
+from ptengine._core cimport (GUARD_PTE, PT_PAGE_SHIFT, PTE_MARKER_GUARD, WALK_NEXT,
+                             PageTables, entry_table, make_marker_pte, pt_index, pt_walk,
+                             pt_walk_ops, pt_walk_range, pte_is_guard)
+
+
+cdef int _count_guards(pt_walk *w, uint64_t *pmd, uint64_t addr,
+                       uint64_t end) noexcept nogil:
+    cdef uint64_t *pte = entry_table(pmd[0]) + pt_index(addr, PT_PAGE_SHIFT)
+    cdef Py_ssize_t i
+    for i in range(<Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)):
+        if pte_is_guard(pte[i]):
+            w.count += 1
+    return WALK_NEXT
+
+
+def count_guards(PageTables pt not None, uint64_t start, uint64_t end):
+    """Guard markers in [start, end) (page-aligned, start <= end <= 1 << 47)."""
+    cdef pt_walk_ops ops
+    cdef pt_walk w
+    if start > end or end > (<uint64_t>1) << 47 or (start | end) & 0xFFF:
+        raise ValueError("bad range")
+    ops.pte_range = _count_guards
+    ops.huge_pmd = NULL
+    ops.hole = NULL
+    ops.alloc = False
+    memset(&w, 0, sizeof(w))
+    w.mm = &pt.mm
+    w.ops = &ops
+    w.start = start
+    with nogil:
+        pt_walk_range(&w, start, end)
+    return w.count
+
+
+def guard_marker():
+    """The guard marker as the .pxd's inline encoder builds it."""
+    assert make_marker_pte(PTE_MARKER_GUARD) == GUARD_PTE
+    return make_marker_pte(PTE_MARKER_GUARD)

@@ -1,0 +1,60 @@
+"""Build tests/cimport_example/guard_walk.pyx against the installed ptengine (its shipped
+_core.pxd), then import and run it: the .pxd really is a usable C-level contract."""
+import importlib
+import os
+import shutil
+import sys
+
+import pytest
+
+import ptengine
+from ptengine import _core
+
+cython_build = pytest.importorskip("Cython.Build")
+pytest.importorskip("setuptools")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def guard_walk(tmp_path_factory):
+    from setuptools import Distribution, Extension
+    from setuptools.command.build_ext import build_ext
+
+    tmp = tmp_path_factory.mktemp("cimport_example")
+    src = tmp / "guard_walk.pyx"
+    shutil.copy(os.path.join(HERE, "guard_walk.pyx"), src)
+    # The directory holding the ptengine package: where `cimport ptengine._core` resolves.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(ptengine.__file__)))
+    assert os.path.exists(os.path.join(package_root, "ptengine", "_core.pxd"))
+    extensions = cython_build.cythonize(
+        [Extension("guard_walk", [str(src)])], include_path=[package_root],
+        build_dir=str(tmp / "c"), quiet=True, compiler_directives={"language_level": 3})
+    dist = Distribution({"ext_modules": extensions})
+    cmd = build_ext(dist)
+    cmd.build_lib = str(tmp)
+    cmd.build_temp = str(tmp / "build")
+    cmd.ensure_finalized()
+    cmd.run()
+    sys.path.insert(0, str(tmp))
+    try:
+        yield importlib.import_module("guard_walk")
+    finally:
+        sys.path.remove(str(tmp))
+        sys.modules.pop("guard_walk", None)
+
+
+def test_extension_walks_ptengine_tables(guard_walk):
+    frames = _core.Frames()
+    pt = _core.PageTables(frames)
+    base = 0x7F0000000000
+    pt.install_guards(base + 0x1FF000, base + 0x203000)     # across a PTE-table boundary
+    pt.set_marker(base + 0x203000, _core.PTE_MARKER_POISONED)
+    assert guard_walk.count_guards(pt, base, base + (1 << 30)) == 4
+    assert guard_walk.count_guards(pt, base + 0x200000, base + 0x201000) == 1
+    assert guard_walk.count_guards(pt, 0, 1 << 47) == pt.count(0, 1 << 47)["guard"]
+    assert guard_walk.guard_marker() == _core.GUARD_PTE == 0xFFFFFFFFFFFFF600
+    with pytest.raises(ValueError):
+        guard_walk.count_guards(pt, base + 1, base)
+    with pytest.raises(TypeError):
+        guard_walk.count_guards(None, 0, 0)
