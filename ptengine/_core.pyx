@@ -1847,6 +1847,18 @@ cdef class PageTables:
             return pmd[0]
         return _ptes(pmd, a)[0]
 
+    def prepare_fault(self, addr, bint pte_table=False):
+        """Allocate the tables a page fault sets up before it knows whether it can map a
+        page (mm/memory.c: __handle_mm_fault() allocates the PUD and PMD tables; an
+        anonymous fault also its PTE table, in do_anonymous_page()). They stay even when
+        the fault then fails, as in the kernel. Nothing is allocated under a huge PMD."""
+        cdef uint64_t a = _one_page(addr)
+        cdef uint64_t *pmd = pt_pmd_entry(&self.mm, a, True)
+        if pmd == NULL:
+            raise MemoryError()
+        if pte_table and not pmd_is_huge(pmd[0]) and _pte_entry(&self.mm, a, True) == NULL:
+            raise MemoryError()
+
     def lookup(self, addr):
         """(kind, value, raw): kind is one of ENTRY_*; value is the pfn (present,
         protnone, huge: the subpage's pfn), the marker bits, or the swap offset."""

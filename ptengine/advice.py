@@ -202,7 +202,8 @@ class AdviceSyscalls:
         while addr < end:
             kind, val, raw = pt.lookup(addr)
             if kind == _core.ENTRY_HUGE:
-                self._mark_lazyfree(addr, addr + PMD_SIZE, val, _core.HPAGE_NR)
+                if val != frames.huge_zero_pfn:
+                    self._mark_lazyfree(addr, addr + PMD_SIZE, val, _core.HPAGE_NR)
                 addr += PMD_SIZE
                 continue
             if kind == _core.ENTRY_SWAP or \

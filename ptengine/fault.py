@@ -19,7 +19,7 @@ from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_S
                         VM_GROWSDOWN, VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_UFFD_MISSING,
                         VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL,
                         VM_WRITE)
-from .errors import BusError, SegmentationFault, raise_errno
+from .errors import BusError, SegmentationFault
 
 # Fault outcomes.
 OK = 0
@@ -104,7 +104,7 @@ class FaultHandling:
         while page < end:
             vma = self.vma_tree.lookup(page)
             if vma is not None and vma.is_anonymous and not access_error(vma, write) \
-                    and not (write and thp_vma(vma)):
+                    and not thp_vma(vma):
                 # Bulk first-touch of private anonymous memory in the compiled core.
                 hi = min(vma.end, (end + PAGE_SIZE - 1) & PAGE_MASK)
                 if write:
@@ -220,6 +220,12 @@ class FaultHandling:
         if kind == _core.ENTRY_HUGE:
             if not write or raw & _core.PTE_RW:
                 return OK
+            haddr = page & ~(PMD_SIZE - 1)
+            if val - ((page - haddr) >> PAGE_SHIFT) == self.frames.huge_zero_pfn:
+                # do_huge_zero_wp_pmd(): a write to the huge zero page gets a new THP.
+                pt.zap(haddr, haddr + PMD_SIZE, 0)
+                self._map_new_thp(vma, haddr)
+                return OK
             self.split_huge_at(page)
             kind, val, raw = pt.lookup(page)
         if kind == _core.ENTRY_MARKER:
@@ -272,7 +278,7 @@ class FaultHandling:
 
     def _fault_none(self, vma, page, write):
         if vma.is_anonymous:
-            if write and self._huge_anonymous_fault(vma, page):
+            if self._huge_anonymous_fault(vma, page, write):
                 return OK
             # do_anonymous_page(): the zero page on read, a fresh zeroed page on write.
             if write:
@@ -283,11 +289,13 @@ class FaultHandling:
         inode = vma.file.inode
         index = vma.pgoff_at(page)
         if index >= inode.nr_pages:
-            # Beyond EOF: SIGBUS, after the upper tables were allocated. A shmem read
-            # fault has done its fault-around first (measured; a regular file maps
-            # nothing).
+            # Beyond EOF: SIGBUS, after the upper tables were allocated. A read fault has
+            # done its fault-around first (do_read_fault() maps the cached pages of the
+            # window before filemap_fault() finds the page past i_size). ext4 with large
+            # folios maps none of a folio that straddles the VMA; the simulator's page
+            # cache has order-0 pages only, as a file written page by page has.
             self._fault_tables(page, pte_table=False)
-            if inode.is_shmem and not write:
+            if not write:
                 self._fault_around(vma, page)
             return SIGBUS_ADRERR
         if not write:
@@ -304,21 +312,29 @@ class FaultHandling:
         self._map_copy(vma, page, src)
         return OK
 
-    def _huge_anonymous_fault(self, vma, page):
-        """do_huge_pmd_anonymous_page() for a write: where THP is allowed and the PMD is
-        still none (no PTE table: a marker, an earlier 4 KiB fault or an empty table left
-        by DONTNEED all prevent it), map a new zeroed PMD-sized folio. The kernel deposits
-        a PTE table for the later split (the core counts it in VmPTE). Returns whether it
-        did. A read fault would map the huge zero page, which the core does not model:
-        it takes the 4 KiB zero-page path instead."""
+    def _huge_anonymous_fault(self, vma, page, write):
+        """do_huge_pmd_anonymous_page(): where THP is allowed and the PMD is still none (no
+        PTE table: a marker, an earlier 4 KiB fault or an empty table left by DONTNEED all
+        prevent it), a write maps a new zeroed PMD-sized folio and a read the huge zero
+        page (use_zero_page=1). Either deposits a PTE table for a later split, counted in
+        VmPTE. Returns whether it mapped anything."""
         if not thp_fault_allowed(vma, page) or self.pt.get_pmd(page) != 0:
             return False
+        haddr = page & ~(PMD_SIZE - 1)
+        if write:
+            self._map_new_thp(vma, haddr)
+        else:
+            self.pt.map_huge_pmd(haddr, self.frames.huge_zero_pfn,
+                                 pte_flags_for(vma.flags, False))
+            self.minflt += 1
+        return True
+
+    def _map_new_thp(self, vma, haddr):
         self.anon_vma_prepare(vma)
         head = self.frames.alloc_huge(_core.FRAME_ANON)
-        self.pt.map_huge_pmd(page & ~(PMD_SIZE - 1), head, pte_flags_for(vma.flags, True))
+        self.pt.map_huge_pmd(haddr, head, pte_flags_for(vma.flags, True))
         self.frames.put_huge(head)
         self.minflt += 1
-        return True
 
     def _read_fault(self, vma, page, index):
         """do_read_fault(): fault-around maps the cached pages of the 64 KiB window into
@@ -419,7 +435,7 @@ class FaultHandling:
 
     def _populate_vma(self, vma, start, end, write, hwpoison=False):
         """Fault in [start, end) of one VMA; 0 or the errno of the first failure."""
-        bulk = vma.is_anonymous and not (write and thp_vma(vma))
+        bulk = vma.is_anonymous and not thp_vma(vma)
         page = start
         if bulk:
             if write:

@@ -11,13 +11,16 @@ from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREP
                         VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
                         VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE,
                         VM_NORESERVE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
-                        VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED)
+                        VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED,
+                        VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP)
 from .errors import raise_errno
 
 # Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).
 LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE
                    | MAP_EXECUTABLE | MAP_UNINITIALIZED | MAP_GROWSDOWN | MAP_LOCKED
                    | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB)
+# The VMA flags of a userfaultfd registration (VM_UFFD_* of the modes registered).
+VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
 # Data segments (brk): VM_DATA_DEFAULT_FLAGS on x86-64 without READ_IMPLIES_EXEC.
 VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
@@ -220,6 +223,8 @@ class MappingSyscalls:
                 raise_errno(errno.EINVAL)
             if flags & MREMAP_FIXED and self.map_count + 2 >= self.max_map_count - 3:
                 raise_errno(errno.ENOMEM)
+        if flags & MREMAP_FIXED and old_len == new_len:
+            return self._remap_move(addr, old_len, new_addr, bool(flags & MREMAP_DONTUNMAP))
         vma = self.vma_tree.lookup(addr)
         if vma is None:
             raise_errno(errno.EFAULT)
@@ -239,12 +244,12 @@ class MappingSyscalls:
             if new_len < old_len:
                 self.unmap_range(addr + new_len, addr + old_len)
             return addr
-        if flags & MREMAP_FIXED and old_len == new_len and old_len > vma.end - addr \
-                and not flags & MREMAP_DONTUNMAP:
-            return self._move_many(addr, old_len, new_addr)
         if flags & MREMAP_FIXED and old_len > new_len:
-            # mremap_to(): the destination is cleared and the tail cut off before the rest
-            # of the old range is checked against its VMA.
+            # remap_is_valid() checks only the part that stays against the first VMA
+            # (EFAULT before anything changes); mremap_to() then clears the destination
+            # and cuts off the tail, which may span several VMAs and holes.
+            if new_len > vma.end - addr:
+                raise_errno(errno.EFAULT)
             self.unmap_range(new_addr, new_addr + new_len)
             self.unmap_range(addr + new_len, addr + old_len)
             old_len = new_len
@@ -261,6 +266,7 @@ class MappingSyscalls:
             self.vm_enough_memory(grown >> PAGE_SHIFT)
         if not moves_to and addr + old_len == vma.end and self._expandable(vma, new_len - old_len):
             self._expand_in_place(vma, new_len - old_len)
+            self._populate_locked_growth(vma, addr + old_len, addr + new_len)
             return addr
         if not flags & MREMAP_MAYMOVE:
             raise_errno(errno.ENOMEM)
@@ -279,9 +285,18 @@ class MappingSyscalls:
                                               vma.file, bool(vma.flags & VM_SHARED), vma.flags)
         if self.map_count >= self.max_map_count - 3:
             raise_errno(errno.ENOMEM)
+        locked = vma.flags & VM_LOCKED
         self._move_vma(vma, addr, old_len, new_addr, new_len,
                        dontunmap=bool(flags & MREMAP_DONTUNMAP))
+        if locked:
+            self._populate_locked_growth(vma, new_addr + old_len, new_addr + new_len)
         return new_addr
+
+    def _populate_locked_growth(self, vma, start, end):
+        """do_mremap(): the part a VM_LOCKED mapping grew by is faulted in (mm_populate(),
+        which leaves VM_LOCKONFAULT alone)."""
+        if start < end and vma.flags & VM_LOCKED:
+            self.populate_range(start, end, ignore_errors=True)
 
     def _duplicate(self, vma, addr, new_len, hint):
         fixed = hint != 0
@@ -341,18 +356,46 @@ class MappingSyscalls:
         else:
             self.unmap_range(addr, addr + old_len)
 
-    def _move_many(self, addr, length, new_addr):
-        """6.17+: a pure MREMAP_FIXED move may span several VMAs (gaps stay gaps)."""
+    def _remap_move(self, addr, length, new_addr, dontunmap):
+        """mm/mremap.c:remap_move() (6.17+): a MREMAP_FIXED move of unchanged size moves
+        each VMA of [addr, addr + length) in turn, as a move of its own: the gaps between
+        source VMAs are kept between their copies (the destination under a gap is left as
+        it is), the range may not start in a gap (EFAULT), and an error on a later VMA
+        leaves the earlier ones moved. Returns where the first one went."""
         end = addr + length
-        vmas = self.vma_tree.overlapping(addr, end)
-        for v in vmas:
-            if v.flags & (VM_DONTEXPAND | VM_PFNMAP):
+        vma = self.vma_tree.find(addr)
+        if vma is None or vma.start > addr:
+            raise_errno(errno.EFAULT)
+        target, last_end, first = new_addr, None, None
+        while True:
+            lo, hi = max(vma.start, addr), min(vma.end, end)
+            dst = target + (0 if last_end is None else vma.start - last_end)
+            last_end = vma.end
+            # A userfaultfd-armed VMA can only be moved alone (vma_multi_allowed()).
+            if vma.flags & VM_UFFD_FLAGS and (first is not None or vma.end < end):
                 raise_errno(errno.EFAULT)
+            self._remap_one(lo, hi - lo, dst, dontunmap)
+            if first is None:
+                first = dst
+            target = dst + (hi - lo)
+            vma = self.vma_tree.find(hi)
+            if hi == end or vma is None or vma.start >= end:
+                return first
+
+    def _remap_one(self, addr, length, new_addr, dontunmap):
+        """check_prep_vma() and mremap_to() for one VMA's part of a remap_move()."""
+        vma = self.vma_tree.lookup(addr)
+        if vma.flags & VM_SEALED:
+            raise_errno(errno.EPERM)
+        if dontunmap and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
+            raise_errno(errno.EINVAL)
         self.unmap_range(new_addr, new_addr + length)
-        for v in self.vma_tree.overlapping(addr, end):
-            lo, hi = max(v.start, addr), min(v.end, end)
-            self._move_vma(v, lo, hi - lo, new_addr + (lo - addr), hi - lo, False)
-        return new_addr
+        vma = self.vma_tree.lookup(addr)     # the unmap may have split it
+        if self.map_count >= self.max_map_count - 3:
+            raise_errno(errno.ENOMEM)
+        if dontunmap and vma.flags & VM_ACCOUNT:
+            self.vm_enough_memory(length >> PAGE_SHIFT)
+        self._move_vma(vma, addr, length, new_addr, length, dontunmap)
 
     # mirrors mm/mmap.c:brk()
     def brk(self, addr):

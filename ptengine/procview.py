@@ -8,11 +8,12 @@ import errno
 import numpy as np
 
 from . import _core
-from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT,
-                        PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN, PAGE_MASK,
-                        PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK,
-                        PM_PRESENT, PM_SCAN_CATEGORIES, PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP,
-                        TASK_SIZE, VM_GROWSDOWN, VM_LOCKED, VM_SHARED, VM_SOFTDIRTY, VM_WRITE)
+from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZERO,
+                        PAGE_IS_PRESENT, PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN,
+                        PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, PM_FILE, PM_GUARD_REGION,
+                        PM_PFRAME_MASK, PM_PRESENT, PM_SCAN_CATEGORIES, PM_SOFT_DIRTY, PM_SWAP,
+                        PM_UFFD_WP, TASK_SIZE, VM_GROWSDOWN, VM_LOCKED, VM_SHARED, VM_SOFTDIRTY,
+                        VM_WRITE)
 from .errors import InvariantError, raise_errno
 from . import procfs
 
@@ -51,12 +52,10 @@ class ProcView:
 
     def status(self):
         """The mm fields of /proc/PID/status, in kB, plus map_count."""
-        total = locked = data = stack = 0
+        total = data = stack = 0
         for v in self.vma_tree:
             size = v.end - v.start
             total += size
-            if v.flags & VM_LOCKED:
-                locked += size
             if v.flags & VM_GROWSDOWN:
                 stack += size
             elif v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE:
@@ -64,7 +63,10 @@ class ProcView:
         pt = self.pt
         pages_kb = PAGE_SIZE // 1024
         anon, file, shmem = pt.rss_anon * pages_kb, pt.rss_file * pages_kb, pt.rss_shmem * pages_kb
-        return {"VmSize": total >> 10, "VmLck": locked >> 10, "VmRSS": anon + file + shmem,
+        # VmLck is mm->locked_vm, a counter kept by mlock/munlock/munmap/mremap: after
+        # MREMAP_DONTUNMAP the unlocked old VMA's pages still count.
+        locked = self.locked_vm * pages_kb
+        return {"VmSize": total >> 10, "VmLck": locked, "VmRSS": anon + file + shmem,
                 "RssAnon": anon, "RssFile": file, "RssShmem": shmem, "VmData": data >> 10,
                 "VmStk": stack >> 10, "VmPTE": pt.pgtables_bytes >> 10,
                 "map_count": self.map_count}
@@ -151,9 +153,15 @@ class ProcView:
         cats |= np.where(swapped, PAGE_IS_SWAPPED, 0)
         cats |= np.where((present | swapped | table) & ~uffd_wp, PAGE_IS_WRITTEN, 0)
         cats |= np.where(huge, PAGE_IS_HUGE, 0)
-        cats |= np.where(present & ((pm & np.uint64(PM_FILE)) != 0), PAGE_IS_FILE, 0)
-        zero = np.uint64(self.frames.zero_pfn)
-        cats |= np.where(present & ((pm & np.uint64(PM_PFRAME_MASK)) == zero), PAGE_IS_PFNZERO, 0)
+        # The zero page and the huge zero page: PFNZERO, and never FILE (pagemap shows
+        # PM_FILE for the huge zero PMD, but the scan asks vm_normal_page_pmd(), which
+        # has no page for it).
+        frame = pm & np.uint64(PM_PFRAME_MASK)
+        huge_zero = np.uint64(self.frames.huge_zero_pfn)
+        zero = present & ((frame == np.uint64(self.frames.zero_pfn))
+                          | ((frame >= huge_zero) & (frame < huge_zero + np.uint64(512))))
+        cats |= np.where(present & ~zero & ((pm & np.uint64(PM_FILE)) != 0), PAGE_IS_FILE, 0)
+        cats |= np.where(zero, PAGE_IS_PFNZERO, 0)
         cats |= np.where((pm & np.uint64(PM_GUARD_REGION)) != 0, PAGE_IS_GUARD, 0)
         cats |= np.where((pm & np.uint64(PM_SOFT_DIRTY)) != 0, PAGE_IS_SOFT_DIRTY, 0)
         if vma.flags & VM_SOFTDIRTY:

@@ -14,11 +14,10 @@ from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFA
                         VM_SPECIAL, VM_WRITE, VM_UFFD_MISSING, VM_UFFD_WP,
                         VM_UFFD_MINOR)
 from .errors import raise_errno
-from .mapping import calc_vm_prot_bits
+from .mapping import VM_UFFD_FLAGS, calc_vm_prot_bits
 
 UFFDIO_REGISTER_MODE_MISSING = 1
 UFFD_REGISTER_MODES = 1 | 2 | 4
-VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
 # include/uapi/linux/userfaultfd.h: WAKE, COPY, ZEROPAGE, MOVE, WRITEPROTECT, CONTINUE, POISON.
 UFFDIO_WRITEPROTECT_NR = 6
 UFFDIO_CONTINUE_NR = 7

@@ -74,17 +74,6 @@ def ok(ret):
     return ret
 
 
-def outcome(call, *args, **kw):
-    """What a call did, comparable across backends: its errno's name ("EINVAL") when it
-    raised OSError, else "ok" (or the value for calls that return one, via `value=True`)."""
-    value = kw.pop("value", False)
-    try:
-        ret = call(*args, **kw)
-    except OSError as e:
-        return errno.errorcode[e.errno]
-    return ret if value else "ok"
-
-
 def errno_of(call, *args, **kw):
     with pytest.raises(OSError) as e:
         call(*args, **kw)

@@ -565,12 +565,7 @@ def test_vmlck_is_a_counter(env, region):
     r.munmap(14, 2)
     assert mm.status()["VmLck"] - base == 40
     mm.mremap(r.addr(12), 2 * P, 2 * P, MAYMOVE | DONTUNMAP | FIXED, r.addr(32))
-    got = mm.status()["VmLck"] - base
-    if env.backend == "ptengine":                     # a strict xfail on this backend only
-        assert got != 48, "XPASS(strict): VmLck now follows mm->locked_vm; drop this xfail"
-        pytest.xfail("procview.status() sums VmLck from VM_LOCKED VMAs; the kernel reports "
-                     "mm->locked_vm, which MM.locked_vm now tracks")
-    assert got == 48
+    assert mm.status()["VmLck"] - base == 48
 
 
 def test_mremap_multi_vma_move(region):
@@ -589,6 +584,51 @@ def test_mremap_multi_vma_move(region):
     #  shrinking a range that spans two VMAs unmaps the tail
     assert mm.mremap(r.addr(32), 8 * P, 2 * P) == r.addr(32)
     assert r.layout() == [rw(32, 34), rw(41, 45)] and r.delta == 2
+
+
+def test_mremap_multi_vma_move_is_one_move_per_vma(region):
+    """remap_move() moves each VMA on its own, so: the destination under a source gap is
+    left mapped; a sealed VMA further on fails (EPERM) after the earlier ones moved; and
+    MREMAP_DONTUNMAP works across several VMAs too."""
+    r = region
+    mm = r.mm
+    #  AAAA.BBBB  ->  onto a PROT_NONE mapping at [20,32)
+    r.map(0, 4), r.map(5, 4, PROT_READ), r.map(20, 12, PROT_NONE)
+    assert mm.mremap(r.addr(0), 9 * P, 9 * P, MAYMOVE | FIXED, r.addr(20)) == r.addr(20)
+    assert r.layout() == [rw(20, 24), (24, 25, "---p", ANON_NONE), ro(25, 29),
+                          (29, 32, "---p", ANON_NONE)]
+    r.munmap(0, 64)
+    #  AAAA.SSSS  with S sealed: A moves, then EPERM
+    r.map(0, 4), r.map(5, 4, PROT_READ), ok(mm.mseal(r.addr(5), 4 * P))
+    with pytest.raises(OSError) as e:
+        mm.mremap(r.addr(0), 9 * P, 9 * P, MAYMOVE | FIXED, r.addr(20))
+    assert e.value.errno == 1
+    assert r.layout() == [ro(5, 9, "rd mr mw me sl"), rw(20, 24)]
+    #  DONTUNMAP over two VMAs: both copied, both left behind empty
+    r.map(32, 4), r.map(36, 4, PROT_READ)
+    assert mm.mremap(r.addr(32), 8 * P, 8 * P, MAYMOVE | FIXED | DONTUNMAP, r.addr(48)) == \
+        r.addr(48)
+    assert r.layout()[2:] == [rw(32, 36), ro(36, 40), rw(48, 52), ro(52, 56)]
+
+
+def test_mremap_grown_locked_vma_is_populated(region):
+    """A VM_LOCKED mapping that mremap grows has the new part faulted in, in place or
+    moved; with MLOCK_ONFAULT it has not."""
+    r = region
+    mm = r.mm
+
+    def present(page, n):
+        return [int(x) >> 63 for x in mm.pagemap(r.addr(page), n * P)]
+
+    r.map(0, 4, RW, ANON | 0x2000)                            # MAP_LOCKED: populated
+    assert mm.mremap(r.addr(0), 4 * P, 8 * P) == r.addr(0)
+    assert present(0, 8) == [1] * 8
+    r.map(8, 1, PROT_READ)                                    # now it must move
+    assert mm.mremap(r.addr(0), 8 * P, 12 * P, MAYMOVE | FIXED, r.addr(32)) == r.addr(32)
+    assert present(32, 12) == [1] * 12
+    r.map(64, 2), ok(mm.mlock(r.addr(64), 2 * P, MLOCK_ONFAULT))
+    assert mm.mremap(r.addr(64), 2 * P, 4 * P) == r.addr(64)
+    assert present(64, 4) == [0] * 4
 
 
 def test_mremap_grow_must_move(region):

@@ -16,10 +16,10 @@ import re
 import pytest
 
 from conformance.conftest import env  # noqa: F401  (the two-backend fixture)
-from ptengine.constants import (BUS_ADRERR, MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
-                                PAGE_SIZE, PM_FILE, PM_GUARD_REGION, PM_MMAP_EXCLUSIVE,
-                                PM_PFRAME_MASK, PM_PRESENT, PM_SWAP, PM_UFFD_WP, PROT_READ,
-                                PROT_WRITE)
+from ptengine.constants import (BUS_ADRERR, MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED,
+                                MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE,
+                                PM_FILE, PM_GUARD_REGION, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK,
+                                PM_PRESENT, PM_SWAP, PM_UFFD_WP, PROT_READ, PROT_WRITE)
 from ptengine.errors import Fault
 
 P = PAGE_SIZE
@@ -186,13 +186,6 @@ class Delta:
 
     def __getitem__(self, key):
         return self.d[key]
-
-
-def known_gap(request, s, reason):
-    """The simulator is known to differ from the kernel here: a strict xfail on the
-    simulator's run only (the kernel's run still proves the expectation)."""
-    if not s.kernel:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def pattern(first_page, npages):

@@ -3,11 +3,12 @@ guard operations neither split nor merge VMAs."""
 import pytest
 
 from ptengine.constants import (F_SEAL_WRITE, MADV_DONTNEED, MADV_GUARD_INSTALL,
-                                MADV_GUARD_REMOVE, MAP_ANONYMOUS, MAP_DROPPABLE, MAP_LOCKED, MCL_FUTURE,
-                                MCL_ONFAULT, MFD_ALLOW_SEALING, MAP_SHARED, MLOCK_ONFAULT,
+                                MADV_GUARD_REMOVE, MAP_ANONYMOUS, MAP_DROPPABLE, MAP_LOCKED,
+                                MAP_SHARED, MCL_FUTURE, MCL_ONFAULT, MFD_ALLOW_SEALING,
+                                MLOCK_ONFAULT,
                                 PROT_EXEC, PROT_NONE, PROT_READ, VM_MAYBE_GUARD)
 
-from .conftest import (EINVAL, ENOMEM, EPERM, GUARD, NONE, P, RW, ZERO, errno_of)
+from .conftest import (EACCES, EINVAL, ENOMEM, EPERM, GUARD, NONE, P, RW, ZERO, errno_of)
 
 INSTALL, REMOVE = MADV_GUARD_INSTALL, MADV_GUARD_REMOVE
 UNMAPPED = 0x500000000000
@@ -229,3 +230,32 @@ def test_rule_06_guard_ops_never_split_or_merge(s, kind):
     # DONTNEED (for contrast) does not split either; guards are not touched by it.
     s.mm.madvise(p, 10 * P, MADV_DONTNEED)
     assert s.mm.map_count == count
+
+
+def test_rule_04_memfd_seals_and_guards(s):
+    """Guards need no write access, and a guarded shared mapping still counts as a
+    writable mapping for F_SEAL_WRITE (EBUSY) as long as it has VM_MAYWRITE."""
+    from ptengine.constants import F_SEAL_FUTURE_WRITE, PROT_WRITE
+    m = s.system.memfd_create("seals", MFD_ALLOW_SEALING)
+    m.truncate(4 * P)
+    m.pwrite(0, b"s" * (4 * P))
+    p = s.mm.mmap(0, 4 * P, PROT_READ, MAP_SHARED, m, 0)
+    assert s.mm.madvise(p + P, P, INSTALL) in (0, None)
+    assert errno_of(m.add_seals, F_SEAL_WRITE) == 16                    # EBUSY
+    s.mm.munmap(p, 4 * P)
+    m.add_seals(F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)
+    assert errno_of(s.mm.mmap, 0, 4 * P, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0) == EPERM
+    q = s.mm.mmap(0, 4 * P, PROT_READ, MAP_SHARED, m, 0)
+    assert "mw" not in s.vmflags(q)
+    assert s.mm.madvise(q, 2 * P, INSTALL) in (0, None)
+    assert s.fault(q)[1] == 1 and s.fault(q + 2 * P) is None
+    assert s.fault(q + 2 * P, write=True)[1] == 2                        # ACCERR
+    assert s.mm.madvise(q, 4 * P, REMOVE) in (0, None)
+    assert s.mm.read(q, 1) == b"s"
+    assert errno_of(s.mm.mprotect, q, P, PROT_READ | PROT_WRITE) == EACCES
+    # A private mapping of the sealed memfd is writable (COW) and guardable.
+    r = s.mm.mmap(0, 2 * P, PROT_READ | PROT_WRITE, 2, m, 0)
+    s.mm.write(r, b"p")
+    assert s.mm.madvise(r, P, INSTALL) in (0, None)
+    assert s.mm.madvise(r, P, REMOVE) in (0, None)
+    assert s.mm.read(r, 1) == b"s"

@@ -8,7 +8,7 @@ from ptengine.constants import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGE
                                 MAP_PRIVATE, PMD_SIZE, PROT_NONE, PROT_READ)
 from ptengine.constants import PM_FILE, PM_PRESENT, SEGV_MAPERR
 
-from .conftest import (ANON, CACHE, GUARD, GUARD_FRAME, NONE, P, POISON, POISON_CODE, RW,
+from .conftest import (ANON, CACHE, GUARD, GUARD_FRAME, NONE, P, POISON, POISON_CODE,
                        SLOT, ZERO, Delta, page_byte, pattern)
 
 SIGBUS = signal.SIGBUS

@@ -6,12 +6,12 @@ from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFO
                                 MADV_DONTNEED_LOCKED, MADV_FREE, MADV_GUARD_INSTALL,
                                 MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_KEEPONFORK,
                                 MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT,
-                                MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE,
-                                MADV_SEQUENTIAL, MADV_WILLNEED, MADV_WIPEONFORK, MAP_PRIVATE,
-                                MAP_SHARED, MLOCK_ONFAULT, PMD_SIZE, PROT_READ, SEGV_MAPERR)
+                                MADV_RANDOM, MADV_REMOVE, MADV_SEQUENTIAL, MADV_WILLNEED,
+                                MADV_WIPEONFORK, MAP_SHARED, MLOCK_ONFAULT, PMD_SIZE,
+                                PROT_READ, SEGV_MAPERR)
 
-from .conftest import (ANON, CACHE, EACCES, EINVAL, ENOMEM, GUARD, NONE, P, POISON, RW,
-                       ZERO, Delta, errno_of, page_byte, pattern)
+from .conftest import (ANON, CACHE, EACCES, EINVAL, ENOMEM, GUARD, NONE, P, POISON, ZERO,
+                       Delta, errno_of, page_byte, pattern)
 
 INSTALL, REMOVE = MADV_GUARD_INSTALL, MADV_GUARD_REMOVE
 HP = PMD_SIZE // P
@@ -239,14 +239,19 @@ def test_rule_18_wipeonfork_on_guarded_anon(s):
 
 
 # --- rule 19: COLLAPSE --------------------------------------------------------------------
-def collapse_range(s, kind):
+def collapse_range(s, kind, hugepage=True):
+    """A 2 MiB-aligned PMD with two pages written (without THP faults). MADV_HUGEPAGE is
+    given only when asked: khugepaged may collapse an unguarded VM_HUGEPAGE range at any
+    moment, and MADV_COLLAPSE does not need the flag."""
     if kind != "anon":
         s.file(kind).truncate(HP * P)       # the whole PMD inside the file
     p = s.map(kind, HP, at=0)
-    madv(s, p, HP, MADV_NOHUGEPAGE)
+    if hugepage:
+        madv(s, p, HP, MADV_NOHUGEPAGE)
     s.mm.write(p, b"c")
     s.mm.write(p + 30 * P, b"d")            # inside the 100-page file
-    madv(s, p, HP, MADV_HUGEPAGE)
+    if hugepage:
+        madv(s, p, HP, MADV_HUGEPAGE)
     return p
 
 
@@ -265,7 +270,7 @@ def test_rule_19_collapse_fails_over_a_guard_and_keeps_it(s, kind):
 
 
 def test_rule_19_collapse_without_guards_makes_a_thp(s):
-    p = collapse_range(s, "anon")
+    p = collapse_range(s, "anon", hugepage=False)
     with Delta(s) as d:
         madv(s, p, HP, MADV_COLLAPSE)
     assert s.smaps(p)["AnonHugePages"] == 2048
@@ -281,7 +286,7 @@ def test_rule_19_collapse_without_guards_makes_a_thp(s):
 
 
 def test_rule_19_collapse_after_guard_remove(s):
-    p = collapse_range(s, "anon")
+    p = collapse_range(s, "anon", hugepage=False)
     madv(s, p + 5 * P, 1, INSTALL)
     madv(s, p + 5 * P, 1, REMOVE)
     madv(s, p, HP, MADV_COLLAPSE)
@@ -328,7 +333,7 @@ def test_rule_19_collapse_of_a_partial_range(s):
 
 
 def test_rule_19_shmem_collapse_maps_a_pmd(s):
-    p = collapse_range(s, "shmem")
+    p = collapse_range(s, "shmem", hugepage=False)
     with Delta(s) as d:
         madv(s, p, HP, MADV_COLLAPSE)
     assert (d["RssShmem"], d["VmPTE"]) == (2048 - 8, -4)   # the PTE table is freed
@@ -404,3 +409,24 @@ def test_rule_20_flag_advice_over_a_hole_is_enomem_after_applying(s):
     assert errno_of(s.mm.madvise, a, 5 * P, MADV_RANDOM) == ENOMEM
     assert "rr" in s.vmflags(a) and "rr" in s.vmflags(b)
     assert s.pm(a, 1) == [GUARD]
+
+
+@pytest.mark.parametrize("kind,npages,at,advice,eligible", [
+    ("anon", HP, 0, None, 0),
+    ("anon", HP, 0, MADV_HUGEPAGE, 1),
+    ("anon", HP - 1, 0, MADV_HUGEPAGE, 0),          # no whole PMD in the VMA
+    ("anon", HP + 1, P, MADV_HUGEPAGE, 0),
+    ("anon", 2 * HP, P, MADV_HUGEPAGE, 1),
+    ("anon", HP, 0, MADV_NOHUGEPAGE, 0),
+    ("shared_anon", HP, 0, MADV_HUGEPAGE, 0),       # shmem THP is "never" on the host
+    ("shmem", HP, 0, MADV_HUGEPAGE, 0),
+    ("file", 64, 0, MADV_HUGEPAGE, 0),
+])
+def test_rule_20_hugepage_and_smaps_thpeligible(s, kind, npages, at, advice, eligible):
+    """THPeligible follows MADV_HUGEPAGE on private anonymous VMAs only; a guard changes
+    nothing about it."""
+    p = s.map(kind, npages, at=at)
+    if advice is not None:
+        madv(s, p, npages, advice)
+    madv(s, p + P, 1, INSTALL)
+    assert s.smaps(p)["THPeligible"] == eligible
