@@ -295,6 +295,9 @@ class FaultHandling:
             # folios maps none of a folio that straddles the VMA; the simulator's page
             # cache has order-0 pages only, as a file written page by page has.
             self._fault_tables(page, pte_table=False)
+            if write and not vma.flags & VM_SHARED:
+                # do_cow_fault() prepares the anon_vma before it asks for the page.
+                self.anon_vma_prepare(vma)
             if not write:
                 self._fault_around(vma, page)
             return SIGBUS_ADRERR

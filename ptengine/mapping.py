@@ -319,7 +319,7 @@ class MappingSyscalls:
         """vma_merge_extend(): grow the VMA, absorbing the next one if it then touches and
         is compatible."""
         end = vma.end + delta
-        self.vma_tree.remove(vma)
+        self.vma_tree.remove(vma, range_stays_mapped=True)
         old_start = vma.start
         vma.end = end
         self.map_range_existing(vma, old_start)
@@ -332,7 +332,7 @@ class MappingSyscalls:
         _, nxt = self.vma_tree.prev_next(vma.start, vma.end)
         if can_merge_before(nxt, vma.end, vma.flags, vma.pgoff, vma.pages, vma.file,
                             vma.anon_vma, vma.anon_name):
-            self.vma_tree.remove(nxt)
+            self.vma_tree.remove(nxt, range_stays_mapped=True)
             vma.end = nxt.end
             vma.anon_vma = vma.anon_vma or nxt.anon_vma
         self.vma_tree.insert(vma)

@@ -128,7 +128,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
 
     def _move_start(self, vma, new_start):
         """Change a VMA's start (re-keying it in the tree); pgoff follows."""
-        self.vma_tree.remove(vma)
+        self.vma_tree.remove(vma, range_stays_mapped=True)
         vma.pgoff += (new_start - vma.start) >> PAGE_SHIFT
         vma.start = new_start
         self.vma_tree.insert(vma)
@@ -162,11 +162,11 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
             if merge_right:
                 prev.anon_vma = prev.anon_vma or nxt.anon_vma
                 prev.flags |= nxt.flags & VM_STICKY
-                self.vma_tree.remove(vma)
-                self.vma_tree.remove(nxt)
+                self.vma_tree.remove(vma, range_stays_mapped=True)
+                self.vma_tree.remove(nxt, range_stays_mapped=True)
                 prev.end = nxt.end
             elif right:
-                self.vma_tree.remove(vma)
+                self.vma_tree.remove(vma, range_stays_mapped=True)
                 prev.end = end
             else:
                 prev.end = end
@@ -176,7 +176,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
             nxt.anon_vma = nxt.anon_vma or vma.anon_vma
             nxt.flags |= sticky
             if left:
-                self.vma_tree.remove(vma)
+                self.vma_tree.remove(vma, range_stays_mapped=True)
             else:
                 vma.end = start
             self._move_start(nxt, start)
@@ -205,7 +205,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
             prev.flags |= flags & VM_STICKY
             prev.anon_vma = prev.anon_vma or anon_vma
             if merge_right:
-                self.vma_tree.remove(nxt)
+                self.vma_tree.remove(nxt, range_stays_mapped=True)
                 prev.end = nxt.end
                 prev.flags |= nxt.flags & VM_STICKY
                 prev.anon_vma = prev.anon_vma or nxt.anon_vma
@@ -215,7 +215,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
         if merge_right:
             nxt.flags |= flags & VM_STICKY
             nxt.anon_vma = nxt.anon_vma or anon_vma
-            self.vma_tree.remove(nxt)
+            self.vma_tree.remove(nxt, range_stays_mapped=True)
             nxt.start, nxt.pgoff = start, pgoff
             self.vma_tree.insert(nxt)
             return nxt

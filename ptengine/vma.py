@@ -168,6 +168,10 @@ class VMATree:
 
     def __init__(self):
         self._list = SortedKeyList(key=_start_key)
+        # Free-area cache, as mm/mmap.c kept before the maple tree: (high, addr, hole)
+        # says every hole between addr and high is at most `hole` bytes, so a top-down
+        # search for more can start at addr. Removing a VMA above addr invalidates it.
+        self._gap_cache = None
 
     def __len__(self):
         return len(self._list)
@@ -178,8 +182,13 @@ class VMATree:
     def insert(self, vma):
         self._list.add(vma)
 
-    def remove(self, vma):
+    def remove(self, vma, range_stays_mapped=False):
+        """Take vma out of the tree. Callers that re-key or merge it away, so that its
+        range stays covered, say so and keep the free-area cache."""
         self._list.remove(vma)
+        if not range_stays_mapped and self._gap_cache is not None \
+                and vma.end > self._gap_cache[1]:
+            self._gap_cache = None
 
     def index_of(self, vma):
         return self._list.index(vma)
@@ -251,8 +260,13 @@ class VMATree:
         and VMAs alike) inside it. A hole under a growsdown VMA that is too small even
         without the gap is simply passed over."""
         lst = self._list
+        top, seen = high, 0
+        cache = self._gap_cache
+        if cache is not None and cache[0] == high and length > cache[2]:
+            top, seen = cache[1], cache[2]
+        restarted = False
         while True:
-            i = lst.bisect_key_left(high)
+            i = lst.bisect_key_left(top)
             upper = lst[i] if i < len(lst) else None
             while True:
                 below = lst[i - 1] if i > 0 else None
@@ -260,13 +274,18 @@ class VMATree:
                 gap_start = low if below is None else max(low, below.end)
                 if gap_end - gap_start >= length:
                     break
+                seen = max(seen, gap_end - gap_start)
                 if below is None or below.end <= low:
                     return None
                 upper = below
                 i -= 1
             if upper is not None and vm_start_gap(upper) < gap_end:
-                high = vm_start_gap(upper)
+                top = high = vm_start_gap(upper)
+                restarted = True
                 continue
+            # Every hole above gap_end is at most `seen` (a guard-gap restart skipped
+            # holes that might fit other lengths: no cache then).
+            self._gap_cache = None if restarted else (high, gap_end, seen)
             return gap_end - length
 
     def lowest_gap(self, length, low, high):
