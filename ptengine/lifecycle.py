@@ -23,6 +23,7 @@ class ProcessLifecycle:
         child = MM(self.system, mmap_base=self.mmap_base, max_map_count=self.max_map_count,
                    start_brk=self.start_brk, mmap_min_addr=self.mmap_min_addr)
         child.brk_end = self.brk_end
+        child.start_stack = self.start_stack
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
         for vma in self.vma_tree:
             if vma.flags & VM_DONTCOPY:

@@ -72,7 +72,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
     """One address space. `MM()` is shorthand for a fresh System with one process."""
 
     def __init__(self, system=None, *, mmap_base=None, max_map_count=None,
-                 start_brk=DEFAULT_START_BRK, mmap_min_addr=MMAP_MIN_ADDR):
+                 start_brk=DEFAULT_START_BRK, mmap_min_addr=MMAP_MIN_ADDR, exec_layout=False):
         if system is None:
             system = System(**({} if max_map_count is None else {"max_map_count": max_map_count}),
                             **({} if mmap_base is None else {"mmap_base": mmap_base}))
@@ -91,7 +91,11 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
         self.minflt = 0
         self.majflt = 0
         self.dead = False
+        self.start_stack = None      # set by an exec layout: the VMA holding it is [stack]
         system.mms.append(self)
+        if exec_layout:
+            from .exec_layout import setup_exec_layout
+            setup_exec_layout(self)
 
     # --- introspection basics -----------------------------------------------------------
     @property

@@ -33,11 +33,12 @@ class ProcView:
         return (self.start_brk, self.brk_end)
 
     def maps(self):
-        return procfs.render_maps(self.vma_tree, heap=self._heap())
+        return procfs.render_maps(self.vma_tree, heap=self._heap(), stack=self.start_stack)
 
     def smaps(self):
         heap = self._heap()
-        return "".join(procfs.render_smaps(v, stats, heap=heap, thp_eligible=thp_eligible(v),
+        return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,
+                                           thp_eligible=thp_eligible(v),
                                            locked_bytes=stats["locked"])
                        for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree))
 

@@ -130,7 +130,9 @@ def open_backend(backend="sim", max_map_count=None, system_options=None):
         if max_map_count is not None:
             opts["max_map_count"] = max_map_count
         system = ptengine.System(**opts)
-        return system, system.spawn()
+        # A process as exec leaves it ([vvar], [vdso], [stack] touched), so the page
+        # tables over the top of the address space exist as they do in a real one.
+        return system, system.spawn(exec_layout=True)
     if backend == "live":
         from .. import live
         if not live.available():
