@@ -25,6 +25,10 @@ import time
 
 import pytest
 
+import ptengine
+from ptengine.constants import MADV_NOHUGEPAGE, MAP_FIXED
+from ptengine.regress import ratios_of
+
 # --- sizes ------------------------------------------------------------------------------
 FULL = dict(bulk=1 << 30, pairs=2000, stacks=1000, vmas_small=1000, vmas_big=1_000_000,
             pt_span=64 << 30, rounds=5, kernel_rounds=5)
@@ -79,7 +83,6 @@ class Pair:
     """
 
     def __init__(self, kernel, size, prot, flags):
-        import ptengine
         self.size = size
         self.prot, self.flags = prot, flags
         self.mm = ptengine.System().spawn()
@@ -89,10 +92,9 @@ class Pair:
 
     def fresh(self):
         """The calls that replace the whole mapping by a new, empty one at the same place."""
-        import ptengine as pt
-        return [("munmap", 0, self.size), ("mmap", 0, self.size, self.prot,
-                                           self.flags | pt.MAP_FIXED),
-                ("madvise", 0, self.size, pt.MADV_NOHUGEPAGE)]
+        return [("munmap", 0, self.size),
+                ("mmap", 0, self.size, self.prot, self.flags | MAP_FIXED),
+                ("madvise", 0, self.size, MADV_NOHUGEPAGE)]
 
     def on_sim(self, *calls):
         out = []
@@ -237,7 +239,6 @@ def pytest_runtest_call(item):
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     if fixture is None:
         return
-    from ptengine.regress import ratios_of
     rows = item.config.stash.setdefault(_RECORDS, [])
     name = f"{item.path.stem.removeprefix('test_bench_')}::{item.name}"
     for label, r in ratios_of(fixture.extra_info).items():

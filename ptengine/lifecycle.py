@@ -25,8 +25,10 @@ class ProcessLifecycle:
         child.brk_end = self.brk_end
         child.start_stack = self.start_stack
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
+        skipped = False
         for vma in self.vma_tree:
             if vma.flags & VM_DONTCOPY:
+                skipped = True
                 continue
             new = vma.copy()
             # Locks are not inherited; without UFFD_FEATURE_EVENT_FORK neither is uffd.
@@ -44,6 +46,9 @@ class ProcessLifecycle:
             elif vma.flags & VM_MAYWRITE:
                 flags |= _core.COPY_COW
             self.pt.copy_range(child.pt, vma.start, vma.end, flags)
+        if not skipped:
+            # The child's layout is the parent's, and so is what the free-area cache knows.
+            child.vma_tree._gap_cache = self.vma_tree._gap_cache
         return child
 
     # mirrors mm/mmap.c:exit_mmap()

@@ -511,14 +511,9 @@ def update(baseline_path, *, compute_fn=compute, out=print):
 # ---------------------------------------------------------------------------------------
 # Timing: ratios of saved pytest-benchmark runs
 # ---------------------------------------------------------------------------------------
-# Ratios other benchmark files keep under their own extra_info keys (all lower-is-better):
-# key -> (label, target, goal, the keys of its two sides, their unit). test_bench_core.py
-# states its targets in its docstring; the workload models have none.
+# Ratios other benchmark files keep under their own extra_info keys (lower is better):
+# key -> (label, target, goal, the keys of its two sides, their unit).
 FOREIGN_RATIOS = {
-    "ptengine_over_kernel": ("vs kernel", 0.1, ">= 10x faster than the kernel",
-                             ("ptengine_ns_per_page", "kernel_ns_per_page"), "ns/page"),
-    "ptengine_over_fill": ("vs fill", 4.0, "within 4x of the memory-bandwidth floor",
-                           ("ptengine_ns_per_page", "fill_ns_per_page"), "ns/page"),
     "sim_over_live": ("vs kernel (wall)", None, "workload model, no target",
                       ("wall_time_s", "live_wall_time_s"), "s"),
 }

@@ -268,17 +268,22 @@ class VMATree:
         while True:
             i = lst.bisect_key_left(top)
             upper = lst[i] if i < len(lst) else None
-            while True:
-                below = lst[i - 1] if i > 0 else None
-                gap_end = high if upper is None else min(high, upper.start)
-                gap_start = low if below is None else max(low, below.end)
-                if gap_end - gap_start >= length:
+            gap_end = high if upper is None else min(high, upper.start)
+            # The VMAs below `top`, highest first, through the list's own iterator.
+            for below in lst.irange_key(max_key=top, inclusive=(True, False), reverse=True):
+                end = below.end
+                hole = gap_end - (end if end > low else low)
+                if hole >= length:
                     break
-                seen = max(seen, gap_end - gap_start)
-                if below is None or below.end <= low:
+                if hole > seen:
+                    seen = hole
+                if end <= low:
                     return None
                 upper = below
-                i -= 1
+                gap_end = below.start if below.start < high else high
+            else:
+                if gap_end - low < length:      # the hole down to `low` is too small too
+                    return None
             if upper is not None and vm_start_gap(upper) < gap_end:
                 top = high = vm_start_gap(upper)
                 restarted = True
