@@ -35,6 +35,10 @@ class ProcView:
     def maps(self):
         return procfs.render_maps(self.vma_tree, heap=self._heap(), stack=self.start_stack)
 
+    def maps_line_count(self):
+        """len(maps().splitlines()) without rendering: one line per VMA."""
+        return len(self.vma_tree)
+
     def smaps(self):
         heap = self._heap()
         return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,

@@ -638,6 +638,11 @@ def add_bench_arguments(p):
 
 
 def run_bench(args):
+    """Run the subcommand parsed by add_bench_arguments(); returns the exit status."""
+    if args.pytest_args and not args.compare:
+        print("ptengine bench: pytest arguments (after --) are only for --compare",
+              file=sys.stderr)
+        return 2
     if args.update:
         return update(args.baseline)
     if args.compare:
@@ -646,14 +651,12 @@ def run_bench(args):
 
 
 def bench_main(argv=None):
-    """`ptengine bench [--check | --update | --compare]`; returns the exit status."""
-    p = argparse.ArgumentParser(prog="ptengine bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    """`ptengine bench [--check | --update | --compare]`; returns the exit status.
+    (The ptengine CLI can equally register add_bench_arguments and run_bench as its
+    `bench` subcommand.)"""
+    p = argparse.ArgumentParser(prog="ptengine bench", description=__doc__.split("\n\n")[0])
     add_bench_arguments(p)
-    args = p.parse_args(argv)
-    if args.pytest_args and not args.compare:
-        p.error("pytest arguments are only for --compare")
-    return run_bench(args)
+    return run_bench(p.parse_args(argv))
 
 
 if __name__ == "__main__":

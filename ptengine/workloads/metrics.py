@@ -156,7 +156,8 @@ class Snapshot:
         snap = cls()
         for mm in mms:
             snap.map_count += mm.map_count
-            snap.maps_lines += len(mm.maps().splitlines())
+            counter = getattr(mm, "maps_line_count", None)
+            snap.maps_lines += counter() if counter else len(mm.maps().splitlines())
             snap.vm_pte_kb += int(mm.status()["VmPTE"])
             snap.processes += 1
         return snap
