@@ -120,7 +120,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
         if addr & (PMD_SIZE - 1):
             self.split_huge_at(addr)
         upper = vma.copy(start=addr)
-        vma.end = addr
+        self.vma_tree.set_end(vma, addr)
         self.vma_tree.insert(upper)
         return vma, upper
 
@@ -168,12 +168,12 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
                 prev.flags |= nxt.flags & VM_STICKY
                 self.vma_tree.remove(vma, range_stays_mapped=True)
                 self.vma_tree.remove(nxt, range_stays_mapped=True)
-                prev.end = nxt.end
+                self.vma_tree.set_end(prev, nxt.end)
             elif right:
                 self.vma_tree.remove(vma, range_stays_mapped=True)
-                prev.end = end
+                self.vma_tree.set_end(prev, end)
             else:
-                prev.end = end
+                self.vma_tree.set_end(prev, end)
                 self._move_start(vma, end)
             return prev
         if merge_right:
@@ -182,7 +182,7 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
             if left:
                 self.vma_tree.remove(vma, range_stays_mapped=True)
             else:
-                vma.end = start
+                self.vma_tree.set_end(vma, start)
             self._move_start(nxt, start)
             return nxt
         if start > vma.start:
@@ -210,11 +210,11 @@ class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,
             prev.anon_vma = prev.anon_vma or anon_vma
             if merge_right:
                 self.vma_tree.remove(nxt, range_stays_mapped=True)
-                prev.end = nxt.end
+                self.vma_tree.set_end(prev, nxt.end)
                 prev.flags |= nxt.flags & VM_STICKY
                 prev.anon_vma = prev.anon_vma or nxt.anon_vma
             else:
-                prev.end = end
+                self.vma_tree.set_end(prev, end)
             return prev
         if merge_right:
             nxt.flags |= flags & VM_STICKY

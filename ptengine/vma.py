@@ -4,6 +4,8 @@ Mirrors include/linux/mm_types.h:vm_area_struct (the fields the simulator needs)
 tree's role in mm/mmap.c (ordered lookup and gap search), and the mergeability tests of
 mm/vma.c (is_mergeable_vma(), is_mergeable_anon_vma(), can_vma_merge_before/after()).
 """
+import bisect
+
 from sortedcontainers import SortedKeyList
 
 from .constants import (PAGE_SHIFT, STACK_GUARD_GAP, VM_ACCESS_FLAGS, VM_GROWSDOWN, VM_SHARED,
@@ -166,8 +168,19 @@ class VMATree:
     common cases (placement below a contiguous run) touch only a few neighbours.
     """
 
+    # VMAs per block of the list: the unit the hole index skips over.
+    BLOCK_LOAD = 64
+
     def __init__(self):
         self._list = SortedKeyList(key=_start_key)
+        self._list._reset(self.BLOCK_LOAD)
+        # Hole index, the maple tree's gap tracking in miniature: for each block of the
+        # list (sortedcontainers' sublists), the largest hole between two of its VMAs.
+        # Blocks whose VMAs changed are recomputed lazily, all of them if blocks were
+        # split or joined.
+        self._block_gap = []
+        self._dirty = set()
+        self._all_dirty = True
         # Free-area cache, as mm/mmap.c kept before the maple tree: (high, addr, hole)
         # says every hole between addr and high is at most `hole` bytes, so a top-down
         # search for more can start at addr. Removing a VMA above addr invalidates it.
@@ -180,12 +193,50 @@ class VMATree:
         return iter(self._list)
 
     def insert(self, vma):
+        blocks = len(self._list._lists)
         self._list.add(vma)
+        self._touched(vma.start, blocks)
+
+    def set_end(self, vma, end):
+        """Move a VMA's end (a VMA's start is its key: re-insert it to move that)."""
+        vma.end = end
+        self._touched(vma.start, len(self._list._lists))
+
+    def _touched(self, key, blocks_before):
+        if len(self._list._lists) != blocks_before:
+            self._all_dirty = True
+        elif not self._all_dirty:
+            self._dirty.add(self._block_of(key))
+
+    def _block_of(self, key):
+        maxes = self._list._maxes
+        k = bisect.bisect_left(maxes, key)
+        return min(k, len(maxes) - 1)
+
+    def _block_gaps(self):
+        """The per-block largest inner hole, brought up to date."""
+        lists = self._list._lists
+        if self._all_dirty:
+            self._block_gap = [_largest_hole(b) for b in lists]
+            self._all_dirty = False
+            self._dirty.clear()
+        elif self._dirty:
+            for k in self._dirty:
+                if k < len(lists):
+                    self._block_gap[k] = _largest_hole(lists[k])
+            self._dirty.clear()
+        return self._block_gap
 
     def remove(self, vma, range_stays_mapped=False):
         """Take vma out of the tree. Callers that re-key or merge it away, so that its
         range stays covered, say so and keep the free-area cache."""
+        blocks = len(self._list._lists)
+        k = self._block_of(vma.start)
         self._list.remove(vma)
+        if len(self._list._lists) != blocks:
+            self._all_dirty = True
+        elif not self._all_dirty:
+            self._dirty.add(k)
         if not range_stays_mapped and self._gap_cache is not None \
                 and vma.end > self._gap_cache[1]:
             self._gap_cache = None
@@ -259,31 +310,18 @@ class VMATree:
         the hole, the search starts again below the guard gap, skipping everything (holes
         and VMAs alike) inside it. A hole under a growsdown VMA that is too small even
         without the gap is simply passed over."""
-        lst = self._list
         top, seen = high, 0
         cache = self._gap_cache
         if cache is not None and cache[0] == high and length > cache[2]:
             top, seen = cache[1], cache[2]
         restarted = False
         while True:
-            i = lst.bisect_key_left(top)
-            upper = lst[i] if i < len(lst) else None
-            gap_end = high if upper is None else min(high, upper.start)
-            # The VMAs below `top`, highest first, through the list's own iterator.
-            for below in lst.irange_key(max_key=top, inclusive=(True, False), reverse=True):
-                end = below.end
-                hole = gap_end - (end if end > low else low)
-                if hole >= length:
-                    break
-                if hole > seen:
-                    seen = hole
-                if end <= low:
-                    return None
-                upper = below
-                gap_end = below.start if below.start < high else high
-            else:
-                if gap_end - low < length:      # the hole down to `low` is too small too
-                    return None
+            hit = self._hole_below(top, length, low, high)
+            if hit is None:
+                return None
+            gap_end, upper, skipped = hit
+            if skipped > seen:
+                seen = skipped
             if upper is not None and vm_start_gap(upper) < gap_end:
                 top = high = vm_start_gap(upper)
                 restarted = True
@@ -292,6 +330,64 @@ class VMATree:
             # holes that might fit other lengths: no cache then).
             self._gap_cache = None if restarted else (high, gap_end, seen)
             return gap_end - length
+
+    def _hole_below(self, top, length, low, high):
+        """The highest hole of at least `length` below `top` (clipped to [low, high)):
+        (its end, the VMA right above it or None, the largest hole passed over), or None.
+        Blocks whose largest inner hole is too small are passed over whole."""
+        lst = self._list
+        lists = lst._lists
+        gaps = self._block_gaps()
+        i = lst.bisect_key_left(top)
+        upper = lst[i] if i < len(lst) else None
+        gap_end = high if upper is None else min(high, upper.start)
+        seen = 0
+        if i == 0:
+            return (gap_end, upper, seen) if gap_end - low >= length else None
+        k, j = lst._pos(i - 1)
+        while True:
+            block = lists[k]
+            while j >= 0:
+                below = block[j]
+                end = below.end
+                hole = gap_end - (end if end > low else low)
+                if hole >= length:
+                    return gap_end, upper, seen
+                if hole > seen:
+                    seen = hole
+                if end <= low:
+                    return None
+                upper = below
+                gap_end = below.start if below.start < high else high
+                j -= 1
+            k -= 1
+            # Pass over blocks that cannot hold the request, checking only the hole
+            # between each and the VMA above it.
+            while k >= 0:
+                block = lists[k]
+                last = block[-1]
+                end = last.end
+                hole = gap_end - (end if end > low else low)
+                if hole >= length:
+                    return gap_end, upper, seen
+                if hole > seen:
+                    seen = hole
+                if end <= low:
+                    return None
+                if gaps[k] >= length:
+                    upper = last
+                    gap_end = last.start if last.start < high else high
+                    j = len(block) - 2
+                    break
+                if gaps[k] > seen:
+                    seen = gaps[k]
+                upper = block[0]
+                if upper.start <= low:
+                    return None
+                gap_end = upper.start if upper.start < high else high
+                k -= 1
+            else:
+                return (gap_end, upper, seen) if gap_end - low >= length else None
 
     def lowest_gap(self, length, low, high):
         """Bottom-up search (unmapped_area()): the lowest free start at or above low."""
@@ -313,3 +409,14 @@ class VMATree:
 
 def _start_key(vma):
     return vma.start
+
+
+def _largest_hole(block):
+    """The largest hole between consecutive VMAs of one block."""
+    best = 0
+    prev_end = None
+    for v in block:
+        if prev_end is not None and v.start - prev_end > best:
+            best = v.start - prev_end
+        prev_end = v.end
+    return best

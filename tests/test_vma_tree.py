@@ -38,8 +38,12 @@ def brute_force_highest_gap(mm, length):
         return best[1] - length
 
 
+@pytest.mark.parametrize("block_load", [64, 4])
 @pytest.mark.parametrize("seed", range(12))
-def test_cached_search_matches_a_plain_scan(seed):
+def test_cached_search_matches_a_plain_scan(seed, block_load, monkeypatch):
+    """With small blocks the hole index passes over many blocks per search."""
+    from ptengine.vma import VMATree
+    monkeypatch.setattr(VMATree, "BLOCK_LOAD", block_load)
     rng = random.Random(seed)
     mm = pt.MM()
     live = []
