@@ -26,6 +26,7 @@ class ProcessLifecycle:
         child.start_stack = self.start_stack
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
         skipped = False
+        copies = []
         for vma in self.vma_tree:
             if vma.flags & VM_DONTCOPY:
                 skipped = True
@@ -37,7 +38,7 @@ class ProcessLifecycle:
                 new.anon_vma = None
             elif vma.anon_vma is not None:
                 new.anon_vma = AnonVma(forked=True)
-            child.vma_tree.insert(new)
+            copies.append(new)
             if vma.flags & VM_WIPEONFORK or not needs_pte_copy(vma, self.system.maybe_guard):
                 continue
             flags = 0
@@ -46,6 +47,7 @@ class ProcessLifecycle:
             elif vma.flags & VM_MAYWRITE:
                 flags |= _core.COPY_COW
             self.pt.copy_range(child.pt, vma.start, vma.end, flags)
+        child.vma_tree.load(copies)
         if not skipped:
             # The child's layout is the parent's, and so is what the free-area cache knows.
             child.vma_tree._gap_cache = self.vma_tree._gap_cache

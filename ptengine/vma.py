@@ -197,6 +197,12 @@ class VMATree:
         self._list.add(vma)
         self._touched(vma.start, blocks)
 
+    def load(self, vmas):
+        """Fill an empty tree with VMAs in address order, in one go (dup_mmap())."""
+        assert not len(self._list)
+        self._list.update(vmas)
+        self._all_dirty = True
+
     def set_end(self, vma, end):
         """Move a VMA's end (a VMA's start is its key: re-insert it to move that)."""
         vma.end = end
