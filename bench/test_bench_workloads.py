@@ -102,15 +102,20 @@ def _in_child(name, strategy, params):
 
 @pytest.mark.parametrize("strategy", [s.value for s in STRATEGIES])
 @pytest.mark.parametrize("name,scale,size", SCALE_RUNS)
-def test_scale(benchmark, disabled, name, scale, size, strategy):
+def test_scale(bench, disabled, name, scale, size, strategy):
+    """The scale runs of issue 6; their time and memory targets are figures in the table
+    (met or MISSED), not assertions: speed is judged by benchmarks, never by tests."""
+    benchmark = bench.benchmark
     params = {scale: size // (SCALE_RUNS_SMOKE_DIVISOR if disabled else 1)}
     info = benchmark.pedantic(_in_child, args=(name, strategy, params), rounds=1, iterations=1)
     benchmark.extra_info.update(info)
     if name == "glibc_threads" and strategy == "prot_none" and not disabled:
         # 2 VMAs per thread: the run stops with ENOMEM near 32K threads (max_map_count 65530).
         assert info["limit"] and "ENOMEM" in info["limit"]
-    elif not disabled:
+    else:
         assert info["limit"] is None
-        assert info["wall_time_s"] < SCALE_LIMITS["seconds"]
-        assert info["peak_rss_bytes"] < SCALE_LIMITS["rss_bytes"]
+    bench.figure(f"{name} {scale}={params[scale]} time", info["wall_time_s"], unit="s",
+                 at_most=SCALE_LIMITS["seconds"], goal="< 10 s (issue 6)")
+    bench.figure(f"{name} {scale}={params[scale]} peak RSS", info["peak_rss_bytes"] / 2**30,
+                 unit="GiB", at_most=SCALE_LIMITS["rss_bytes"] / 2**30, goal="< 4 GiB (issue 6)")
 

@@ -191,13 +191,13 @@ def cmd_verify(args):
 
 # --- bench -----------------------------------------------------------------------------
 def add_bench_arguments(p):
-    p.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="--check | --update | --compare (see ptengine.regress)")
+    from .regress import add_bench_arguments as add
+    add(p)
 
 
 def cmd_bench(args):
-    from .regress import bench_main
-    return bench_main(args.rest)
+    from .regress import run_bench
+    return run_bench(args)
 
 
 # --- dispatch --------------------------------------------------------------------------
