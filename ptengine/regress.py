@@ -343,9 +343,13 @@ def instruction_counts():
         driver, out = Path(tmp, "driver.py"), Path(tmp, "callgrind.out")
         driver.write_text(DRIVER)
         # A fixed environment: what the interpreter allocates at start-up (os.environ,
-        # sys.path) shifts the allocator's state, and with it the walkers' counts.
-        env = {"PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO), "PATH": os.defpath,
-               "LC_ALL": "C"}
+        # sys.path) shifts the allocator's state, and with it the walkers' counts. So the
+        # checkout is reached through a link of fixed name, whatever folder it lives in.
+        Path(tmp, "r").symlink_to(REPO, target_is_directory=True)
+        # Bytecode caches go to a fresh folder too: a cache written under another path
+        # holds that path's file names, which the import machinery then fixes up.
+        env = {"PYTHONHASHSEED": "0", "PYTHONPATH": "r", "PATH": os.defpath,
+               "LC_ALL": "C", "PYTHONPYCACHEPREFIX": "pyc"}
         # Once without valgrind first, so that the bytecode caches are written and the
         # counted run never compiles (compiling would also shift the allocator's state).
         subprocess.run([sys.executable, str(driver)], env=env, cwd=tmp, capture_output=True)
