@@ -20,6 +20,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_RAND_READ, VM_SEALED, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
 from .errors import raise_errno
+from .args import as_int, page_range
 
 VALID_ADVICE = frozenset({
     MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
@@ -100,7 +101,6 @@ class AdviceSyscalls:
 
     # mirrors mm/madvise.c:do_madvise()
     def madvise(self, addr, length, advice):
-        from .mm import as_int
         self._alive()
         start, length, advice = as_int(addr, "addr"), as_int(length, "length"), as_int(advice, "advice")
         self._madvise(start, length, advice)
@@ -397,7 +397,6 @@ class AdviceSyscalls:
 
     # --- process_madvise (mm/madvise.c:vector_madvise()) ----------------------------------
     def process_madvise(self, iovecs, advice, flags=0):
-        from .mm import as_int
         self._alive()
         advice, flags = as_int(advice, "advice"), as_int(flags, "flags")
         vec = [(as_int(a, "iov_base"), as_int(n, "iov_len")) for a, n in iovecs]
@@ -429,7 +428,6 @@ class AdviceSyscalls:
         VMA gets an anon_vma. Page by page, a file offset past EOF stops with EFAULT and
         an entry that is not none with EEXIST; when some pages were poisoned before the
         stop, the ioctl reports the short count as EAGAIN instead."""
-        from .mm import page_range
         self._alive()
         start, end = page_range(addr, length)
         if end == start:

@@ -20,6 +20,7 @@ from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_S
                         VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL,
                         VM_WRITE)
 from .errors import BusError, SegmentationFault
+from .args import as_int
 
 # Fault outcomes.
 OK = 0
@@ -87,14 +88,12 @@ class FaultHandling:
     # --- the user-mode surface -----------------------------------------------------------
     def access(self, addr, *, write=False, exec=False):
         """One user access; the signal it would get, or None."""
-        from .mm import as_int
         self._alive()
         outcome = self.user_fault(as_int(addr, "addr"), bool(write), bool(exec))
         return None if outcome == OK else _SIGNALS[outcome][0].signal
 
     def touch(self, addr, size=1, *, write=False):
         """Fault in every page of [addr, addr+size) as user accesses would."""
-        from .mm import as_int
         self._alive()
         addr, size = as_int(addr, "addr"), as_int(size, "size")
         if size <= 0:
@@ -121,7 +120,6 @@ class FaultHandling:
             page += PAGE_SIZE
 
     def read(self, addr, size):
-        from .mm import as_int
         self._alive()
         addr, size = as_int(addr, "addr"), as_int(size, "size")
         if size < 0:
@@ -137,7 +135,6 @@ class FaultHandling:
         return bytes(out)
 
     def write(self, addr, data):
-        from .mm import as_int
         self._alive()
         addr = as_int(addr, "addr")
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -14,6 +14,7 @@ from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREP
                         VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED,
                         VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP)
 from .errors import raise_errno
+from .args import U64_MAX, as_ulong
 
 # Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).
 LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE
@@ -61,7 +62,6 @@ class MappingSyscalls:
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
         from .files import File
-        from .mm import as_ulong
         self._alive()
         addr = as_ulong(addr or 0, "addr")
         length, prot = as_ulong(length, "length"), as_ulong(prot, "prot")
@@ -186,7 +186,6 @@ class MappingSyscalls:
 
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
-        from .mm import as_ulong
         self._alive()
         addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         if addr & ~PAGE_MASK or addr > TASK_SIZE or length > TASK_SIZE - addr:
@@ -198,7 +197,6 @@ class MappingSyscalls:
 
     # mirrors mm/mremap.c:do_mremap()
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
-        from .mm import U64_MAX, as_ulong
         self._alive()
         addr = as_ulong(old_address, "old_address")
         old_len, new_len = as_ulong(old_size, "old_size"), as_ulong(new_size, "new_size")
@@ -399,7 +397,6 @@ class MappingSyscalls:
 
     # mirrors mm/mmap.c:brk()
     def brk(self, addr):
-        from .mm import as_ulong
         self._alive()
         addr = as_ulong(addr or 0, "addr")
         if addr < self.start_brk:

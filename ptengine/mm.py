@@ -9,12 +9,12 @@ each the counterpart of one function in mm/vma.c or mm/mmap.c:
   free_pgtables), and the top-down unmapped-area search (arch_get_unmapped_area_topdown).
 """
 import errno
-import operator
 
 from . import _core
 from .advice import AdviceSyscalls
 from .constants import (MMAP_MIN_ADDR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, TASK_SIZE,
                         TASK_UNMAPPED_BASE, VM_LOCKED, VM_SEALED, VM_STICKY)
+from .args import as_int
 from .errors import raise_errno
 from .fault import FaultHandling
 from .files import System
@@ -33,38 +33,6 @@ MAP_32BIT_BASE, MAP_32BIT_END = 0x40000000, 0x80000000
 # Where brk starts in a non-randomised process whose PIE binary sits at 0x555555554000.
 DEFAULT_START_BRK = 0x555555559000
 _KEEP = object()
-
-
-def as_int(value, name="argument"):
-    """Syscall arguments are integers; anything else is a TypeError, as for a C prototype."""
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
-
-
-U64_MAX = (1 << 64) - 1
-
-
-def as_ulong(value, name="argument"):
-    """An `unsigned long` syscall argument: a negative value wraps as the C cast would
-    (-4096 is 0xfffffffffffff000); one that does not fit in 64 bits is an OverflowError."""
-    v = as_int(value, name)
-    if not -(1 << 63) <= v <= U64_MAX:
-        raise OverflowError(f"{name} = {v:#x} does not fit in 64 bits")
-    return v & U64_MAX
-
-
-def page_range(addr, length):
-    """Validate (addr, length) as the range syscalls do: addr page aligned (EINVAL), length
-    rounded up to pages, overflow EINVAL. Returns (start, end); end == start for len 0."""
-    addr, length = as_int(addr, "addr"), as_int(length, "length")
-    if addr < 0 or addr & ~PAGE_MASK or length < 0:
-        raise_errno(errno.EINVAL)
-    end = addr + ((length + PAGE_SIZE - 1) & PAGE_MASK)
-    if end >= 1 << 64 or (length and end == addr):
-        raise_errno(errno.EINVAL)
-    return addr, end
 
 
 class MM(MappingSyscalls, ProtectionSyscalls, AdviceSyscalls, FaultHandling,

@@ -16,6 +16,7 @@ from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZE
                         VM_WRITE)
 from .errors import InvariantError, raise_errno
 from . import procfs
+from .args import as_int
 
 
 def thp_eligible(vma):
@@ -78,7 +79,6 @@ class ProcView:
 
     def pagemap(self, addr, size):
         """/proc/PID/pagemap entries for [addr, addr+size), as a privileged reader sees them."""
-        from .mm import as_int
         addr, size = as_int(addr, "addr"), as_int(size, "size")
         if addr < 0 or size < 0:
             raise_errno(errno.EINVAL)
@@ -96,7 +96,6 @@ class ProcView:
                      return_mask=0, category_inverted=0, max_pages=0, vec_len=None):
         """The PAGEMAP_SCAN ioctl: coalesced (start, end, categories & return_mask) regions
         of the pages whose categories match the masks."""
-        from .mm import as_int
         start, end = as_int(start, "start"), as_int(end, "end")
         masks = [as_int(m) for m in (category_mask, category_anyof_mask, return_mask,
                                      category_inverted)]

@@ -15,6 +15,7 @@ from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFA
                         VM_UFFD_MINOR)
 from .errors import raise_errno
 from .mapping import VM_UFFD_FLAGS, calc_vm_prot_bits
+from .args import U64_MAX, as_int, as_ulong, page_range
 
 UFFDIO_REGISTER_MODE_MISSING = 1
 UFFD_REGISTER_MODES = 1 | 2 | 4
@@ -76,7 +77,6 @@ class ProtectionSyscalls:
 
     # mirrors mm/mprotect.c:do_mprotect_pkey()
     def mprotect(self, addr, length, prot):
-        from .mm import as_ulong
         self._alive()
         start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         prot = as_ulong(prot, "prot")
@@ -143,7 +143,6 @@ class ProtectionSyscalls:
     # --- mlock family (mm/mlock.c) -------------------------------------------------------
     def mlock(self, addr, length, flags=0):
         """mlock(2), or mlock2(2) when flags are given."""
-        from .mm import as_ulong
         self._alive()
         addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         flags = as_ulong(flags, "flags")
@@ -163,7 +162,6 @@ class ProtectionSyscalls:
             raise_errno(err)
 
     def munlock(self, addr, length):
-        from .mm import as_ulong
         self._alive()
         start, end = self._mlock_range(as_ulong(addr, "addr"), as_ulong(length, "length"))
         if end != start:
@@ -173,7 +171,6 @@ class ProtectionSyscalls:
     def _mlock_range(addr, length):
         """do_mlock(): the start rounds down, the length up (wrapping like PAGE_ALIGN() in
         C: ~0 becomes 0); a range past the top of the address space is EINVAL."""
-        from .mm import U64_MAX
         length = (length + (addr & ~PAGE_MASK) + PAGE_SIZE - 1) & PAGE_MASK & U64_MAX
         start = addr & PAGE_MASK
         if start + length > U64_MAX:
@@ -212,7 +209,6 @@ class ProtectionSyscalls:
         return vma
 
     def mlockall(self, flags):
-        from .mm import as_ulong
         self._alive()
         flags = as_ulong(flags, "flags")
         if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
@@ -242,7 +238,6 @@ class ProtectionSyscalls:
 
     # mirrors mm/mseal.c:do_mseal()
     def mseal(self, addr, length, flags=0):
-        from .mm import as_ulong
         self._alive()
         start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         flags = as_ulong(flags, "flags")
@@ -268,7 +263,6 @@ class ProtectionSyscalls:
 
     # mirrors kernel/sys.c:prctl_set_vma() and mm/madvise.c:madvise_set_anon_name()
     def set_anon_name(self, addr, length, name):
-        from .mm import as_ulong
         self._alive()
         start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         if isinstance(name, (bytes, bytearray)):
@@ -302,7 +296,6 @@ class ProtectionSyscalls:
         """UFFDIO_REGISTER on the process's userfaultfd, created with UFFD_FEATURE_SIGBUS:
         a missing-page fault in a registered range raises SIGBUS (no handler thread). Only
         the VMA flags are modelled. Returns the range ioctls mask."""
-        from .mm import as_int, page_range
         self._alive()
         start, end = page_range(addr, length)
         mode = as_int(mode, "mode")
@@ -328,7 +321,6 @@ class ProtectionSyscalls:
         return ioctls
 
     def uffd_unregister(self, addr, length):
-        from .mm import page_range
         self._alive()
         start, end = page_range(addr, length)
         for vma in self.vma_tree.overlapping(start, end):
