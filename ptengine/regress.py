@@ -275,8 +275,15 @@ WALK_BYTES = 64 * MiB
 # The driver calls each walker once, on a fixed range, through PageTables' Python methods;
 # callgrind collects only inside those methods (--toggle-collect), and each one's inclusive
 # count is its figure.
+# The driver loads the compiled core without the package's Python modules (only errors and
+# constants, which the core imports), so that changes to those leave the allocator's state,
+# and with it the counts, as they were.
 DRIVER = f"""
+import sys, types
 import numpy as np
+package = types.ModuleType("ptengine")
+package.__path__ = ["r/ptengine"]
+sys.modules["ptengine"] = package
 from ptengine import _core
 A, S = 0x7f0000000000, {WALK_BYTES}
 frames = _core.Frames()
