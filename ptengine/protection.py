@@ -102,16 +102,26 @@ class ProtectionSyscalls:
             raise_errno(errno.ENOMEM)
         elif grows & PROT_GROWSUP:
             raise_errno(errno.EINVAL)          # x86 has no VM_GROWSUP
-        nstart = start
-        while True:
-            if vma.start != nstart and vma.start > nstart:
-                raise_errno(errno.ENOMEM)
+
+        def fixup(vma, lo, hi):
             newflags = calc_vm_prot_bits(prot) | (vma.flags & ~VM_ACCESS_FLAGS)
             # VM_MAY* sit four bits above the VM_* they allow.
             if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
                 raise_errno(errno.EACCES)
+            self._mprotect_fixup(vma, lo, hi, newflags)
+
+        self.walk_contiguous(vma, start, end, fixup)
+
+    def walk_contiguous(self, vma, start, end, fixup):
+        """The loop of do_mprotect_pkey() and apply_vma_lock_flags(): fixup(vma, lo, hi)
+        for each VMA piece of [start, end), from `vma` (which holds start) on; a hole
+        stops the walk with ENOMEM, keeping the changes already made."""
+        nstart = start
+        while True:
+            if vma.start > nstart:
+                raise_errno(errno.ENOMEM)
             tmp = min(vma.end, end)
-            vma = self._mprotect_fixup(vma, nstart, tmp, newflags)
+            fixup(vma, nstart, tmp)
             nstart = tmp
             if nstart >= end:
                 return
@@ -183,18 +193,8 @@ class ProtectionSyscalls:
         vma = self.vma_tree.lookup(start)
         if vma is None:
             raise_errno(errno.ENOMEM)
-        nstart = start
-        while True:
-            if vma.start > nstart:
-                raise_errno(errno.ENOMEM)
-            tmp = min(vma.end, end)
-            self._mlock_fixup(vma, nstart, tmp, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
-            nstart = tmp
-            if nstart >= end:
-                return
-            vma = self.vma_tree.find(nstart)
-            if vma is None or vma.start >= end:
-                raise_errno(errno.ENOMEM)
+        self.walk_contiguous(vma, start, end, lambda v, lo, hi: self._mlock_fixup(
+            v, lo, hi, (v.flags & ~VM_LOCKED_MASK) | lock_flags))
 
     def _mlock_fixup(self, vma, start, end, newflags):
         """mlock_fixup(): special, hugetlb and droppable VMAs are never locked; locked_vm
