@@ -183,6 +183,9 @@ def cmd_verify(args):
                             progress=not args.no_progress, stop_at_first=not args.keep_going)
     print(f"{summary.sequences} sequences, {summary.steps} steps, "
           f"{len(summary.divergences)} divergences (seed {args.seed})")
+    for k, d in summary.nondeterministic:
+        print(f"note: sequence {k} diverged once and not on replay (a kernel outcome that "
+              f"is not a function of the calls): {d}")
     for k, d in summary.divergences:
         print(f"\n--- sequence {k}: {d}\n")
         print(d.as_test(f"test_divergence_seed{args.seed}_seq{k}"))
