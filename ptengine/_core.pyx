@@ -557,15 +557,51 @@ cdef class Frames:
 # ---------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------
-cdef inline uint64_t *_new_table() noexcept nogil:
+# Table pages come from a pool: chunks of TABLE_CHUNK pages, carved into 4 KiB tables, and
+# a free list threaded through the first word of each free table. posix_memalign() of a
+# single page costs twice its size in the heap; a chunk costs its size. Freed tables are
+# kept for reuse, never returned (like the kernel's page-table caches, they are recycled).
+# The pool is shared by every PageTables; its callers hold the GIL (see the .pxd).
+cdef enum:
+    TABLE_CHUNK = 128
+
+cdef uint64_t *_table_free_list = NULL
+
+
+cdef int _grow_table_pool() noexcept nogil:
     cdef void *p = NULL
-    if posix_memalign(&p, PAGE_SIZE_, PAGE_SIZE_) != 0:
+    cdef int i
+    cdef uint64_t *t
+    if posix_memalign(&p, PAGE_SIZE_, PAGE_SIZE_ * TABLE_CHUNK) != 0:
+        return -1
+    if (<uint64_t>p + PAGE_SIZE_ * (TABLE_CHUNK - 1)) & ~PTE_PFN_MASK:
+        free(p)                             # the host pointer must fit in bits 12..51
+        return -1
+    global _table_free_list
+    for i in range(TABLE_CHUNK):
+        t = <uint64_t *>(<char *>p + i * PAGE_SIZE_)
+        t[0] = <uint64_t>_table_free_list
+        _table_free_list = t
+    return 0
+
+
+cdef inline uint64_t *_new_table() noexcept nogil:
+    """A zeroed 4 KiB-aligned table from the pool; NULL if memory ran out."""
+    global _table_free_list
+    cdef uint64_t *t
+    if _table_free_list == NULL and _grow_table_pool() < 0:
         return NULL
-    if (<uint64_t>p) & ~PTE_PFN_MASK:       # the host pointer must fit in bits 12..51
-        free(p)
-        return NULL
-    memset(p, 0, PAGE_SIZE_)
-    return <uint64_t *>p
+    t = _table_free_list
+    _table_free_list = <uint64_t *>t[0]
+    memset(t, 0, PAGE_SIZE_)
+    return t
+
+
+cdef inline void _release_table(uint64_t *t) noexcept nogil:
+    """Give a table back to the pool."""
+    global _table_free_list
+    t[0] = <uint64_t>_table_free_list
+    _table_free_list = t
 
 
 cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept nogil:
@@ -589,7 +625,7 @@ cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept no
 
 
 cdef inline void _free_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
-    free(entry_table(entry[0]))
+    _release_table(entry_table(entry[0]))
     entry[0] = 0
     _count_table(mm, level_shift, -1)
 
@@ -1793,7 +1829,7 @@ cdef class PageTables:
         # exit_mmap(): unmap everything, then free every table.
         pt_zap(&self.mm, 0, USER_END, ZAP_DROP_MARKERS)
         pt_free_pgtables(&self.mm, 0, USER_END, 0, 0, False, &bad)
-        free(self.mm.pgd)
+        _release_table(self.mm.pgd)
         self.mm.pgd = NULL
 
     # --- counters ---------------------------------------------------------------------
