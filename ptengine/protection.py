@@ -4,6 +4,7 @@ Every range syscall has one shape: validate, walk the VMAs of the range, modify 
 (vma_modify: merge or split), and report ENOMEM for holes the way its kernel path does.
 """
 import errno
+import re
 
 from . import _core
 from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
@@ -43,9 +44,8 @@ def pte_prot_update(vm_flags):
     return bits, mask
 
 
-def valid_name_char(ch):
-    """mm/madvise.c:is_valid_name_char(): printable, and none of \\ ` $ [ ]."""
-    return 0x20 <= ord(ch) <= 0x7E and ch not in "\\`$[]"
+# mm/madvise.c:is_valid_name_char(): printable ASCII, and none of \ ` $ [ ].
+INVALID_NAME_CHAR = re.compile(r"[^\x20-\x7e]|[\\`$\[\]]")
 
 
 class ProtectionSyscalls:
@@ -274,7 +274,7 @@ class ProtectionSyscalls:
         if name is not None:
             if len(name.encode("latin-1", "replace")) >= ANON_VMA_NAME_MAX_LEN:
                 raise_errno(errno.EINVAL)
-            if not all(valid_name_char(c) for c in name):
+            if INVALID_NAME_CHAR.search(name):
                 raise_errno(errno.EINVAL)
         if start & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
