@@ -6,12 +6,8 @@ from .constants import (VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_MAYWRITE, VM_MIXEDMAP
 from .vma import AnonVma
 
 
-def needs_pte_copy(vma, maybe_guard):
-    """vma_needs_copy(): copy page tables only where a fault could not refill them: anon
-    memory (an anon_vma), PFN maps, and (6.19) VMAs that may hold guard markers."""
-    if vma.flags & (VM_PFNMAP | VM_MIXEDMAP) or vma.anon_vma is not None:
-        return True
-    return maybe_guard and bool(vma.flags & VM_MAYBE_GUARD)
+# Flags a child's VMA does not inherit: locks, and uffd without UFFD_FEATURE_EVENT_FORK.
+NOT_INHERITED = ~(VM_LOCKED_MASK | VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR)
 
 
 class ProcessLifecycle:
@@ -27,20 +23,22 @@ class ProcessLifecycle:
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
         skipped = False
         copies = []
+        maybe_guard = VM_MAYBE_GUARD if self.system.maybe_guard else 0
         for vma in self.vma_tree:
             if vma.flags & VM_DONTCOPY:
                 skipped = True
                 continue
             new = vma.copy()
             # Locks are not inherited; without UFFD_FEATURE_EVENT_FORK neither is uffd.
-            new.flags &= ~(VM_LOCKED_MASK | VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR)
+            new.flags &= NOT_INHERITED
+            copies.append(new)
             if vma.flags & VM_WIPEONFORK:
                 new.anon_vma = None
-            elif vma.anon_vma is not None:
-                new.anon_vma = AnonVma(forked=True)
-            copies.append(new)
-            if vma.flags & VM_WIPEONFORK or not needs_pte_copy(vma, self.system.maybe_guard):
                 continue
+            if vma.anon_vma is not None:
+                new.anon_vma = AnonVma(forked=True)
+            elif not vma.flags & (VM_PFNMAP | VM_MIXEDMAP | maybe_guard):
+                continue        # vma_needs_copy(): a fault would refill these PTEs
             flags = 0
             if vma.flags & VM_SHARED:
                 flags |= _core.COPY_SHARED

@@ -76,6 +76,9 @@ class VMA:
 
     def copy(self, start=None, end=None):
         """vm_area_dup(): same identity, optionally clipped (pgoff follows the start)."""
+        if start is None and end is None:
+            return VMA(self.start, self.end, self.flags, self.pgoff, self.file,
+                       self.anon_vma, self.anon_name)
         start = self.start if start is None else start
         end = self.end if end is None else end
         return VMA(start, end, self.flags, self.pgoff_at(start), self.file, self.anon_vma,
@@ -193,9 +196,18 @@ class VMATree:
         return iter(self._list)
 
     def insert(self, vma):
-        blocks = len(self._list._lists)
+        """Add a VMA. Inside a block it only splits a hole, so the block's largest-hole
+        figure stays a valid upper bound; at either end of a block it turns the hole to
+        the neighbouring block into an inner one, which must be counted."""
+        lists = self._list._lists
+        blocks = len(lists)
         self._list.add(vma)
-        self._touched(vma.start, blocks)
+        if len(lists) != blocks:
+            self._all_dirty = True
+        elif not self._all_dirty:
+            k = self._block_of(vma.start)
+            if lists[k][0] is vma or lists[k][-1] is vma:
+                self._dirty.add(k)
 
     def load(self, vmas):
         """Fill an empty tree with VMAs in address order, in one go (dup_mmap())."""
@@ -204,15 +216,11 @@ class VMATree:
         self._all_dirty = True
 
     def set_end(self, vma, end):
-        """Move a VMA's end (a VMA's start is its key: re-insert it to move that)."""
+        """Move a VMA's end (a VMA's start is its key: re-insert it to move that). Only a
+        shrink can grow a hole."""
+        if end < vma.end and not self._all_dirty:
+            self._dirty.add(self._block_of(vma.start))
         vma.end = end
-        self._touched(vma.start, len(self._list._lists))
-
-    def _touched(self, key, blocks_before):
-        if len(self._list._lists) != blocks_before:
-            self._all_dirty = True
-        elif not self._all_dirty:
-            self._dirty.add(self._block_of(key))
 
     def _block_of(self, key):
         maxes = self._list._maxes
@@ -351,8 +359,10 @@ class VMATree:
         if i == 0:
             return (gap_end, upper, seen) if gap_end - low >= length else None
         k, j = lst._pos(i - 1)
+        rescanned = None           # a block entered whole: its largest hole gets measured
         while True:
             block = lists[k]
+            inner = 0
             while j >= 0:
                 below = block[j]
                 end = below.end
@@ -363,9 +373,13 @@ class VMATree:
                     seen = hole
                 if end <= low:
                     return None
+                if j + 1 < len(block) and block[j + 1].start - end > inner:
+                    inner = block[j + 1].start - end
                 upper = below
                 gap_end = below.start if below.start < high else high
                 j -= 1
+            if rescanned == k:
+                gaps[k] = inner     # measured exactly: no hole in it fitted
             k -= 1
             # Pass over blocks that cannot hold the request, checking only the hole
             # between each and the VMA above it.
@@ -384,6 +398,7 @@ class VMATree:
                     upper = last
                     gap_end = last.start if last.start < high else high
                     j = len(block) - 2
+                    rescanned = k
                     break
                 if gaps[k] > seen:
                     seen = gaps[k]
