@@ -249,10 +249,11 @@ class VMATree:
         self._list.remove(vma)
         if len(self._list._lists) != blocks:
             self._all_dirty = True
+        elif range_stays_mapped:
+            return          # a neighbour covers the range: no hole grew
         elif not self._all_dirty:
             self._dirty.add(k)
-        if not range_stays_mapped and self._gap_cache is not None \
-                and vma.end > self._gap_cache[1]:
+        if self._gap_cache is not None and vma.end > self._gap_cache[1]:
             self._gap_cache = None
 
     def index_of(self, vma):

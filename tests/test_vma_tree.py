@@ -39,7 +39,7 @@ def brute_force_highest_gap(mm, length):
 
 
 @pytest.mark.parametrize("block_load", [64, 4])
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(24))
 def test_cached_search_matches_a_plain_scan(seed, block_load, monkeypatch):
     """With small blocks the hole index passes over many blocks per search."""
     from ptengine.vma import VMATree
