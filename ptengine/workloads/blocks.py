@@ -56,15 +56,20 @@ class Batcher:
     flush are dropped with `discard()`: munmap would have removed the markers anyway.
     """
 
-    def __init__(self, mm, advice=C.MADV_GUARD_INSTALL, max_iov=C.UIO_MAXIOV):
+    order = 0                        # the runner's flush order among its batchers
+
+    def __init__(self, mm, advice=C.MADV_GUARD_INSTALL, max_iov=C.UIO_MAXIOV, waiting=None):
         self.mm = mm
         self.advice = advice
         self.max_iov = max_iov
         self.pending = {}            # addr -> length, in insertion order
         self.failed = []             # the ranges a failed flush left undone
+        self.waiting = waiting       # a set the batcher joins while it has ranges pending
 
     def add(self, addr, length):
         if length:
+            if not self.pending and self.waiting is not None:
+                self.waiting.add(self)
             self.pending[addr] = length
             if len(self.pending) >= self.max_iov:
                 self.flush()

@@ -56,7 +56,8 @@ class Run:
         self.index = None
         self.extra = {}
         self.peak_map_count = 0
-        self._batchers = []
+        self._batchers = 0              # batchers made so far (their flush order)
+        self._waiting = set()           # batchers with ranges pending
 
     def objects(self, n, phase):
         """range(n), remembering which object of which phase the model is working on."""
@@ -70,13 +71,18 @@ class Run:
         unconditionally)."""
         if self.strategy is not Strategy.GUARD_BATCHED:
             return None
-        b = Batcher(mm or self.mm, advice)
-        self._batchers.append(b)
+        b = Batcher(mm or self.mm, advice, waiting=self._waiting)
+        b.order = self._batchers
+        self._batchers += 1
         return b
 
     def sync(self):
-        """Flush every pending batch: from here on the guards exist."""
-        for b in self._batchers:
+        """Flush every pending batch, in the order the batchers were made: from here on the
+        guards exist. Only the batchers with ranges pending are visited, however many
+        processes the run has."""
+        waiting = sorted(self._waiting, key=lambda b: b.order)
+        self._waiting.clear()
+        for b in waiting:
             b.flush()
 
     def observe(self):
