@@ -6,6 +6,7 @@ max_map_count, say) the run stops there and the result says where and why: the o
 index and phase the model was at, the call, the errno and the map count.
 """
 import dataclasses
+import gc
 import random
 import time
 import types
@@ -189,6 +190,10 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
         r.peak_map_count = baseline.map_count
         limit = None
         t0 = time.perf_counter()
+        # A run allocates millions of long-lived, acyclic objects (VMAs): the cyclic
+        # collector's full passes over them would cost more than the simulation itself.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             wl.func(r)
             r.phase, r.index = "final sync", None
@@ -197,6 +202,9 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
             last = mm.counter.last
             limit = Limit(r.phase, r.index, last.describe() if last else "?", e.errno,
                           mm.counter.failed_map_count, _max_map_count(system, backend_name))
+        finally:
+            if collecting:
+                gc.enable()
         wall = time.perf_counter() - t0
         final = Snapshot.of(r.processes)
         r.observe()
