@@ -364,6 +364,7 @@ class VMATree:
         while True:
             block = lists[k]
             inner = 0
+            last_j = len(block) - 1
             while j >= 0:
                 below = block[j]
                 end = below.end
@@ -374,7 +375,7 @@ class VMATree:
                     seen = hole
                 if end <= low:
                     return None
-                if j + 1 < len(block) and block[j + 1].start - end > inner:
+                if j < last_j and block[j + 1].start - end > inner:
                     inner = block[j + 1].start - end
                 upper = below
                 gap_end = below.start if below.start < high else high
