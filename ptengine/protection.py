@@ -241,11 +241,9 @@ class ProtectionSyscalls:
         self._alive()
         start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         flags = as_ulong(flags, "flags")
-        if flags or start & ~PAGE_MASK:
+        if flags:
             raise_errno(errno.EINVAL)
-        end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
-        if end >= 1 << 64 or (length and end == start):
-            raise_errno(errno.EINVAL)
+        start, end = page_range(start, length)
         if end == start:
             return
         # First pass: the whole range must be mapped, so nothing is half sealed.
@@ -276,11 +274,7 @@ class ProtectionSyscalls:
                 raise_errno(errno.EINVAL)
             if INVALID_NAME_CHAR.search(name):
                 raise_errno(errno.EINVAL)
-        if start & ~PAGE_MASK:
-            raise_errno(errno.EINVAL)
-        end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
-        if end >= 1 << 64 or (length and end == start):
-            raise_errno(errno.EINVAL)
+        start, end = page_range(start, length)
         if end == start:
             return
 
