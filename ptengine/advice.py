@@ -39,8 +39,6 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
 MAX_GUARD_RETRIES = 3
 # Per-PMD outcomes of MADV_COLLAPSE.
 _DONE, _SKIP, _STOP = 0, 1, 2
-# Read-ahead window of a regular file's first mmap fault (ra_pages, 128 KiB).
-RA_PAGES = 32
 
 
 def is_valid_guard_vma(vma, allow_locked):

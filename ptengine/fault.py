@@ -11,7 +11,6 @@ A fault outcome is data inside this module (a small int); it becomes a `Fault` o
 `OSError` only at the surface.
 """
 import errno
-import signal
 
 from . import _core
 from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
@@ -488,6 +487,3 @@ class FaultHandling:
             pos = hi
         return 0
 
-
-SIGSEGV = signal.Signals.SIGSEGV
-SIGBUS = signal.Signals.SIGBUS
