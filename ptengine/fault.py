@@ -199,8 +199,7 @@ class FaultHandling:
         new_start = addr & PAGE_MASK
         if new_start < self.mmap_min_addr or vma.end - new_start > STACK_RLIMIT:
             return None
-        i = self.vma_tree.index_of(vma)
-        prev = self.vma_tree.at(i - 1)
+        prev = self.vma_tree.neighbours(vma)[0]
         if prev is not None and not prev.flags & VM_GROWSDOWN and prev.flags & VM_ACCESS_FLAGS \
                 and new_start - prev.end < STACK_GUARD_GAP:
             return None

@@ -48,7 +48,7 @@ class ProcessLifecycle:
         child.vma_tree.load(copies)
         if not skipped:
             # The child's layout is the parent's, and so is what the free-area cache knows.
-            child.vma_tree._gap_cache = self.vma_tree._gap_cache
+            child.vma_tree.inherit_search_state(self.vma_tree)
         return child
 
     # mirrors mm/mmap.c:exit_mmap()

@@ -316,24 +316,17 @@ class MappingSyscalls:
     def _expand_in_place(self, vma, delta):
         """vma_merge_extend(): grow the VMA, absorbing the next one if it then touches and
         is compatible."""
+        from .vma import can_merge_before
         end = vma.end + delta
-        self.vma_tree.remove(vma, range_stays_mapped=True)
-        old_start = vma.start
-        vma.end = end
-        self.map_range_existing(vma, old_start)
+        _, nxt = self.vma_tree.neighbours(vma)
+        if can_merge_before(nxt, end, vma.flags, vma.pgoff, (end - vma.start) >> PAGE_SHIFT,
+                            vma.file, vma.anon_vma, vma.anon_name):
+            self.vma_tree.remove(nxt, range_stays_mapped=True)
+            vma.anon_vma = vma.anon_vma or nxt.anon_vma
+            end = nxt.end
+        self.vma_tree.set_end(vma, end)
         if vma.flags & VM_LOCKED:
             self.locked_vm += delta >> PAGE_SHIFT
-
-    def map_range_existing(self, vma, start):
-        """Re-insert a grown VMA, merging with a compatible next neighbour."""
-        from .vma import can_merge_before
-        _, nxt = self.vma_tree.prev_next(vma.start, vma.end)
-        if can_merge_before(nxt, vma.end, vma.flags, vma.pgoff, vma.pages, vma.file,
-                            vma.anon_vma, vma.anon_name):
-            self.vma_tree.remove(nxt, range_stays_mapped=True)
-            vma.end = nxt.end
-            vma.anon_vma = vma.anon_vma or nxt.anon_vma
-        self.vma_tree.insert(vma)
 
     def _move_vma(self, vma, addr, old_len, new_addr, new_len, dontunmap):
         """mm/mremap.c:move_vma(): copy the VMA to new_addr (merging if it can), move the

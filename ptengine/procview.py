@@ -188,6 +188,7 @@ class ProcView:
         if prev_end < 1 << 47 and _mapped(self.pt.count(prev_end, 1 << 47)):
             raise InvariantError(f"page-table entries above the last VMA ({prev_end:#x})")
         try:
+            self.vma_tree.check()
             self.pt.check()
         except AssertionError as e:
             raise InvariantError(str(e)) from None

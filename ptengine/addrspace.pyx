@@ -1,0 +1,258 @@
+# cython: boundscheck=True, wraparound=True
+# (Python-level safety here: the hot loops index through PyList_GET_ITEM.)
+"""The VMA half of an mm_struct and the plumbing every syscall shares (mm/vma.c).
+
+AddressSpace holds the VMA tree, the page tables, map_count's limit and locked_vm, and the
+operations the syscalls are built from, each the counterpart of one kernel function:
+
+  split (__split_vma / split_vma), modify a range (vma_modify), map a new range
+  (vma_merge_new_range + vma insertion), gather and remove a range
+  (vms_gather_munmap_vmas / vms_complete_munmap_vmas with free_pgtables), and
+  anon_vma_prepare.
+
+MM (mm.py) is this class plus the syscalls in mixins by concern. Compiled because every
+mmap, munmap, mprotect and madvise runs through here; it reads as the Python it was.
+"""
+from . import _core
+from . import constants as C
+from .errors import raise_errno
+from .vma cimport (VMA, VMATree, AnonVma, anon_vma_compatible, can_merge_after,
+                   can_merge_before)
+from .vma import anon_vma_reusable
+
+import errno
+
+cdef unsigned long long VM_STICKY = C.VM_STICKY
+cdef unsigned long long VM_SEALED = C.VM_SEALED
+cdef unsigned long long VM_LOCKED = C.VM_LOCKED
+cdef unsigned long long PMD_MASK = C.PMD_SIZE - 1
+cdef unsigned long long PMD_SIZE = C.PMD_SIZE
+cdef unsigned long long PTE_PSE = _core.PTE_PSE
+cdef int PAGE_SHIFT = C.PAGE_SHIFT
+cdef int ZAP_DROP_MARKERS = _core.ZAP_DROP_MARKERS
+
+# modify_range()'s "leave the anon name as it is".
+KEEP = object()
+
+
+cdef class AddressSpace:
+    """The VMAs and page tables of one mm, and the mm/vma.c operations on them."""
+    cdef public VMATree vma_tree
+    cdef public object pt
+    cdef public long long max_map_count
+    cdef public long long locked_vm      # mm->locked_vm, in pages: what VmLck reports
+
+    def __init__(self, frames, long long max_map_count):
+        self.pt = _core.PageTables(frames)
+        self.vma_tree = VMATree()
+        self.max_map_count = max_map_count
+        self.locked_vm = 0
+
+    @property
+    def map_count(self):
+        return len(self.vma_tree)
+
+    # --- split and modify ----------------------------------------------------------------
+    def _split(self, VMA vma, unsigned long long addr):
+        """__split_vma(): cut vma at addr; returns (lower, upper). A huge PMD straddling
+        the cut is split first (vma_adjust_trans_huge())."""
+        return vma, self._split_at(vma, addr)
+
+    cdef VMA _split_at(self, VMA vma, unsigned long long addr):
+        if addr & PMD_MASK:
+            self.split_huge_at(addr)
+        cdef VMA upper = vma.copy(addr)
+        self.vma_tree.set_end(vma, addr)
+        self.vma_tree.insert(upper)
+        return upper
+
+    cdef int _check_split(self) except -1:
+        """split_vma() refuses with ENOMEM once map_count has reached max_map_count."""
+        if len(self.vma_tree) >= self.max_map_count:
+            raise_errno(errno.ENOMEM)
+        return 0
+
+    def _split_checked(self, VMA vma, unsigned long long addr):
+        """split_vma(): __split_vma() behind the max_map_count check."""
+        self._check_split()
+        return vma, self._split_at(vma, addr)
+
+    def _move_start(self, VMA vma, unsigned long long new_start):
+        """Change a VMA's start within its neighbours; pgoff follows."""
+        self.vma_tree.set_start(vma, new_start)
+
+    def _neighbours(self, VMA vma):
+        return self.vma_tree.neighbours(vma)
+
+    def modify_range(self, VMA vma, unsigned long long start, unsigned long long end,
+                     flags=None, anon_name=KEEP):
+        """vma_modify(): give [start, end) (inside vma) new flags and/or anon name, merging
+        into a neighbour where the merge rules allow, else splitting. Returns the VMA now
+        covering [start, end). ENOMEM if a needed split would pass max_map_count."""
+        cdef unsigned long long nflags = vma.flags if flags is None else flags
+        cdef object nname = vma.anon_name if anon_name is KEEP else anon_name
+        cdef VMA prev, nxt
+        cdef VMATree tree = self.vma_tree
+        if nflags == vma.flags and (nname is vma.anon_name or nname == vma.anon_name):
+            return vma
+        prev, nxt = tree._neighbours(vma)
+        cdef unsigned long long pgoff = vma.pgoff + ((start - vma.start) >> PAGE_SHIFT)
+        cdef unsigned long long npages = (end - start) >> PAGE_SHIFT
+        cdef bint left = start == vma.start, right = end == vma.end
+        cdef bint merge_left = left and can_merge_after(prev, start, nflags, pgoff, vma.file,
+                                                       vma.anon_vma, nname)
+        cdef bint merge_right = right and can_merge_before(nxt, end, nflags, pgoff, npages,
+                                                          vma.file, vma.anon_vma, nname)
+        if merge_left and merge_right and not anon_vma_compatible(prev.anon_vma, nxt.anon_vma):
+            merge_right = False
+        cdef unsigned long long sticky = vma.flags & VM_STICKY
+        if merge_left:
+            prev.anon_vma = prev.anon_vma or vma.anon_vma
+            prev.flags |= sticky
+            if merge_right:
+                prev.anon_vma = prev.anon_vma or nxt.anon_vma
+                prev.flags |= nxt.flags & VM_STICKY
+                tree.remove(vma, True)
+                tree.remove(nxt, True)
+                tree.set_end(prev, nxt.end)
+            elif right:
+                tree.remove(vma, True)
+                tree.set_end(prev, end)
+            else:
+                tree.set_start(vma, end)
+                tree.set_end(prev, end)
+            return prev
+        if merge_right:
+            nxt.anon_vma = nxt.anon_vma or vma.anon_vma
+            nxt.flags |= sticky
+            if left:
+                tree.remove(vma, True)
+            else:
+                tree.set_end(vma, start)
+            tree.set_start(nxt, start)
+            return nxt
+        if start > vma.start:
+            self._check_split()
+            vma = self._split_at(vma, start)
+        if end < vma.end:
+            self._check_split()
+            self._split_at(vma, end)
+        vma.flags = nflags
+        vma.anon_name = nname
+        return vma
+
+    # --- map -----------------------------------------------------------------------------
+    def map_range(self, unsigned long long start, unsigned long long end,
+                  unsigned long long flags, unsigned long long pgoff, file, anon_name=None,
+                  anon_vma=None):
+        """vma_merge_new_range() or a new VMA: place [start, end) (already free) into the
+        tree, expanding a compatible neighbour where possible. `anon_vma` is that of the
+        range's pages (mremap's copy_vma() brings the moved VMA's along): a neighbour with
+        another anon_vma is not merged with. Returns the VMA."""
+        cdef VMATree tree = self.vma_tree
+        cdef VMA prev, nxt, vma
+        prev, nxt = tree.prev_next(start, end)
+        cdef unsigned long long npages = (end - start) >> PAGE_SHIFT
+        cdef bint merge_left = can_merge_after(prev, start, flags, pgoff, file, anon_vma,
+                                               anon_name)
+        cdef bint merge_right = can_merge_before(nxt, end, flags, pgoff, npages, file,
+                                                 anon_vma, anon_name)
+        if merge_left and merge_right and not anon_vma_compatible(prev.anon_vma, nxt.anon_vma):
+            merge_right = False
+        if merge_left:
+            prev.flags |= flags & VM_STICKY
+            prev.anon_vma = prev.anon_vma or anon_vma
+            if merge_right:
+                tree.remove(nxt, True)
+                tree.set_end(prev, nxt.end)
+                prev.flags |= nxt.flags & VM_STICKY
+                prev.anon_vma = prev.anon_vma or nxt.anon_vma
+            else:
+                tree.set_end(prev, end)
+            return prev
+        if merge_right:
+            nxt.flags |= flags & VM_STICKY
+            nxt.anon_vma = nxt.anon_vma or anon_vma
+            tree.set_start(nxt, start)
+            return nxt
+        vma = VMA(start, end, flags, pgoff, file, anon_vma, anon_name)
+        tree.insert(vma)
+        return vma
+
+    # --- unmap ---------------------------------------------------------------------------
+    def gather_unmap(self, unsigned long long start, unsigned long long end):
+        """mm/vma.c:vms_gather_munmap_vmas(): split the VMAs of [start, end) so that they
+        lie inside it and return them, in order, still in the tree. As in the kernel the
+        first VMA is split before the others are looked at, so a sealed VMA further on
+        (EPERM) leaves that split behind; splitting one VMA in three at max_map_count is
+        ENOMEM before anything changes (a two-way split may pass the limit)."""
+        cdef list vmas = self.vma_tree.overlapping(start, end)
+        cdef VMA first, vma
+        cdef Py_ssize_t i
+        if not vmas:
+            return vmas
+        first = vmas[0]
+        if first.start < start:
+            if end < first.end and len(self.vma_tree) >= self.max_map_count:
+                raise_errno(errno.ENOMEM)
+            if first.flags & VM_SEALED:
+                raise_errno(errno.EPERM)
+            vmas[0] = self._split_at(first, start)
+        for i in range(len(vmas)):
+            vma = vmas[i]
+            if vma.flags & VM_SEALED:
+                raise_errno(errno.EPERM)
+            if vma.end > end:
+                self._split_at(vma, end)
+        return vmas
+
+    def remove_vmas(self, list vmas):
+        """vms_complete_munmap_vmas(): take gathered VMAs out of the tree, uncharge their
+        mlocked pages, zap their entries (markers too) and free the page tables no
+        remaining VMA needs."""
+        cdef VMA first = vmas[0], last = vmas[-1], vma
+        cdef VMA prev = self.vma_tree._neighbours(first)[0]
+        cdef VMA nxt = self.vma_tree._neighbours(last)[1]
+        for vma in vmas:
+            self.vma_tree.remove(vma)
+            if vma.flags & VM_LOCKED:
+                self.locked_vm -= (vma.end - vma.start) >> PAGE_SHIFT
+        self.pt.zap(first.start, last.end, ZAP_DROP_MARKERS)
+        self.free_pgtables(vmas, prev.end if prev is not None else 0,
+                           nxt.start if nxt is not None else 0)
+
+    def unmap_range(self, unsigned long long start, unsigned long long end):
+        """do_vmi_munmap(): remove [start, end)."""
+        vmas = self.gather_unmap(start, end)
+        if vmas:
+            self.remove_vmas(vmas)
+
+    def free_pgtables(self, list vmas, unsigned long long floor, unsigned long long ceiling):
+        """mm/memory.c:free_pgtables(): free the tables under the removed VMAs, gathering
+        VMAs closer than a PMD into one free_pgd_range() call, bounded by the neighbours
+        that stay (floor, ceiling; 0 = no ceiling)."""
+        cdef Py_ssize_t i = 0, n = len(vmas)
+        cdef unsigned long long addr, top
+        while i < n:
+            addr = (<VMA>vmas[i]).start
+            while i + 1 < n and (<VMA>vmas[i + 1]).start <= (<VMA>vmas[i]).end + PMD_SIZE:
+                i += 1
+            top = (<VMA>vmas[i]).end
+            i += 1
+            self.pt.free_pgtables(addr, top, floor,
+                                  (<VMA>vmas[i]).start if i < n else ceiling)
+
+    # --- anon_vma and huge PMDs ------------------------------------------------------------
+    def anon_vma_prepare(self, VMA vma):
+        """mm/rmap.c:anon_vma_prepare(): give vma an anon_vma, reusing a neighbour's when
+        they could merge later (find_mergeable_anon_vma())."""
+        if vma.anon_vma is None:
+            prev, nxt = self.vma_tree._neighbours(vma)
+            vma.anon_vma = (anon_vma_reusable(vma, nxt) or anon_vma_reusable(vma, prev)
+                            or AnonVma())
+        return vma.anon_vma
+
+    def split_huge_at(self, unsigned long long addr):
+        """Split a PMD-mapped huge page covering addr, if there is one."""
+        if self.pt.get_pmd(addr) & PTE_PSE:
+            self.pt.split_huge_pmd(addr & ~PMD_MASK)

@@ -1,0 +1,58 @@
+# The VMA layer's C-level surface, for the compiled modules that build on it
+# (addrspace.pyx) and for simulators that cimport ptengine.
+
+cdef class AnonVma:
+    cdef public bint forked
+
+
+cdef class VMA:
+    # start and end are the tree's keys: they change only through VMATree (set_start,
+    # set_end) or before the VMA is inserted, so the tree's order can never be broken.
+    cdef readonly unsigned long long start, end
+    cdef public unsigned long long flags, pgoff
+    cdef public object file, anon_vma, anon_name
+    cpdef VMA copy(self, object start=*, object end=*)
+
+
+cpdef bint same_file(object a_file, object b_file)
+cpdef bint anon_vma_compatible(object a, object b)
+cpdef bint can_merge_after(VMA prev, unsigned long long start, unsigned long long flags,
+                           unsigned long long pgoff, object file, object anon_vma,
+                           object anon_name)
+cpdef bint can_merge_before(VMA nxt, unsigned long long end, unsigned long long flags,
+                            unsigned long long pgoff, unsigned long long npages, object file,
+                            object anon_vma, object anon_name)
+
+
+cdef class VMATree:
+    cdef list _blocks               # lists of VMAs in address order, each at most 2*load
+    cdef Py_ssize_t _load
+    cdef Py_ssize_t _count
+    # Per block: the largest hole between two of its VMAs (an upper bound while clean)
+    # and whether it must be measured again. Kept in step with _blocks.
+    cdef unsigned long long *_gap
+    cdef unsigned char *_dirty
+    cdef Py_ssize_t _cap
+    # The free-area cache (see highest_gap()).
+    cdef bint _cache_valid
+    cdef unsigned long long _cache_high, _cache_addr, _cache_hole
+    cdef VMA _hit_upper               # _hole_below()'s VMA above the hole it found
+
+    cdef int _reserve(self, Py_ssize_t nblocks) except -1
+    cdef int _add_block(self, Py_ssize_t k, list block) except -1
+    cdef void _drop_block(self, Py_ssize_t k)
+    cdef unsigned long long _gap_of(self, Py_ssize_t k)
+    cdef Py_ssize_t _block_for(self, unsigned long long key)
+    cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1
+    cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j)
+    cdef void _locate_left(self, unsigned long long key, Py_ssize_t *k, Py_ssize_t *j)
+    cdef VMA _last(self)
+    cdef VMA _find(self, unsigned long long addr)
+    cdef tuple _neighbours(self, VMA vma)
+    cdef bint _hole_below(self, unsigned long long top, unsigned long long length,
+                          unsigned long long low, unsigned long long high,
+                          unsigned long long *hole_end, unsigned long long *passed)
+    cpdef insert(self, VMA vma)
+    cpdef remove(self, VMA vma, bint range_stays_mapped=*)
+    cpdef set_end(self, VMA vma, unsigned long long end)
+    cpdef set_start(self, VMA vma, unsigned long long start)

@@ -1,0 +1,716 @@
+# cython: boundscheck=True, wraparound=True
+# (Python-level safety here: the hot loops index through PyList_GET_ITEM.)
+"""VMAs, the per-mm VMA set, and the kernel's merge rules.
+
+Mirrors include/linux/mm_types.h:vm_area_struct (the fields the simulator needs), the maple
+tree's role in mm/mmap.c (ordered lookup and gap search), and the mergeability tests of
+mm/vma.c (is_mergeable_vma(), is_mergeable_anon_vma(), can_vma_merge_before/after()).
+
+Compiled: every syscall walks this layer several times, so VMAs keep their addresses and
+flags as C integers and the tree is searched without Python calls. It reads like the
+Python it replaced; what Python code sees (attributes, the tree's methods) is unchanged.
+"""
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.mem cimport PyMem_Realloc, PyMem_Free
+from cpython.ref cimport PyObject
+from libc.string cimport memmove
+
+from . import constants as C
+from .constants import VmFlag
+
+# The flag groups the merge rules test, read once from constants.py (their one home).
+cdef unsigned long long VM_STICKY = C.VM_STICKY
+cdef unsigned long long VM_SPECIAL = C.VM_SPECIAL
+cdef unsigned long long VM_SHARED = C.VM_SHARED
+cdef unsigned long long VM_GROWSDOWN = C.VM_GROWSDOWN
+cdef unsigned long long REUSE_IGNORED = C.VM_ACCESS_FLAGS | C.VM_SOFTDIRTY | C.VM_STICKY
+cdef unsigned long long STACK_GUARD_GAP = C.STACK_GUARD_GAP
+cdef int PAGE_SHIFT = C.PAGE_SHIFT
+
+
+cdef class AnonVma:
+    """Identity of an anon_vma (mm/rmap.c). Two VMAs can merge only if they share one,
+    or at most one of them has one. `forked` marks a child's anon_vma, whose chain holds
+    the parent's too, so it is never reused by a neighbour (list_is_singular())."""
+
+    def __init__(self, forked=False):
+        self.forked = forked
+
+
+cdef class VMA:
+    """One vm_area_struct: [start, end) with vm_flags, file offset in pages and identity."""
+
+    def __init__(self, unsigned long long start, unsigned long long end,
+                 unsigned long long flags, unsigned long long pgoff=0, file=None,
+                 anon_vma=None, anon_name=None):
+        if end < start:
+            raise ValueError(f"VMA end {end:#x} below start {start:#x}")
+        self.start = start
+        self.end = end
+        self.flags = flags
+        self.pgoff = pgoff
+        self.file = file
+        self.anon_vma = anon_vma
+        self.anon_name = anon_name
+
+    # --- derived properties -------------------------------------------------------------
+    @property
+    def size(self):
+        return self.end - self.start
+
+    @property
+    def pages(self):
+        return (self.end - self.start) >> PAGE_SHIFT
+
+    @property
+    def is_anonymous(self):
+        """vma_is_anonymous(): no file and no vm_ops (shared anonymous is shmem)."""
+        return self.file is None
+
+    @property
+    def is_shared(self):
+        return bool(self.flags & VM_SHARED)
+
+    @property
+    def is_private_anon(self):
+        return self.file is None
+
+    @property
+    def is_shmem(self):
+        return self.file is not None and self.file.inode.is_shmem
+
+    @property
+    def name(self):
+        """What /proc/PID/maps prints after the inode (without [heap]/[stack])."""
+        if self.file is not None:
+            return self.file.display_path
+        if self.anon_name is not None:
+            return f"[anon:{self.anon_name}]"
+        return ""
+
+    def pgoff_at(self, unsigned long long addr):
+        """File page index that `addr` maps (linear_page_index())."""
+        return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
+
+    cpdef VMA copy(self, start=None, end=None):
+        """vm_area_dup(): same identity, optionally clipped (pgoff follows the start)."""
+        cdef unsigned long long lo = self.start if start is None else start
+        cdef unsigned long long hi = self.end if end is None else end
+        return VMA(lo, hi, self.flags, self.pgoff + ((lo - self.start) >> PAGE_SHIFT),
+                   self.file, self.anon_vma, self.anon_name)
+
+    def __repr__(self):
+        return (f"VMA({self.start:#x}-{self.end:#x} {VmFlag(self.flags)!s} "
+                f"pgoff={self.pgoff:#x}{' ' + self.name if self.name else ''})")
+
+    def __eq__(self, other):
+        if not isinstance(other, VMA):
+            return NotImplemented
+        cdef VMA o = other
+        return (self.start == o.start and self.end == o.end and self.flags == o.flags
+                and self.pgoff == o.pgoff and self.file is o.file
+                and self.anon_name == o.anon_name)
+
+    def __hash__(self):
+        return id(self) >> 4           # identity, as before __eq__ compared fields
+
+
+def vm_start_gap(VMA vma):
+    """The lowest address a new mapping may end at below `vma` (stack guard gap)."""
+    return _start_gap(vma)
+
+
+cdef inline unsigned long long _start_gap(VMA vma):
+    if vma.flags & VM_GROWSDOWN:
+        return vma.start - STACK_GUARD_GAP if vma.start > STACK_GUARD_GAP else 0
+    return vma.start
+
+
+# --- merge rules (mm/vma.c) --------------------------------------------------------------
+
+cpdef bint same_file(object a_file, object b_file):
+    if a_file is None or b_file is None:
+        return a_file is None and b_file is None
+    return a_file.inode is b_file.inode
+
+
+cpdef bint anon_vma_compatible(object a, object b):
+    """is_mergeable_anon_vma(): either side has none, or they are the same anon_vma."""
+    return a is None or b is None or a is b
+
+
+cdef inline bint _mergeable_attrs(unsigned long long flags, object file, object anon_name,
+                                  VMA other):
+    """is_mergeable_vma(): flags equal apart from the sticky ones, same file, same name."""
+    if (flags ^ other.flags) & ~VM_STICKY:
+        return False
+    if not same_file(file, other.file):
+        return False
+    return anon_name is other.anon_name or anon_name == other.anon_name
+
+
+cpdef bint can_merge_after(VMA prev, unsigned long long start, unsigned long long flags,
+                           unsigned long long pgoff, object file, object anon_vma,
+                           object anon_name):
+    """can_vma_merge_after(): may a range starting at prev.end join `prev`?"""
+    if prev is None or prev.end != start or (flags | prev.flags) & VM_SPECIAL:
+        return False
+    if not _mergeable_attrs(flags, file, anon_name, prev):
+        return False
+    if not anon_vma_compatible(prev.anon_vma, anon_vma):
+        return False
+    return prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff
+
+
+cpdef bint can_merge_before(VMA nxt, unsigned long long end, unsigned long long flags,
+                            unsigned long long pgoff, unsigned long long npages, object file,
+                            object anon_vma, object anon_name):
+    """can_vma_merge_before(): may a range ending at nxt.start join `nxt`?"""
+    if nxt is None or nxt.start != end or (flags | nxt.flags) & VM_SPECIAL:
+        return False
+    if not _mergeable_attrs(flags, file, anon_name, nxt):
+        return False
+    if not anon_vma_compatible(nxt.anon_vma, anon_vma):
+        return False
+    return pgoff + npages == nxt.pgoff
+
+
+def anon_vma_reusable(VMA vma, VMA neighbour):
+    """reusable_anon_vma()/anon_vma_compatible() in mm/rmap.c: a neighbour's anon_vma can be
+    shared by `vma` when they touch, map contiguous offsets and differ at most in access
+    and soft-dirty flags, so that a later mprotect can merge them."""
+    if neighbour is None or neighbour.anon_vma is None or neighbour.anon_vma.forked:
+        return None
+    lo, hi = (neighbour, vma) if neighbour.end == vma.start else (vma, neighbour)
+    if lo.end != hi.start:
+        return None
+    if (lo.flags ^ hi.flags) & ~REUSE_IGNORED or not same_file(lo.file, hi.file):
+        return None
+    if lo.pgoff + lo.pages != hi.pgoff:
+        return None
+    return neighbour.anon_vma
+
+
+# --- the VMA set -------------------------------------------------------------------------
+
+cdef inline VMA _at(list block, Py_ssize_t j):
+    return <VMA>PyList_GET_ITEM(block, j)
+
+
+cdef Py_ssize_t _bisect_right(list block, unsigned long long key):
+    """Number of VMAs of `block` starting at or below key."""
+    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(block), mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _at(block, mid).start <= key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef Py_ssize_t _bisect_left(list block, unsigned long long key):
+    """Number of VMAs of `block` starting below key."""
+    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(block), mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _at(block, mid).start < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef unsigned long long _largest_hole(list block):
+    """The largest hole between consecutive VMAs of one block."""
+    cdef unsigned long long best = 0, prev_end = 0
+    cdef Py_ssize_t j
+    cdef VMA v
+    for j in range(PyList_GET_SIZE(block)):
+        v = _at(block, j)
+        if j and v.start - prev_end > best:
+            best = v.start - prev_end
+        prev_end = v.end
+    return best
+
+
+cdef class VMATree:
+    """The mm's VMA set, ordered by start: O(log n) lookup, insert and removal.
+
+    Stands in for the maple tree. The VMAs sit in blocks (lists of up to 2 × load VMAs);
+    a lookup bisects the blocks by their first VMA, then the block. Holes are found by
+    walking down from the high limit with a hole index, the maple tree's gap tracking in
+    miniature: for each block, the largest hole between two of its VMAs, measured again
+    lazily when the block changed. The common cases (placement below a contiguous run)
+    touch only a few neighbours.
+    """
+
+    def __cinit__(self):
+        self._blocks = []
+        self._gap = NULL
+        self._dirty = NULL
+        self._cap = 0
+
+    def __init__(self, Py_ssize_t block_load=64):
+        if block_load < 2:
+            raise ValueError("block_load must be at least 2")
+        self._load = block_load
+
+    def __dealloc__(self):
+        PyMem_Free(self._gap)
+        PyMem_Free(self._dirty)
+
+    def __len__(self):
+        return self._count
+
+    def __iter__(self):
+        # A snapshot: callers may change the tree while they walk what it held.
+        return iter([v for block in self._blocks for v in block])
+
+    # --- block bookkeeping -------------------------------------------------------------
+    cdef int _reserve(self, Py_ssize_t nblocks) except -1:
+        cdef Py_ssize_t cap
+        cdef void *g
+        cdef void *d
+        if nblocks <= self._cap:
+            return 0
+        cap = max(16, 2 * nblocks)
+        g = PyMem_Realloc(self._gap, cap * sizeof(unsigned long long))
+        if g == NULL:
+            raise MemoryError()
+        self._gap = <unsigned long long *>g
+        d = PyMem_Realloc(self._dirty, cap)
+        if d == NULL:
+            raise MemoryError()
+        self._dirty = <unsigned char *>d
+        self._cap = cap
+        return 0
+
+    cdef int _add_block(self, Py_ssize_t k, list block) except -1:
+        """Insert `block` as block k; its hole figure is measured when first needed."""
+        cdef Py_ssize_t n = PyList_GET_SIZE(self._blocks)
+        self._reserve(n + 1)
+        memmove(&self._gap[k + 1], &self._gap[k], (n - k) * sizeof(unsigned long long))
+        memmove(&self._dirty[k + 1], &self._dirty[k], n - k)
+        self._dirty[k] = 1
+        self._blocks.insert(k, block)
+        return 0
+
+    cdef void _drop_block(self, Py_ssize_t k):
+        cdef Py_ssize_t n = PyList_GET_SIZE(self._blocks)
+        memmove(&self._gap[k], &self._gap[k + 1], (n - k - 1) * sizeof(unsigned long long))
+        memmove(&self._dirty[k], &self._dirty[k + 1], n - k - 1)
+        del self._blocks[k]
+
+    cdef unsigned long long _gap_of(self, Py_ssize_t k):
+        if self._dirty[k]:
+            self._gap[k] = _largest_hole(self._blocks[k])
+            self._dirty[k] = 0
+        return self._gap[k]
+
+    cdef Py_ssize_t _block_for(self, unsigned long long key):
+        """The last block whose first VMA starts at or below key (0 if none does)."""
+        cdef list blocks = self._blocks
+        cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(blocks), mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if _at(<list>PyList_GET_ITEM(blocks, mid), 0).start <= key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo - 1 if lo else 0
+
+    cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1:
+        """Block and index of this very VMA; ValueError if the tree does not hold it."""
+        cdef list block
+        cdef Py_ssize_t j
+        if self._count:
+            k[0] = self._block_for(vma.start)
+            block = self._blocks[k[0]]
+            j = _bisect_right(block, vma.start) - 1
+            if j >= 0 and PyList_GET_ITEM(block, j) == <PyObject *>vma:
+                return j
+        raise ValueError(f"{vma!r} is not in the tree")
+
+    cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j):
+        """The VMA at (k, j), stepping into the neighbouring blocks when j runs off either
+        end; None past the ends of the tree."""
+        cdef list blocks = self._blocks
+        if j < 0:
+            if k == 0:
+                return None
+            block = blocks[k - 1]
+            return _at(block, PyList_GET_SIZE(block) - 1)
+        block = blocks[k]
+        if j < PyList_GET_SIZE(block):
+            return _at(block, j)
+        if k + 1 < PyList_GET_SIZE(blocks):
+            return _at(blocks[k + 1], 0)
+        return None
+
+    cdef void _locate_left(self, unsigned long long key, Py_ssize_t *k, Py_ssize_t *j):
+        """(k, j) of the first VMA starting at or above key; j may be len(block k) only
+        when no block holds one."""
+        cdef list block
+        k[0] = self._block_for(key - 1 if key else 0)
+        if not self._count:
+            j[0] = 0
+            return
+        block = self._blocks[k[0]]
+        j[0] = _bisect_left(block, key)
+        if j[0] == PyList_GET_SIZE(block) and k[0] + 1 < PyList_GET_SIZE(self._blocks):
+            k[0] += 1
+            j[0] = 0
+
+    # --- changes -----------------------------------------------------------------------
+    cpdef insert(self, VMA vma):
+        """Add a VMA. Inside a block it only splits a hole, so the block's largest-hole
+        figure stays a valid upper bound; at either end of a block it turns the hole to
+        the neighbouring block into an inner one, which must be counted."""
+        cdef list block, upper
+        cdef Py_ssize_t k, j, n, half
+        cdef VMA prev, nxt
+        if vma.start >= vma.end:
+            raise ValueError(f"{vma!r} is empty")
+        if not self._count:
+            self._add_block(0, [vma])
+            self._count = 1
+            return
+        k = self._block_for(vma.start)
+        block = self._blocks[k]
+        j = _bisect_right(block, vma.start)
+        prev, nxt = self._item(k, j - 1), self._item(k, j)
+        if (prev is not None and prev.end > vma.start) or (nxt is not None
+                                                           and nxt.start < vma.end):
+            raise ValueError(f"{vma!r} overlaps a VMA of the tree")
+        block.insert(j, vma)
+        self._count += 1
+        n = PyList_GET_SIZE(block)
+        if n > 2 * self._load:
+            half = n >> 1
+            upper = block[half:]
+            del block[half:]
+            self._dirty[k] = 1
+            self._add_block(k + 1, upper)
+        elif j == 0 or j == n - 1:
+            self._dirty[k] = 1
+
+    cpdef remove(self, VMA vma, bint range_stays_mapped=False):
+        """Take vma out of the tree. Callers that re-key or merge it away, so that its
+        range stays covered, say so: no hole grew, and the free-area cache stands."""
+        cdef Py_ssize_t k, j, n
+        cdef list block, other
+        j = self._position(vma, &k)
+        block = self._blocks[k]
+        del block[j]
+        self._count -= 1
+        n = PyList_GET_SIZE(block)
+        if not range_stays_mapped:
+            self._dirty[k] = 1
+            if self._cache_valid and vma.end > self._cache_addr:
+                self._cache_valid = False
+        if n == 0:
+            self._drop_block(k)
+        elif n < self._load // 2 and PyList_GET_SIZE(self._blocks) > 1:
+            # Join a small block with a neighbour, splitting again if that overfills it.
+            if k + 1 == PyList_GET_SIZE(self._blocks):
+                k -= 1
+            block = self._blocks[k]
+            other = self._blocks[k + 1]
+            block.extend(other)
+            self._drop_block(k + 1)
+            self._dirty[k] = 1
+            n = PyList_GET_SIZE(block)
+            if n > 2 * self._load:
+                other = block[n >> 1:]
+                del block[n >> 1:]
+                self._add_block(k + 1, other)
+
+    cpdef set_end(self, VMA vma, unsigned long long end):
+        """Move a VMA's end within its neighbours. Only a shrink can grow a hole."""
+        cdef Py_ssize_t k, j
+        cdef VMA nxt
+        j = self._position(vma, &k)
+        nxt = self._item(k, j + 1)
+        if end < vma.start or (nxt is not None and end > nxt.start):
+            raise ValueError(f"{vma!r}: end {end:#x} would overlap a neighbour")
+        if end < vma.end:
+            self._dirty[k] = 1
+        vma.end = end
+
+    cpdef set_start(self, VMA vma, unsigned long long start):
+        """Move a VMA's start within its neighbours (pgoff follows); for callers whose
+        range stays covered, as remove(range_stays_mapped=True)."""
+        cdef Py_ssize_t k, j
+        cdef VMA prev
+        j = self._position(vma, &k)
+        prev = self._item(k, j - 1)
+        if start > vma.end or (prev is not None and start < prev.end):
+            raise ValueError(f"{vma!r}: start {start:#x} would overlap a neighbour")
+        if start > vma.start:
+            self._dirty[k] = 1
+            vma.pgoff += (start - vma.start) >> PAGE_SHIFT
+        else:
+            vma.pgoff -= (vma.start - start) >> PAGE_SHIFT
+        vma.start = start
+
+    def load(self, vmas):
+        """Fill an empty tree with VMAs in address order, in one go (dup_mmap())."""
+        cdef Py_ssize_t i, n
+        cdef list items = list(vmas)
+        if self._count:
+            raise ValueError("load() fills an empty tree")
+        n = len(items)
+        for i in range(0, n, self._load):
+            self._add_block(PyList_GET_SIZE(self._blocks), items[i:i + self._load])
+        self._count = n
+
+    def inherit_search_state(self, VMATree parent):
+        """A forked child's tree has the parent's holes: it keeps its free-area cache."""
+        self._cache_valid = parent._cache_valid
+        self._cache_high = parent._cache_high
+        self._cache_addr = parent._cache_addr
+        self._cache_hole = parent._cache_hole
+
+    # --- lookups -----------------------------------------------------------------------
+    cdef VMA _find(self, unsigned long long addr):
+        cdef Py_ssize_t k, j
+        cdef list block
+        cdef VMA v
+        if not self._count:
+            return None
+        k = self._block_for(addr)
+        block = self._blocks[k]
+        j = _bisect_right(block, addr) - 1
+        if j >= 0:
+            v = _at(block, j)
+            if v.end > addr:
+                return v
+        return self._item(k, j + 1)
+
+    def find(self, unsigned long long addr):
+        """find_vma(): the first VMA with end > addr (it may start above addr)."""
+        return self._find(addr)
+
+    def lookup(self, unsigned long long addr):
+        """The VMA containing addr, or None (vma_lookup())."""
+        cdef VMA v = self._find(addr)
+        return v if v is not None and v.start <= addr else None
+
+    cdef tuple _neighbours(self, VMA vma):
+        cdef Py_ssize_t k, j
+        j = self._position(vma, &k)
+        return self._item(k, j - 1), self._item(k, j + 1)
+
+    def neighbours(self, VMA vma):
+        """(the VMA before vma, the VMA after it), None where there is none."""
+        return self._neighbours(vma)
+
+    def prev_next(self, unsigned long long start, unsigned long long end):
+        """The VMAs just below `start` and at or above `end` (vma_prev()/vma_next() of a
+        free range)."""
+        cdef Py_ssize_t k, j
+        cdef VMA prev
+        if not self._count:
+            return None, None
+        self._locate_left(start, &k, &j)
+        prev = self._item(k, j - 1)
+        self._locate_left(end, &k, &j)
+        return prev, self._item(k, j)
+
+    def overlapping(self, unsigned long long start, unsigned long long end):
+        """VMAs intersecting [start, end), in address order (a snapshot list)."""
+        cdef list out = []
+        cdef VMA v = self._find(start)
+        cdef Py_ssize_t k, j
+        if v is None or v.start >= end:
+            return out
+        j = self._position(v, &k)
+        cdef list blocks = self._blocks
+        cdef list block = blocks[k]
+        while True:
+            if j == PyList_GET_SIZE(block):
+                k += 1
+                if k == PyList_GET_SIZE(blocks):
+                    return out
+                block = blocks[k]
+                j = 0
+            v = _at(block, j)
+            if v.start >= end:
+                return out
+            out.append(v)
+            j += 1
+
+    def range_is_free(self, unsigned long long start, unsigned long long end):
+        cdef VMA v = self._find(start)
+        return v is None or v.start >= end
+
+    # --- the unmapped-area searches ----------------------------------------------------
+    def highest_gap(self, unsigned long long length, unsigned long long low,
+                    unsigned long long high):
+        """Top-down unmapped-area search (mm/mmap.c:unmapped_area_topdown()): the highest
+        `start` with [start, start+length) free inside [low, high). None if none.
+
+        As in the kernel, the search first looks for a plain hole and only then looks at
+        the VMA right above it: if that one grows down and its stack guard gap reaches into
+        the hole, the search starts again below the guard gap, skipping everything (holes
+        and VMAs alike) inside it. A hole under a growsdown VMA that is too small even
+        without the gap is simply passed over.
+
+        The free-area cache, as mm/mmap.c kept before the maple tree: (high, addr, hole)
+        says every hole between addr and high is at most `hole` bytes, so a search for
+        more can start at addr. Removing a VMA above addr invalidates it."""
+        cdef unsigned long long top = high, seen = 0, gap_end, skipped
+        cdef bint restarted = False
+        cdef VMA upper
+        if self._cache_valid and self._cache_high == high and length > self._cache_hole:
+            top, seen = self._cache_addr, self._cache_hole
+        while True:
+            if not self._hole_below(top, length, low, high, &gap_end, &skipped):
+                return None
+            upper = self._hit_upper
+            if skipped > seen:
+                seen = skipped
+            if upper is not None and _start_gap(upper) < gap_end:
+                top = high = _start_gap(upper)
+                restarted = True
+                continue
+            # Every hole above gap_end is at most `seen` (a guard-gap restart skipped
+            # holes that might fit other lengths: no cache then).
+            self._cache_valid = not restarted
+            self._cache_high, self._cache_addr, self._cache_hole = high, gap_end, seen
+            return gap_end - length
+
+    cdef bint _hole_below(self, unsigned long long top, unsigned long long length,
+                          unsigned long long low, unsigned long long high,
+                          unsigned long long *hole_end, unsigned long long *passed):
+        """The highest hole of at least `length` below `top` (clipped to [low, high)):
+        its end, the VMA right above it or None (in _hit_upper), and the largest hole
+        passed over; False if there is none. Blocks whose largest inner hole is too small are passed over
+        whole."""
+        cdef list blocks = self._blocks
+        cdef list block
+        cdef Py_ssize_t k, j, last_j, rescanned = -1
+        cdef long long hole, inner, seen = 0
+        cdef unsigned long long gap_end, end, gap
+        cdef VMA upper, below, last
+        if not self._count:
+            self._hit_upper, hole_end[0], passed[0] = None, high, 0
+            return high >= low and high - low >= length
+        self._locate_left(top, &k, &j)
+        upper = self._item(k, j)
+        gap_end = high if upper is None or upper.start > high else upper.start
+        # Step to the VMA below upper.
+        if j == 0:
+            if k == 0:
+                self._hit_upper, hole_end[0], passed[0] = upper, gap_end, 0
+                return gap_end >= low and gap_end - low >= length
+            k -= 1
+            j = PyList_GET_SIZE(blocks[k]) - 1
+        else:
+            j -= 1
+        while True:
+            block = blocks[k]
+            inner = 0
+            last_j = PyList_GET_SIZE(block) - 1
+            while j >= 0:
+                below = _at(block, j)
+                end = below.end
+                hole = <long long>gap_end - <long long>(end if end > low else low)
+                if hole >= <long long>length:
+                    self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
+                    return True
+                if hole > seen:
+                    seen = hole
+                if end <= low:
+                    return False
+                if j < last_j and <long long>(_at(block, j + 1).start - end) > inner:
+                    inner = _at(block, j + 1).start - end
+                upper = below
+                gap_end = below.start if below.start < high else high
+                j -= 1
+            if rescanned == k:
+                self._gap[k] = inner     # measured exactly: no hole in it fitted
+                self._dirty[k] = 0
+            k -= 1
+            # Pass over blocks that cannot hold the request, checking only the hole
+            # between each and the VMA above it.
+            while k >= 0:
+                block = blocks[k]
+                last = _at(block, PyList_GET_SIZE(block) - 1)
+                end = last.end
+                hole = <long long>gap_end - <long long>(end if end > low else low)
+                if hole >= <long long>length:
+                    self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
+                    return True
+                if hole > seen:
+                    seen = hole
+                if end <= low:
+                    return False
+                gap = self._gap_of(k)
+                if gap >= length:
+                    upper = last
+                    gap_end = last.start if last.start < high else high
+                    j = PyList_GET_SIZE(block) - 2
+                    rescanned = k
+                    break
+                if <long long>gap > seen:
+                    seen = gap
+                upper = _at(block, 0)
+                if upper.start <= low:
+                    return False
+                gap_end = upper.start if upper.start < high else high
+                k -= 1
+            else:
+                self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
+                return gap_end >= low and gap_end - low >= length
+
+    def lowest_gap(self, unsigned long long length, unsigned long long low,
+                   unsigned long long high):
+        """Bottom-up search (unmapped_area()): the lowest free start at or above low."""
+        cdef unsigned long long gap_start = low, gap_end
+        cdef VMA upper = self._find(low)
+        cdef Py_ssize_t k, j
+        cdef VMA prev
+        if upper is not None:
+            j = self._position(upper, &k)
+            prev = self._item(k, j - 1)
+        else:
+            prev = self._last()
+        if prev is not None and prev.end > gap_start:
+            gap_start = prev.end
+        while True:
+            gap_end = high
+            if upper is not None and _start_gap(upper) < high:
+                gap_end = _start_gap(upper)
+            if gap_end >= gap_start and gap_end - gap_start >= length:
+                return gap_start
+            if upper is None or upper.end >= high:
+                return None
+            if upper.end > gap_start:
+                gap_start = upper.end
+            j = self._position(upper, &k)
+            upper = self._item(k, j + 1)
+
+    cdef VMA _last(self):
+        if not self._count:
+            return None
+        block = self._blocks[PyList_GET_SIZE(self._blocks) - 1]
+        return _at(block, PyList_GET_SIZE(block) - 1)
+
+    def check(self):
+        """The tree's own invariants (for tests): order, no overlap, block sizes, count,
+        and hole figures that bound the real holes."""
+        cdef Py_ssize_t k, total = 0
+        cdef VMA prev = None, v
+        for k in range(PyList_GET_SIZE(self._blocks)):
+            block = self._blocks[k]
+            assert 0 < len(block) <= 2 * self._load, f"block {k} holds {len(block)}"
+            if not self._dirty[k]:
+                assert self._gap[k] >= _largest_hole(block), f"block {k} hole figure"
+            for v in block:
+                assert v.start < v.end, repr(v)
+                assert prev is None or prev.end <= v.start, f"{prev!r} overlaps {v!r}"
+                prev = v
+            total += len(block)
+        assert total == self._count, (total, self._count)
