@@ -1,13 +1,22 @@
-"""Build the Cython extensions; all metadata lives in pyproject.toml."""
+"""Build the Cython extensions; all metadata lives in pyproject.toml.
+
+Two kinds of module are compiled:
+- the .pyx modules (the page-table core, the VMA layer, the address-space plumbing), with
+  C semantics: bounds are checked explicitly at their entry points, so the inner loops
+  run without Cython's per-index checks;
+- the syscall modules, which stay plain, readable Python (.py) and are compiled as they
+  are, with Python semantics, because every simulated syscall runs through them. The
+  .py file is the source; after editing one, rebuild (`pip install -e .`), or ptengine
+  warns at import that the compiled module is older than its source (compiled.py).
+"""
 import glob
 import os
+import runpy
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-# One set of compiler directives for every module: bounds are checked explicitly at the
-# core's entry points, so the inner loops run without Cython's per-index checks.
-DIRECTIVES = {
+C_DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
     "wraparound": False,
@@ -15,14 +24,23 @@ DIRECTIVES = {
     "initializedcheck": False,
     "embedsignature": True,
 }
+PYTHON_DIRECTIVES = {"language_level": 3, "embedsignature": True}
 
-extensions = [
-    Extension(
-        os.path.splitext(path)[0].replace(os.sep, "."),
-        [path],
-        extra_compile_args=["-O2"],
-    )
-    for path in sorted(glob.glob(os.path.join("ptengine", "*.pyx")))
-]
+# The modules a syscall passes through, listed in ptengine/compiled.py (which also checks
+# that their builds are current).
+COMPILED_PY = runpy.run_path(os.path.join("ptengine", "compiled.py"))["COMPILED_PY"]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))
+
+def extension(path):
+    return Extension(os.path.splitext(path)[0].replace(os.sep, "."), [path],
+                     extra_compile_args=["-O2"])
+
+
+pyx = [extension(p) for p in sorted(glob.glob(os.path.join("ptengine", "*.pyx")))]
+py = [extension(os.path.join("ptengine", f"{name}.py")) for name in COMPILED_PY]
+
+# Both steps (Cython to C, C to objects) use every core: the build is most of CI's setup.
+jobs = os.cpu_count() or 1
+setup(ext_modules=cythonize(pyx, compiler_directives=C_DIRECTIVES, nthreads=jobs)
+      + cythonize(py, compiler_directives=PYTHON_DIRECTIVES, nthreads=jobs),
+      options={"build_ext": {"parallel": jobs}})

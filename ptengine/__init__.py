@@ -3,6 +3,9 @@ from .constants import *  # noqa: F401,F403  (the flat uapi names are the public
 from .errors import BusError, Fault, InvariantError, SegmentationFault  # noqa: F401
 
 __version__ = "0.1.0"
+from .compiled import warn_if_stale  # noqa: E402
+
+warn_if_stale()
 from .files import File, System  # noqa: E402,F401
 from .mm import MM  # noqa: E402,F401
 from .vma import VMA  # noqa: E402,F401
