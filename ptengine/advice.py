@@ -21,6 +21,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_WRITE)
 from .errors import raise_errno
 from .args import as_int, page_range
+from .fault import pte_flags_for
 
 VALID_ADVICE = frozenset({
     MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
@@ -384,7 +385,6 @@ class AdviceSyscalls:
 
     @staticmethod
     def _collapsed_pmd_flags(vma):
-        from .fault import pte_flags_for
         flags = pte_flags_for(vma.flags, False) | _core.PTE_DIRTY
         return flags | (_core.PTE_RW if vma.flags & VM_WRITE else 0)
 

@@ -9,6 +9,8 @@ from .errors import raise_errno
 
 def as_int(value, name="argument"):
     """Syscall arguments are integers; anything else is a TypeError, as for a C prototype."""
+    if type(value) is int:
+        return value
     try:
         return operator.index(value)
     except TypeError:
@@ -21,6 +23,8 @@ U64_MAX = (1 << 64) - 1
 def as_ulong(value, name="argument"):
     """An `unsigned long` syscall argument: a negative value wraps as the C cast would
     (-4096 is 0xfffffffffffff000); one that does not fit in 64 bits is an OverflowError."""
+    if type(value) is int and 0 <= value <= U64_MAX:
+        return value
     v = as_int(value, name)
     if not -(1 << 63) <= v <= U64_MAX:
         raise OverflowError(f"{name} = {v:#x} does not fit in 64 bits")

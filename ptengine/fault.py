@@ -16,8 +16,8 @@ from . import _core
 from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
                         SEGV_ACCERR, SEGV_MAPERR, STACK_GUARD_GAP, VM_ACCESS_FLAGS, VM_EXEC,
                         VM_GROWSDOWN, VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_UFFD_MISSING,
-                        VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL,
-                        VM_WRITE)
+                        VM_LOCKONFAULT, VM_NOHUGEPAGE, VM_PFNMAP, VM_RAND_READ, VM_READ,
+                        VM_SHARED, VM_SPECIAL, VM_WRITE)
 from .errors import BusError, SegmentationFault
 from .args import as_int
 
@@ -373,7 +373,6 @@ class FaultHandling:
     def _read_around(self, vma, inode, index):
         """A regular file's first fault reads a window around the page into the cache
         (do_sync_mmap_readahead() read-around; none for VM_RAND_READ)."""
-        from .constants import VM_RAND_READ
         if vma.flags & VM_RAND_READ:
             inode.get_page(index)
             return

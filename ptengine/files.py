@@ -16,7 +16,8 @@ from . import _core
 from .constants import (DEFAULT_MAX_MAP_COUNT, DEFAULT_MMAP_BASE, F_SEAL_FUTURE_WRITE,
                         F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, F_SEAL_EXEC,
                         MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_EXEC, MFD_HUGETLB,
-                        MFD_NOEXEC_SEAL, PAGE_SHIFT, PAGE_SIZE)
+                        MFD_NOEXEC_SEAL, PAGE_SHIFT, PAGE_SIZE, VM_MAYWRITE, VM_SHARED,
+                        VM_SOFTDIRTY)
 from .errors import raise_errno
 
 ALL_SEALS = (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
@@ -284,7 +285,6 @@ class System:
 
     @property
     def new_vma_flags(self):
-        from .constants import VM_SOFTDIRTY
         return VM_SOFTDIRTY if self.soft_dirty else 0
 
     def spawn(self, **options):
@@ -332,7 +332,6 @@ class System:
     def has_shared_writable_mapping(self, inode):
         """mapping_writably_mapped(): i_mmap_writable counts every VM_SHARED|VM_MAYWRITE
         mapping, PROT_READ ones included (they could be made writable)."""
-        from .constants import VM_MAYWRITE, VM_SHARED
         return any(v.flags & VM_SHARED and v.flags & VM_MAYWRITE
                    for _, v in self.mappings_of(inode))
 

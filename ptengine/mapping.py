@@ -15,6 +15,8 @@ from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREP
                         VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP)
 from .errors import raise_errno
 from .args import U64_MAX, as_ulong
+from .files import File
+from .vma import can_merge_before, vm_start_gap
 
 # Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).
 LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE
@@ -61,7 +63,6 @@ class MappingSyscalls:
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
-        from .files import File
         self._alive()
         addr = as_ulong(addr or 0, "addr")
         length, prot = as_ulong(length, "length"), as_ulong(prot, "prot")
@@ -316,7 +317,6 @@ class MappingSyscalls:
     def _expand_in_place(self, vma, delta):
         """vma_merge_extend(): grow the VMA, absorbing the next one if it then touches and
         is compatible."""
-        from .vma import can_merge_before
         end = vma.end + delta
         _, nxt = self.vma_tree.neighbours(vma)
         if can_merge_before(nxt, end, vma.flags, vma.pgoff, (end - vma.start) >> PAGE_SHIFT,
@@ -406,7 +406,6 @@ class MappingSyscalls:
             self.brk_end = addr
             return addr
         nxt = self.vma_tree.find(oldbrk)
-        from .vma import vm_start_gap
         if nxt is not None and newbrk + PAGE_SIZE > vm_start_gap(nxt):
             return self.brk_end
         if newbrk > TASK_SIZE or self.map_count > self.max_map_count:
