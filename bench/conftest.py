@@ -97,10 +97,17 @@ class Pair:
                 ("madvise", 0, self.size, MADV_NOHUGEPAGE)]
 
     def on_sim(self, *calls):
-        out = []
-        for name, offset, *args in calls:
-            out.append(getattr(self.mm, name)(self.sim_base + offset, *args))
-        return out
+        return self.sim_calls(*calls)()
+
+    def sim_calls(self, *calls):
+        """A function making the calls on ptengine, each a direct method call, as a
+        program driving the simulator makes them (resolved here, before any timing)."""
+        bound = [(getattr(self.mm, name), (self.sim_base + offset, *args))
+                 for name, offset, *args in calls]
+
+        def run():
+            return [method(*args) for method, args in bound]
+        return run
 
     def on_kernel(self, *calls):
         """Run the calls in the server; returns the nanoseconds they took there. A call the

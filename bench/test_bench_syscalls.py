@@ -32,7 +32,7 @@ def test_one_page_pair(bench, pair, sizes, name):
     n = sizes["pairs"]
     p = pair(3 * PAGE_SIZE, RW, ANON)
     calls = PAIRS[name] * n
-    sim = bench.sim(lambda: p.on_sim(*calls), per=n)
+    sim = bench.sim(p.sim_calls(*calls), per=n)
     assert p.mm.map_count == 1
     kern = bench.reference(lambda: p.on_kernel(*calls), per=n) if p.kernel else None
     bench.benchmark.extra_info["repetitions"] = n

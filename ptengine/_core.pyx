@@ -12,6 +12,7 @@ This module has three layers:
 """
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_CheckExact
 from cpython.number cimport PyNumber_Index
 from libc.errno cimport ENOMEM
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
@@ -111,6 +112,15 @@ def make_marker(bits):
 # ---------------------------------------------------------------------------------------
 cdef uint64_t _u64(object value, str name, uint64_t limit) except? 0xFFFFFFFFFFFFFFFF:
     """An integer in [0, limit]; TypeError for non-integers, ValueError when out of range."""
+    cdef uint64_t u
+    if PyLong_CheckExact(value):          # the common case, without Python arithmetic
+        try:
+            u = PyLong_AsUnsignedLongLong(value)
+        except OverflowError:
+            pass                          # negative or too wide: reported below
+        else:
+            if u <= limit:
+                return u
     try:
         v = PyNumber_Index(value)
     except TypeError:

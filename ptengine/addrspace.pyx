@@ -7,8 +7,9 @@ operations the syscalls are built from, each the counterpart of one kernel funct
 
   split (__split_vma / split_vma), modify a range (vma_modify), map a new range
   (vma_merge_new_range + vma insertion), gather and remove a range
-  (vms_gather_munmap_vmas / vms_complete_munmap_vmas with free_pgtables), and
-  anon_vma_prepare.
+  (vms_gather_munmap_vmas / vms_complete_munmap_vmas with free_pgtables),
+  anon_vma_prepare, and the placement of new mappings (get_unmapped_area and the x86-64
+  top-down search of arch/x86/kernel/sys_x86_64.c, with THP alignment).
 
 MM (mm.py) is this class plus the syscalls in mixins by concern. Compiled because every
 mmap, munmap, mprotect and madvise runs through here; it reads as the Python it was.
@@ -17,7 +18,7 @@ from . import _core
 from . import constants as C
 from .errors import raise_errno
 from .vma cimport (VMA, VMATree, AnonVma, anon_vma_compatible, can_merge_after,
-                   can_merge_before)
+                   can_merge_before, vm_start_gap)
 from .vma import anon_vma_reusable
 
 import errno
@@ -30,17 +31,20 @@ cdef unsigned long long PMD_SIZE = C.PMD_SIZE
 cdef unsigned long long PTE_PSE = _core.PTE_PSE
 cdef int PAGE_SHIFT = C.PAGE_SHIFT
 cdef int ZAP_DROP_MARKERS = _core.ZAP_DROP_MARKERS
+cdef unsigned long long PAGE_SIZE = C.PAGE_SIZE
+cdef unsigned long long PAGE_MASK = C.PAGE_MASK & 0xFFFFFFFFFFFFFFFF   # ~(PAGE_SIZE - 1)
+cdef unsigned long long TASK_SIZE = C.TASK_SIZE
+cdef unsigned long long TASK_UNMAPPED_BASE = C.TASK_UNMAPPED_BASE
+# find_start_end(): the window of MAP_32BIT mappings on x86-64 (not randomised).
+cdef unsigned long long MAP_32BIT_BASE = 0x40000000, MAP_32BIT_END = 0x80000000
 
 # modify_range()'s "leave the anon name as it is".
 KEEP = object()
 
 
 cdef class AddressSpace:
-    """The VMAs and page tables of one mm, and the mm/vma.c operations on them."""
-    cdef public VMATree vma_tree
-    cdef public object pt
-    cdef public long long max_map_count
-    cdef public long long locked_vm      # mm->locked_vm, in pages: what VmLck reports
+    """The VMAs and page tables of one mm, and the mm/vma.c operations on them (fields in
+    addrspace.pxd)."""
 
     def __init__(self, frames, long long max_map_count):
         self.pt = _core.PageTables(frames)
@@ -256,3 +260,85 @@ cdef class AddressSpace:
         """Split a PMD-mapped huge page covering addr, if there is one."""
         if self.pt.get_pmd(addr) & PTE_PSE:
             self.pt.split_huge_pmd(addr & ~PMD_MASK)
+
+    # --- placement (arch/x86/kernel/sys_x86_64.c, mm/mmap.c, mm/huge_memory.c) -----------
+    def get_unmapped_area(self, unsigned long long addr, unsigned long long length, pgoff,
+                          bint fixed, file, bint shared, vm_flags, bint map_32bit=False):
+        """__get_unmapped_area(): where a new mapping of `length` goes. ENOMEM if nowhere.
+        Anonymous memory is placed as if its pgoff were 0, whatever the caller passed."""
+        if length > TASK_SIZE:
+            raise_errno(errno.ENOMEM)
+        if file is None:
+            pgoff = 0
+        if fixed:
+            result = addr
+        elif _thp_aligns(addr, file, shared, length, pgoff):
+            result = self._thp_aligned_area(addr, length, pgoff, map_32bit)
+        else:
+            result = self._arch_area(addr, length, map_32bit)
+        if result is None or result > TASK_SIZE - length:
+            raise_errno(errno.ENOMEM)
+        if result & ~PAGE_MASK:
+            raise_errno(errno.EINVAL)
+        return result
+
+    cdef object _arch_area(self, unsigned long long addr, unsigned long long length,
+                           bint map_32bit):
+        """arch_get_unmapped_area_topdown(): MAP_32BIT goes bottom-up in [1 GiB, 2 GiB);
+        else a hint is used as is if the range (and a growsdown neighbour's guard gap) is
+        free, and otherwise the search runs top-down from mmap_base, then bottom-up."""
+        if map_32bit:
+            return self._area_32bit(addr, length)
+        if addr:
+            addr &= PAGE_MASK
+            if addr <= TASK_SIZE - length and self._hint_fits(addr, length):
+                return addr
+        found = self.vma_tree.highest_gap(length, max(PAGE_SIZE, self.mmap_min_addr),
+                                          self.mmap_base)
+        if found is None:
+            found = self.vma_tree.lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE)
+        return found
+
+    cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length):
+        cdef VMA vma = self.vma_tree._find(addr)
+        return vma is None or addr + length <= vm_start_gap(vma)
+
+    def _area_32bit(self, unsigned long long addr, unsigned long long length):
+        """arch_get_unmapped_area() with find_start_end()'s MAP_32BIT window (no
+        randomisation): the hint is rounded up here, and there is no fallback."""
+        if length > MAP_32BIT_END:
+            return None
+        if addr:
+            addr = (addr + PAGE_SIZE - 1) & PAGE_MASK
+            if MAP_32BIT_END - length >= addr and self._hint_fits(addr, length):
+                return addr
+        return self.vma_tree.lowest_gap(length, MAP_32BIT_BASE, MAP_32BIT_END)
+
+    def _thp_aligned_area(self, unsigned long long addr, unsigned long long length, pgoff,
+                          bint map_32bit):
+        """__thp_get_unmapped_area(): search for length + PMD_SIZE, then align inside it
+        to the file offset; a hint honoured for the padded length stands; an aligned result
+        takes the upper part (the mm is top-down). Falls back to an unaligned search."""
+        padded = self._arch_area(addr, length + PMD_SIZE, map_32bit)
+        if padded is None:
+            return self._arch_area(addr, length, map_32bit)
+        if addr and padded == addr & PAGE_MASK:
+            return padded
+        off_sub = ((pgoff << PAGE_SHIFT) - padded) & (PMD_SIZE - 1)
+        return padded + PMD_SIZE if off_sub == 0 else padded + off_sub
+
+
+def _thp_aligns(addr, file, shared, length, pgoff):
+    """thp_get_unmapped_area_vmflags() applies to ext4 file mappings covering a whole
+    aligned PMD of the file (hint or not), and to anonymous private mappings whose
+    length is a multiple of PMD_SIZE when there is no hint; shmem (memfd, shared anon)
+    is not aligned with shmem_enabled=never. (Python integers: a file offset plus a
+    length may pass 2**64.)"""
+    if file is not None:
+        if file.inode.is_shmem:
+            return False
+    elif shared or addr or length % PMD_SIZE:
+        return False
+    off = pgoff << PAGE_SHIFT
+    off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    return off + length > off_align and off + length - off_align >= PMD_SIZE

@@ -22,6 +22,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
 from .errors import raise_errno
 from .args import as_int, page_range
 from .fault import pte_flags_for
+from .protection import ProtectionSyscalls
 
 VALID_ADVICE = frozenset({
     MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
@@ -96,7 +97,7 @@ def new_behaviour_flags(vma, advice):
     raise AssertionError(advice)
 
 
-class AdviceSyscalls:
+class AdviceSyscalls(ProtectionSyscalls):
 
     # mirrors mm/madvise.c:do_madvise()
     def madvise(self, addr, length, advice):
@@ -124,7 +125,7 @@ class AdviceSyscalls:
             if err:
                 raise_errno(err)
             return
-        self.walk_vmas(start, end, lambda vma, lo, hi: self._advise_vma(vma, lo, hi, advice))
+        self.walk_vmas(start, end, self._advise_vma, advice)
 
     def _advise_vma(self, vma, start, end, advice):
         """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""

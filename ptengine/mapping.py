@@ -14,6 +14,7 @@ from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREP
                         VM_WRITE, VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED,
                         VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP)
 from .errors import raise_errno
+from .addrspace import AddressSpace
 from .args import U64_MAX, as_ulong
 from .files import File
 from .vma import can_merge_before, vm_start_gap
@@ -59,7 +60,7 @@ def file_mmap_ok(pgoff, length):
     return length <= MAX_LFS_FILESIZE and pgoff <= (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT
 
 
-class MappingSyscalls:
+class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):

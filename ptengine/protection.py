@@ -15,7 +15,7 @@ from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFA
                         VM_SPECIAL, VM_WRITE, VM_UFFD_MISSING, VM_UFFD_WP,
                         VM_UFFD_MINOR)
 from .errors import raise_errno
-from .mapping import VM_UFFD_FLAGS, calc_vm_prot_bits
+from .mapping import VM_UFFD_FLAGS, MappingSyscalls, calc_vm_prot_bits
 from .args import U64_MAX, as_int, as_ulong, page_range
 
 UFFDIO_REGISTER_MODE_MISSING = 1
@@ -48,11 +48,11 @@ def pte_prot_update(vm_flags):
 INVALID_NAME_CHAR = re.compile(r"[^\x20-\x7e]|[\\`$\[\]]")
 
 
-class ProtectionSyscalls:
+class ProtectionSyscalls(MappingSyscalls):
 
-    def walk_vmas(self, start, end, visit):
-        """mm/madvise.c:madvise_walk_vmas(): call visit(vma, lo, hi) for each VMA piece of
-        [start, end); visit returns the VMA now covering [lo, hi). A hole makes the
+    def walk_vmas(self, start, end, visit, arg):
+        """mm/madvise.c:madvise_walk_vmas(): call visit(vma, lo, hi, arg) for each VMA piece
+        of [start, end); visit returns the VMA now covering [lo, hi). A hole makes the
         result ENOMEM after every mapped part was visited; the first error stops."""
         unmapped = False
         vma = self.vma_tree.find(start)
@@ -65,7 +65,7 @@ class ProtectionSyscalls:
                 if start >= end:
                     break
             hi = min(vma.end, end)
-            done = visit(vma, start, hi)
+            done = visit(vma, start, hi, arg)
             start = hi
             if done is not None and start < done.end:
                 start = done.end
@@ -102,18 +102,18 @@ class ProtectionSyscalls:
             raise_errno(errno.ENOMEM)
         elif grows & PROT_GROWSUP:
             raise_errno(errno.EINVAL)          # x86 has no VM_GROWSUP
+        self.walk_contiguous(vma, start, end, self._mprotect_vma, prot)
 
-        def fixup(vma, lo, hi):
-            newflags = calc_vm_prot_bits(prot) | (vma.flags & ~VM_ACCESS_FLAGS)
-            # VM_MAY* sit four bits above the VM_* they allow.
-            if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
-                raise_errno(errno.EACCES)
-            self._mprotect_fixup(vma, lo, hi, newflags)
+    def _mprotect_vma(self, vma, start, end, prot):
+        """One VMA piece of do_mprotect_pkey()'s loop."""
+        newflags = calc_vm_prot_bits(prot) | (vma.flags & ~VM_ACCESS_FLAGS)
+        # VM_MAY* sit four bits above the VM_* they allow.
+        if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
+            raise_errno(errno.EACCES)
+        return self._mprotect_fixup(vma, start, end, newflags)
 
-        self.walk_contiguous(vma, start, end, fixup)
-
-    def walk_contiguous(self, vma, start, end, fixup):
-        """The loop of do_mprotect_pkey() and apply_vma_lock_flags(): fixup(vma, lo, hi)
+    def walk_contiguous(self, vma, start, end, fixup, arg):
+        """The loop of do_mprotect_pkey() and apply_vma_lock_flags(): fixup(vma, lo, hi, arg)
         for each VMA piece of [start, end), from `vma` (which holds start) on; a hole
         stops the walk with ENOMEM, keeping the changes already made."""
         nstart = start
@@ -121,7 +121,7 @@ class ProtectionSyscalls:
             if vma.start > nstart:
                 raise_errno(errno.ENOMEM)
             tmp = min(vma.end, end)
-            fixup(vma, nstart, tmp)
+            fixup(vma, nstart, tmp, arg)
             nstart = tmp
             if nstart >= end:
                 return
@@ -193,8 +193,10 @@ class ProtectionSyscalls:
         vma = self.vma_tree.lookup(start)
         if vma is None:
             raise_errno(errno.ENOMEM)
-        self.walk_contiguous(vma, start, end, lambda v, lo, hi: self._mlock_fixup(
-            v, lo, hi, (v.flags & ~VM_LOCKED_MASK) | lock_flags))
+        self.walk_contiguous(vma, start, end, self._mlock_vma, lock_flags)
+
+    def _mlock_vma(self, vma, start, end, lock_flags):
+        return self._mlock_fixup(vma, start, end, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
 
     def _mlock_fixup(self, vma, start, end, newflags):
         """mlock_fixup(): special, hugetlb and droppable VMAs are never locked; locked_vm
@@ -277,13 +279,13 @@ class ProtectionSyscalls:
         start, end = page_range(start, length)
         if end == start:
             return
+        self.walk_vmas(start, end, self._name_vma, name)
 
-        def visit(vma, lo, hi):
-            if vma.file is not None and vma.file.inode.kind != "shmem_anon":
-                raise_errno(errno.EBADF)
-            return self.modify_range(vma, lo, hi, anon_name=name)
-
-        self.walk_vmas(start, end, visit)
+    def _name_vma(self, vma, start, end, name):
+        """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
+        if vma.file is not None and vma.file.inode.kind != "shmem_anon":
+            raise_errno(errno.EBADF)
+        return self.modify_range(vma, start, end, anon_name=name)
 
     # --- userfaultfd registration (fs/userfaultfd.c) --------------------------------------
     def uffd_register(self, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING):

@@ -14,6 +14,7 @@ cdef class VMA:
     cpdef VMA copy(self, object start=*, object end=*)
 
 
+cpdef unsigned long long vm_start_gap(VMA vma)
 cpdef bint same_file(object a_file, object b_file)
 cpdef bint anon_vma_compatible(object a, object b)
 cpdef bint can_merge_after(VMA prev, unsigned long long start, unsigned long long flags,

@@ -115,7 +115,7 @@ cdef class VMA:
         return id(self) >> 4           # identity, as before __eq__ compared fields
 
 
-def vm_start_gap(VMA vma):
+cpdef unsigned long long vm_start_gap(VMA vma):
     """The lowest address a new mapping may end at below `vma` (stack guard gap)."""
     return _start_gap(vma)
 
