@@ -74,12 +74,12 @@ def test_mmap_munmap_1page(bench, kernel, sizes):
                 ref_detail="(LiveMM.batch)")
 
 
-# strategy -> the second call of each stack, given the stack's address
+# strategy -> (the stack's mmap prot, its second call: name, offset into the stack, args)
 STACKS = {
     # glibc allocate_stack(): PROT_NONE mapping, then everything above the guard made RW
-    "prot_none": (PROT_NONE, lambda a: ("mprotect", a + GUARD, STACK_SIZE, RW)),
+    "prot_none": (PROT_NONE, ("mprotect", GUARD, (STACK_SIZE, RW))),
     # the same stack with a guard region instead of a PROT_NONE VMA
-    "guard": (RW, lambda a: ("madvise", a, GUARD, MADV_GUARD_INSTALL)),
+    "guard": (RW, ("madvise", 0, (GUARD, MADV_GUARD_INSTALL))),
 }
 
 
@@ -89,16 +89,16 @@ def test_stacks(bench, kernel, sizes, strategy):
     another; the span is unmapped between rounds (untimed)."""
     import ptengine
     n, length = sizes["stacks"], STACK_SIZE + GUARD
-    prot, second = STACKS[strategy]
+    prot, (name, offset, args) = STACKS[strategy]
     flags = ANON | MAP_STACK
     mm = ptengine.System().spawn()
+    second = getattr(mm, name)
     made = []
 
     def sim_loop():
         for _ in range(n):
             a = mm.mmap(0, length, prot, flags)
-            name, addr, *args = second(a)
-            getattr(mm, name)(addr, *args)
+            second(a + offset, *args)
             made.append(a)
 
     def unmap_all():
@@ -114,7 +114,8 @@ def test_stacks(bench, kernel, sizes, strategy):
     if kernel is not None:
         top = _top_down_slot(kernel, length, prot, flags)
         addrs = [top - i * length for i in range(n)]
-        calls = [c for a in addrs for c in (("mmap", 0, length, prot, flags), second(a))]
+        calls = [c for a in addrs
+                 for c in (("mmap", 0, length, prot, flags), (name, a + offset, *args))]
 
         def kernel_round():
             results, ns = kernel.batch(calls)

@@ -88,8 +88,8 @@ cdef class AddressSpace:
     def _neighbours(self, VMA vma):
         return self.vma_tree.neighbours(vma)
 
-    def modify_range(self, VMA vma, unsigned long long start, unsigned long long end,
-                     flags=None, anon_name=KEEP):
+    cpdef VMA modify_range(self, VMA vma, unsigned long long start, unsigned long long end,
+                           flags=None, anon_name=KEEP):
         """vma_modify(): give [start, end) (inside vma) new flags and/or anon name, merging
         into a neighbour where the merge rules allow, else splitting. Returns the VMA now
         covering [start, end). ENOMEM if a needed split would pass max_map_count."""
@@ -146,9 +146,9 @@ cdef class AddressSpace:
         return vma
 
     # --- map -----------------------------------------------------------------------------
-    def map_range(self, unsigned long long start, unsigned long long end,
-                  unsigned long long flags, unsigned long long pgoff, file, anon_name=None,
-                  anon_vma=None):
+    cpdef VMA map_range(self, unsigned long long start, unsigned long long end,
+                        unsigned long long flags, unsigned long long pgoff, file,
+                        anon_name=None, anon_vma=None):
         """vma_merge_new_range() or a new VMA: place [start, end) (already free) into the
         tree, expanding a compatible neighbour where possible. `anon_vma` is that of the
         range's pages (mremap's copy_vma() brings the moved VMA's along): a neighbour with
@@ -184,7 +184,7 @@ cdef class AddressSpace:
         return vma
 
     # --- unmap ---------------------------------------------------------------------------
-    def gather_unmap(self, unsigned long long start, unsigned long long end):
+    cpdef list gather_unmap(self, unsigned long long start, unsigned long long end):
         """mm/vma.c:vms_gather_munmap_vmas(): split the VMAs of [start, end) so that they
         lie inside it and return them, in order, still in the tree. As in the kernel the
         first VMA is split before the others are looked at, so a sealed VMA further on
@@ -210,7 +210,7 @@ cdef class AddressSpace:
                 self._split_at(vma, end)
         return vmas
 
-    def remove_vmas(self, list vmas):
+    cpdef remove_vmas(self, list vmas):
         """vms_complete_munmap_vmas(): take gathered VMAs out of the tree, uncharge their
         mlocked pages, zap their entries (markers too) and free the page tables no
         remaining VMA needs."""
@@ -225,13 +225,14 @@ cdef class AddressSpace:
         self.free_pgtables(vmas, prev.end if prev is not None else 0,
                            nxt.start if nxt is not None else 0)
 
-    def unmap_range(self, unsigned long long start, unsigned long long end):
+    cpdef unmap_range(self, unsigned long long start, unsigned long long end):
         """do_vmi_munmap(): remove [start, end)."""
         vmas = self.gather_unmap(start, end)
         if vmas:
             self.remove_vmas(vmas)
 
-    def free_pgtables(self, list vmas, unsigned long long floor, unsigned long long ceiling):
+    cpdef free_pgtables(self, list vmas, unsigned long long floor,
+                        unsigned long long ceiling):
         """mm/memory.c:free_pgtables(): free the tables under the removed VMAs, gathering
         VMAs closer than a PMD into one free_pgd_range() call, bounded by the neighbours
         that stay (floor, ceiling; 0 = no ceiling)."""
@@ -247,7 +248,7 @@ cdef class AddressSpace:
                                   (<VMA>vmas[i]).start if i < n else ceiling)
 
     # --- anon_vma and huge PMDs ------------------------------------------------------------
-    def anon_vma_prepare(self, VMA vma):
+    cpdef anon_vma_prepare(self, VMA vma):
         """mm/rmap.c:anon_vma_prepare(): give vma an anon_vma, reusing a neighbour's when
         they could merge later (find_mergeable_anon_vma())."""
         if vma.anon_vma is None:
@@ -256,14 +257,15 @@ cdef class AddressSpace:
                             or AnonVma())
         return vma.anon_vma
 
-    def split_huge_at(self, unsigned long long addr):
+    cpdef split_huge_at(self, unsigned long long addr):
         """Split a PMD-mapped huge page covering addr, if there is one."""
         if self.pt.get_pmd(addr) & PTE_PSE:
             self.pt.split_huge_pmd(addr & ~PMD_MASK)
 
     # --- placement (arch/x86/kernel/sys_x86_64.c, mm/mmap.c, mm/huge_memory.c) -----------
-    def get_unmapped_area(self, unsigned long long addr, unsigned long long length, pgoff,
-                          bint fixed, file, bint shared, vm_flags, bint map_32bit=False):
+    cpdef get_unmapped_area(self, unsigned long long addr, unsigned long long length,
+                            pgoff, bint fixed, file, bint shared, vm_flags,
+                            bint map_32bit=False):
         """__get_unmapped_area(): where a new mapping of `length` goes. ENOMEM if nowhere.
         Anonymous memory is placed as if its pgoff were 0, whatever the caller passed."""
         if length > TASK_SIZE:

@@ -5,8 +5,6 @@ do_pagemap_scan()) and fs/proc/task_mmu.c:task_mem().
 """
 import errno
 
-import numpy as np
-
 from . import _core
 from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZERO,
                         PAGE_IS_PRESENT, PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN,
@@ -84,6 +82,7 @@ class ProcView:
             raise_errno(errno.EINVAL)
         start = addr & PAGE_MASK
         end = (addr + size + PAGE_SIZE - 1) & PAGE_MASK
+        np = _numpy()
         out = np.zeros((end - start) >> PAGE_SHIFT, dtype=np.uint64)
         for v in self.vma_tree.overlapping(start, end):
             lo, hi = max(v.start, start), min(v.end, end)
@@ -115,7 +114,7 @@ class ProcView:
             hit = (test & mask) == mask
             if anyof:
                 hit &= (test & anyof) != 0
-            idx = np.flatnonzero(hit)
+            idx = _numpy().flatnonzero(hit)
             for k in idx:
                 if budget == 0:
                     return regions
@@ -132,6 +131,7 @@ class ProcView:
 
     def _scan_categories(self, vma, lo, hi):
         """pagemap_page_category() per page, from the pagemap bits of the range."""
+        np = _numpy()
         pm = np.zeros((hi - lo) >> PAGE_SHIFT, dtype=np.uint64)
         self.pt.pagemap(lo, hi, pm, False)
         present = (pm & np.uint64(PM_PRESENT)) != 0
@@ -192,6 +192,14 @@ class ProcView:
             self.pt.check()
         except AssertionError as e:
             raise InvariantError(str(e)) from None
+
+
+def _numpy():
+    """numpy, imported on first use: importing it starts OpenBLAS worker threads that
+    spin on a CPU the simulation (or the live server beside it) could use, and only the
+    pagemap readers need it."""
+    import numpy
+    return numpy
 
 
 def _mapped(counts):

@@ -285,7 +285,7 @@ class ProtectionSyscalls(MappingSyscalls):
         """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
         if vma.file is not None and vma.file.inode.kind != "shmem_anon":
             raise_errno(errno.EBADF)
-        return self.modify_range(vma, start, end, anon_name=name)
+        return self.modify_range(vma, start, end, None, name)
 
     # --- userfaultfd registration (fs/userfaultfd.c) --------------------------------------
     def uffd_register(self, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING):
