@@ -9,6 +9,7 @@ cdef class AddressSpace:
     cdef public long long max_map_count
     cdef public long long locked_vm      # mm->locked_vm, in pages: what VmLck reports
     cdef public unsigned long long mmap_base, mmap_min_addr    # where placement searches
+    cdef public unsigned long long def_flags  # VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE)
 
     cpdef VMA modify_range(self, VMA vma, unsigned long long start, unsigned long long end,
                            flags=*, anon_name=*)

@@ -1,31 +1,42 @@
-"""The syscall modules that are compiled from their Python source, and a freshness check.
+"""Which modules are compiled, and a check that every build is newer than its sources.
 
-These modules stay plain Python; setup.py compiles each with Cython because every
-simulated syscall runs through them. Python imports a compiled module in preference to
-its .py, so a .py edited after the last build would silently not run: `stale()` names
-such modules and importing ptengine warns about them.
+The page-table core, the VMA layer and the hot syscall classes are Cython (.pyx); the
+other modules a syscall passes through stay plain Python and setup.py compiles each of
+them as it is. Python imports a compiled module in preference to its source, so a source
+edited after the last build would silently not run: `stale()` names such modules and
+importing ptengine warns about them.
 """
 import glob
 import os
 import warnings
 
-# Read by setup.py: the one list of compiled .py modules.
-COMPILED_PY = ("args", "errors", "mm", "mapping", "protection", "advice", "fault", "files",
-               "lifecycle", "procview", "exec_layout")
+# Read by setup.py: the plain-Python modules it compiles.
+COMPILED_PY = ("args", "errors", "mm", "fault", "files", "lifecycle", "procview", "exec_layout")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def stale():
-    """Modules whose .py is newer than the compiled module built from it."""
-    out = []
-    for name in COMPILED_PY:
-        source = os.path.join(HERE, f"{name}.py")
-        built = glob.glob(os.path.join(HERE, f"{name}.*.so"))
-        if built and os.path.exists(source) and \
-                os.path.getmtime(source) > max(os.path.getmtime(b) for b in built):
-            out.append(name)
+def sources():
+    """{module name: the source files its build is made from (.py or .pyx, and .pxd)}."""
+    out = {name: [os.path.join(HERE, f"{name}.py")] for name in COMPILED_PY}
+    for pyx in glob.glob(os.path.join(HERE, "*.pyx")):
+        out[os.path.splitext(os.path.basename(pyx))[0]] = [pyx]
+    for name, files in out.items():
+        pxd = os.path.join(HERE, f"{name}.pxd")
+        if os.path.exists(pxd):
+            files.append(pxd)
     return out
+
+
+def stale():
+    """Modules with a source newer than the compiled module built from it, sorted."""
+    out = []
+    for name, files in sources().items():
+        built = glob.glob(os.path.join(HERE, f"{name}.*.so"))
+        newest = max((os.path.getmtime(f) for f in files if os.path.exists(f)), default=0)
+        if built and newest > max(os.path.getmtime(b) for b in built):
+            out.append(name)
+    return sorted(out)
 
 
 def warn_if_stale():

@@ -1,6 +1,15 @@
-# Compiles protection.py's syscall class as an extension type (see mapping.pxd).
+# Compiles protection.pyx's syscall class as an extension type (see mapping.pxd).
 from .mapping cimport MappingSyscalls
+from .vma cimport VMA, u64
+
+# One step of a VMA walk: called with the mm, the VMA and the piece [start, end) of the
+# walked range it holds, and the walk's argument; returns the VMA now covering the piece.
+ctypedef object (*vma_visitor)(object mm, VMA vma, u64 start, u64 end, object arg)
+
+cpdef tuple pte_prot_update(u64 vm_flags)
 
 
 cdef class ProtectionSyscalls(MappingSyscalls):
-    pass
+    cdef walk_vmas(self, u64 start, u64 end, vma_visitor visit, object arg)
+    cdef walk_contiguous(self, VMA vma, u64 start, u64 end, vma_visitor fixup, object arg)
+    cpdef VMA _mprotect_fixup(self, VMA vma, u64 start, u64 end, u64 newflags)

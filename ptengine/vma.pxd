@@ -1,6 +1,8 @@
 # The VMA layer's C-level surface, for the compiled modules that build on it
 # (addrspace.pyx) and for simulators that cimport ptengine.
 
+ctypedef unsigned long long u64
+
 cdef class AnonVma:
     cdef public bint forked
 

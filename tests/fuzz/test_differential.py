@@ -79,8 +79,8 @@ def test_a_planted_divergence_is_found_and_shrunk(monkeypatch):
     from ptengine.constants import MADV_GUARD_INSTALL
     ops = [("mmap", "anon", 10, 4, 3, "fixed", 0), ("write", 11, 0, 7),
            ("madvise", 10, 4, MADV_GUARD_INSTALL), ("access", 11, 0)]
-    import ptengine.advice as advice
-    monkeypatch.setitem(advice._HANDLERS, MADV_GUARD_INSTALL, lambda self, v, s, e: None)
+    from ptengine.mm import MM
+    monkeypatch.setattr(MM, "_guard_install", lambda self, v, s, e: None)
     with pytest.raises(verify.Divergence) as info:
         verify.run_ops(ops)
     assert info.value.step == 2

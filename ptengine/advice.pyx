@@ -4,9 +4,12 @@ mirrors mm/madvise.c: do_madvise() validates and walks the VMAs of the range
 (madvise_walk_vmas), madvise_vma_behavior() dispatches per VMA; guard install is
 "try optimistically, on the first populated entry zap and retry" (madvise_guard_install()).
 """
+# cython: boundscheck=True, wraparound=True, cdivision=False
 import errno
 
 from . import _core
+from . import constants as C
+from .vma cimport VMA, u64
 from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
                         MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_HWPOISON,
@@ -39,14 +42,23 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
                          MADV_DODUMP, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
                          MADV_NOHUGEPAGE})
 MAX_GUARD_RETRIES = 3
+U64_MAX = (1 << 64) - 1
+cdef u64 c_PAGE_OFFSET = C.PAGE_SIZE - 1
+cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_MAYBE_GUARD = C.VM_MAYBE_GUARD
+cdef u64 c_VM_SPECIAL = C.VM_SPECIAL, c_VM_HUGETLB = C.VM_HUGETLB, c_VM_LOCKED = C.VM_LOCKED
 # Per-PMD outcomes of MADV_COLLAPSE.
 _DONE, _SKIP, _STOP = 0, 1, 2
 
 
-def is_valid_guard_vma(vma, allow_locked):
+cpdef bint is_valid_guard_vma(VMA vma, bint allow_locked):
     """mm/madvise.c:is_valid_guard_vma()."""
-    disallowed = VM_SPECIAL | VM_HUGETLB | (0 if allow_locked else VM_LOCKED)
+    cdef u64 disallowed = c_VM_SPECIAL | c_VM_HUGETLB | (0 if allow_locked else c_VM_LOCKED)
     return not vma.flags & disallowed
+
+
+cdef object advise_vma(object mm, VMA vma, u64 start, u64 end, object advice):
+    """madvise_walk_vmas()'s step: the advice on one VMA piece."""
+    return (<AdviceSyscalls>mm)._advise_vma(vma, start, end, advice)
 
 
 def is_ro_anon(vma):
@@ -97,39 +109,45 @@ def new_behaviour_flags(vma, advice):
     raise AssertionError(advice)
 
 
-class AdviceSyscalls(ProtectionSyscalls):
+cdef class AdviceSyscalls(ProtectionSyscalls):
 
     # mirrors mm/madvise.c:do_madvise()
     def madvise(self, addr, length, advice):
         self._alive()
-        start, length, advice = as_int(addr, "addr"), as_int(length, "length"), as_int(advice, "advice")
-        self._madvise(start, length, advice)
+        self._madvise(as_int(addr, "addr"), as_int(length, "length"),
+                      as_int(advice, "advice"))
 
-    def _madvise(self, start, length, advice):
+    cpdef _madvise(self, start, length, advice):
+        """The checks of do_madvise() on Python integers of any size (every value out of
+        range is EINVAL), then the walk in C integers."""
+        cdef u64 s, size, end
+        cdef int adv
         if advice not in VALID_ADVICE:
             raise_errno(errno.EINVAL)
-        if start < 0 or start & ~PAGE_MASK:
+        if not (0 <= start <= U64_MAX and 0 <= length <= U64_MAX):
             raise_errno(errno.EINVAL)
-        if length < 0:
+        s, size, adv = start, length, advice
+        # start page aligned; start + PAGE_ALIGN(length) may not reach 2**64.
+        if s & c_PAGE_OFFSET or size > ~c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
-        aligned = (length + PAGE_SIZE - 1) & PAGE_MASK
-        end = start + aligned
-        if end >= 1 << 64:
+        size = (size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
+        if size > ~s:
             raise_errno(errno.EINVAL)
-        if end == start:
+        end = s + size
+        if end == s:
             return
-        if advice in (MADV_HWPOISON, MADV_SOFT_OFFLINE):
+        if adv == MADV_HWPOISON or adv == MADV_SOFT_OFFLINE:
             raise_errno(errno.EPERM)
-        if advice in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
-            err = self.madvise_populate(start, end, advice == MADV_POPULATE_WRITE)
+        if adv == MADV_POPULATE_READ or adv == MADV_POPULATE_WRITE:
+            err = self.madvise_populate(s, end, adv == MADV_POPULATE_WRITE)
             if err:
                 raise_errno(err)
             return
-        self.walk_vmas(start, end, self._advise_vma, advice)
+        self.walk_vmas(s, end, advise_vma, advice)
 
-    def _advise_vma(self, vma, start, end, advice):
+    cpdef VMA _advise_vma(self, VMA vma, u64 start, u64 end, int advice):
         """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""
-        if vma.flags & VM_SEALED and advice in DISCARD_ADVICE and is_ro_anon(vma):
+        if vma.flags & c_VM_SEALED and advice in DISCARD_ADVICE and is_ro_anon(vma):
             raise_errno(errno.EPERM)
         if advice in FLAG_ADVICE:
             try:
@@ -139,23 +157,44 @@ class AdviceSyscalls(ProtectionSyscalls):
                 if e.errno == errno.ENOMEM:
                     raise_errno(errno.EAGAIN)
                 raise
-        handler = _HANDLERS[advice]
-        handler(self, vma, start, end)
+        # madvise_vma_behavior()'s switch over the advice that works on the page tables.
+        if advice == MADV_GUARD_INSTALL:
+            self._guard_install(vma, start, end)
+        elif advice == MADV_GUARD_REMOVE:
+            self._guard_remove(vma, start, end)
+        elif advice == MADV_DONTNEED:
+            self._dontneed(vma, start, end)
+        elif advice == MADV_DONTNEED_LOCKED:
+            self._dontneed(vma, start, end, locked_ok=True)
+        elif advice == MADV_FREE:
+            self._free(vma, start, end)
+        elif advice == MADV_REMOVE:
+            self._remove(vma, start, end)
+        elif advice == MADV_WILLNEED:
+            self._willneed(vma, start, end)
+        elif advice == MADV_COLD:
+            self._cold(vma, start, end)
+        elif advice == MADV_PAGEOUT:
+            self._pageout(vma, start, end)
+        elif advice == MADV_COLLAPSE:
+            self._collapse(vma, start, end)
+        else:
+            raise AssertionError(advice)
         return vma
 
     # --- guard regions -------------------------------------------------------------------
-    def _guard_install(self, vma, start, end):
+    cpdef _guard_install(self, VMA vma, u64 start, u64 end):
         """madvise_guard_install(): flag the VMA (VM_MAYBE_GUARD, no split), prepare its
         anon_vma, then install markers; populated entries are zapped and the walk retried."""
-        if not is_valid_guard_vma(vma, allow_locked=False):
+        if not is_valid_guard_vma(vma, False):
             raise_errno(errno.EINVAL)
         if self.system.maybe_guard:
-            vma.flags |= VM_MAYBE_GUARD
-            if vma.is_anonymous:
+            vma.flags |= c_VM_MAYBE_GUARD
+            if vma.file is None:
                 self.anon_vma_prepare(vma)
         else:
             self.anon_vma_prepare(vma)
-        zap_flags = 0 if vma.is_anonymous else _core.ZAP_KEEP_UFFD_WP
+        zap_flags = 0 if vma.file is None else _core.ZAP_KEEP_UFFD_WP
         for _ in range(MAX_GUARD_RETRIES):
             if self.pt.install_guards(start, end) == end:
                 return
@@ -164,8 +203,8 @@ class AdviceSyscalls(ProtectionSyscalls):
         # a file VMA) can get here, and this simulator never creates one.
         raise RuntimeError("guard install would restart forever")
 
-    def _guard_remove(self, vma, start, end):
-        if not is_valid_guard_vma(vma, allow_locked=True):
+    cpdef _guard_remove(self, VMA vma, u64 start, u64 end):
+        if not is_valid_guard_vma(vma, True):
             raise_errno(errno.EINVAL)
         self.pt.remove_guards(start, end)
 
@@ -177,9 +216,6 @@ class AdviceSyscalls(ProtectionSyscalls):
         flags = _core.ZAP_RECLAIM_PT | (0 if vma.is_anonymous else _core.ZAP_KEEP_UFFD_WP)
         self.split_huge_edges(start, end)
         self.pt.zap(start, end, flags)
-
-    def _dontneed_locked(self, vma, start, end):
-        self._dontneed(vma, start, end, locked_ok=True)
 
     def _free(self, vma, start, end):
         """madvise_free_single_vma() / madvise_free_pte_range(): anonymous only. Swap
@@ -448,17 +484,3 @@ class AdviceSyscalls(ProtectionSyscalls):
                 self.pt.set_marker(page, _core.PTE_MARKER_POISONED)
                 continue
             raise_errno(errno.EAGAIN if page > start else err)
-
-
-_HANDLERS = {
-    MADV_GUARD_INSTALL: AdviceSyscalls._guard_install,
-    MADV_GUARD_REMOVE: AdviceSyscalls._guard_remove,
-    MADV_DONTNEED: AdviceSyscalls._dontneed,
-    MADV_DONTNEED_LOCKED: AdviceSyscalls._dontneed_locked,
-    MADV_FREE: AdviceSyscalls._free,
-    MADV_REMOVE: AdviceSyscalls._remove,
-    MADV_WILLNEED: AdviceSyscalls._willneed,
-    MADV_COLD: AdviceSyscalls._cold,
-    MADV_PAGEOUT: AdviceSyscalls._pageout,
-    MADV_COLLAPSE: AdviceSyscalls._collapse,
-}

@@ -1,5 +1,13 @@
-"""mmap, munmap, mremap and brk (mm/mmap.c, mm/mremap.c, mm/vma.c)."""
+# cython: boundscheck=True, wraparound=True, cdivision=False
+"""mmap, munmap, mremap and brk (mm/mmap.c, mm/mremap.c, mm/vma.c).
+
+mmap and munmap are typed (C integers, C calls into AddressSpace): they are the syscalls
+every workload issues most; the rest is plain Python compiled as it is.
+"""
 import errno
+
+from . import constants as C
+from .vma cimport VMA, u64
 
 from .constants import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
                         MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE,
@@ -29,22 +37,48 @@ VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
 VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
 
-def calc_vm_prot_bits(prot):
-    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0)
-            | (VM_EXEC if prot & PROT_EXEC else 0))
+# The flags mmap's typed path tests, as C constants (values from constants.py).
+cdef u64 c_PAGE_OFFSET = C.PAGE_SIZE - 1
+cdef u64 c_VM_READ = C.VM_READ, c_VM_WRITE = C.VM_WRITE, c_VM_EXEC = C.VM_EXEC
+cdef u64 c_VM_MAY = C.VM_MAYREAD | C.VM_MAYWRITE | C.VM_MAYEXEC
+cdef u64 c_VM_SHARED = C.VM_SHARED, c_VM_MAYSHARE = C.VM_MAYSHARE
+cdef u64 c_VM_GROWSDOWN = C.VM_GROWSDOWN, c_VM_LOCKED = C.VM_LOCKED
+cdef u64 c_VM_LOCKONFAULT = C.VM_LOCKONFAULT, c_VM_NORESERVE = C.VM_NORESERVE
+cdef u64 c_VM_ACCOUNT = C.VM_ACCOUNT, c_VM_SPECIAL = C.VM_SPECIAL
+cdef u64 c_VM_LOCKED_MASK = C.VM_LOCKED_MASK, c_VM_MAYWRITE = C.VM_MAYWRITE
+cdef u64 c_VM_DROPPABLE = C.VM_DROPPABLE | C.VM_WIPEONFORK | C.VM_DONTDUMP
+cdef u64 c_MAP_ANONYMOUS = C.MAP_ANONYMOUS, c_MAP_HUGETLB = C.MAP_HUGETLB
+cdef u64 c_MAP_FIXED = C.MAP_FIXED, c_MAP_FIXED_NOREPLACE = C.MAP_FIXED_NOREPLACE
+cdef u64 c_MAP_TYPE = C.MAP_TYPE, c_MAP_SHARED = C.MAP_SHARED, c_MAP_PRIVATE = C.MAP_PRIVATE
+cdef u64 c_MAP_SHARED_VALIDATE = C.MAP_SHARED_VALIDATE, c_MAP_DROPPABLE = C.MAP_DROPPABLE
+cdef u64 c_MAP_32BIT = C.MAP_32BIT, c_MAP_NORESERVE = C.MAP_NORESERVE
+cdef u64 c_MAP_POPULATE = C.MAP_POPULATE, c_MAP_NONBLOCK = C.MAP_NONBLOCK
+cdef u64 c_TASK_SIZE = C.TASK_SIZE
 
 
-def calc_vm_flag_bits(flags):
+cdef u64 c_PROT_READ = C.PROT_READ, c_PROT_WRITE = C.PROT_WRITE, c_PROT_EXEC = C.PROT_EXEC
+cdef u64 c_MAP_GROWSDOWN = C.MAP_GROWSDOWN, c_MAP_LOCKED = C.MAP_LOCKED
+cdef u64 c_MAP_SYNC = C.MAP_SYNC, c_MAP_STACK = C.MAP_STACK
+cdef u64 c_VM_SYNC = C.VM_SYNC, c_VM_NOHUGEPAGE = C.VM_NOHUGEPAGE
+
+
+cpdef u64 calc_vm_prot_bits(u64 prot):
+    return ((c_VM_READ if prot & c_PROT_READ else 0)
+            | (c_VM_WRITE if prot & c_PROT_WRITE else 0)
+            | (c_VM_EXEC if prot & c_PROT_EXEC else 0))
+
+
+cpdef u64 calc_vm_flag_bits(u64 flags):
     """include/linux/mman.h:calc_vm_flag_bits(); MAP_STACK implies VM_NOHUGEPAGE (6.7+)."""
-    return ((VM_GROWSDOWN if flags & MAP_GROWSDOWN else 0)
-            | (VM_LOCKED if flags & MAP_LOCKED else 0)
-            | (VM_SYNC if flags & MAP_SYNC else 0)
-            | (VM_NOHUGEPAGE if flags & MAP_STACK else 0))
+    return ((c_VM_GROWSDOWN if flags & c_MAP_GROWSDOWN else 0)
+            | (c_VM_LOCKED if flags & c_MAP_LOCKED else 0)
+            | (c_VM_SYNC if flags & c_MAP_SYNC else 0)
+            | (c_VM_NOHUGEPAGE if flags & c_MAP_STACK else 0))
 
 
-def accountable_mapping(vm_flags):
+cpdef bint accountable_mapping(u64 vm_flags):
     """Private writable memory is charged to overcommit accounting (VM_ACCOUNT)."""
-    return vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE) == VM_WRITE
+    return vm_flags & (c_VM_NORESERVE | c_VM_SHARED | c_VM_WRITE) == c_VM_WRITE
 
 
 def page_align(n):
@@ -60,78 +94,79 @@ def file_mmap_ok(pgoff, length):
     return length <= MAX_LFS_FILESIZE and pgoff <= (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT
 
 
-class MappingSyscalls(AddressSpace):
+cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
         self._alive()
-        addr = as_ulong(addr or 0, "addr")
-        length, prot = as_ulong(length, "length"), as_ulong(prot, "prot")
-        flags, offset = as_ulong(flags, "flags"), as_ulong(offset, "offset")
+        cdef u64 hint = as_ulong(addr or 0, "addr"), size = as_ulong(length, "length")
+        cdef u64 p = as_ulong(prot, "prot"), f = as_ulong(flags, "flags")
+        cdef u64 off = as_ulong(offset, "offset")
+        cdef u64 pgoff, map_type, vm_flags, start
+        cdef bint anonymous, fixed, shared
+        cdef VMA vma
         if fd is not None and not isinstance(fd, File):
             raise TypeError("fd must be a file object from this System or None")
-        if offset & ~PAGE_MASK:
+        if off & c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
-        anonymous = bool(flags & MAP_ANONYMOUS)
+        anonymous = f & c_MAP_ANONYMOUS
         file = None if anonymous else fd
         if not anonymous:
             if fd is None:
                 raise_errno(errno.EBADF)
             if fd.closed or fd.system is not self.system:
                 raise_errno(errno.EBADF)
-        if flags & MAP_HUGETLB:
+        if f & c_MAP_HUGETLB:
             # No hugetlb pages are reserved on the reference machines.
             raise_errno(errno.ENOMEM if anonymous else errno.EINVAL)
-        pgoff = offset >> PAGE_SHIFT
-        if length == 0:
+        pgoff = off >> PAGE_SHIFT
+        if size == 0:
             raise_errno(errno.EINVAL)
-        if flags & MAP_FIXED_NOREPLACE:
-            flags |= MAP_FIXED
-        fixed = bool(flags & MAP_FIXED)
+        if f & c_MAP_FIXED_NOREPLACE:
+            f |= c_MAP_FIXED
+        fixed = f & c_MAP_FIXED
         if not fixed:
-            addr &= PAGE_MASK
-            if addr and addr < self.mmap_min_addr:
-                addr = page_align(self.mmap_min_addr)
-        length = page_align(length)
-        if length == 0 or length >= 1 << 64:
+            hint &= ~c_PAGE_OFFSET
+            if hint and hint < self.mmap_min_addr:
+                hint = (self.mmap_min_addr + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
+        # PAGE_ALIGN(len) wrapping to 0 is ENOMEM. (pgoff + pages cannot pass 2**64 here:
+        # both are below 2**52, so the kernel's EOVERFLOW for that needs no test.)
+        if size > ~c_PAGE_OFFSET:
             raise_errno(errno.ENOMEM)
-        if pgoff + (length >> PAGE_SHIFT) >= 1 << 64:
-            raise_errno(errno.EOVERFLOW)
-        if self.map_count > self.max_map_count:
+        size = (size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
+        if len(self.vma_tree) > self.max_map_count:
             raise_errno(errno.ENOMEM)
-        map_type = flags & MAP_TYPE
-        shared = map_type in (MAP_SHARED, MAP_SHARED_VALIDATE)
-        vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | self.def_flags
-                    | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
-        start = self.get_unmapped_area(addr, length, pgoff, fixed, file, shared, vm_flags,
-                                       map_32bit=bool(flags & MAP_32BIT))
-        if flags & MAP_FIXED_NOREPLACE and not self.vma_tree.range_is_free(start, start + length):
+        map_type = f & c_MAP_TYPE
+        shared = map_type == c_MAP_SHARED or map_type == c_MAP_SHARED_VALIDATE
+        vm_flags = calc_vm_prot_bits(p) | calc_vm_flag_bits(f) | self.def_flags | c_VM_MAY
+        start = self.get_unmapped_area(hint, size, pgoff, fixed, file, shared, vm_flags,
+                                       f & c_MAP_32BIT)
+        if f & c_MAP_FIXED_NOREPLACE and not self.vma_tree.range_is_free(start, start + size):
             raise_errno(errno.EEXIST)
         if file is not None:
-            if not file_mmap_ok(pgoff, length):
+            if not file_mmap_ok(pgoff, size):
                 raise_errno(errno.EOVERFLOW)
-            vm_flags = self._file_vm_flags(file, map_type, flags, prot, vm_flags)
-        else:
-            if map_type == MAP_SHARED:
-                if vm_flags & VM_GROWSDOWN:
-                    raise_errno(errno.EINVAL)
-                pgoff = 0
-                vm_flags |= VM_SHARED | VM_MAYSHARE
-            elif map_type == MAP_DROPPABLE:
-                if vm_flags & (VM_GROWSDOWN | VM_LOCKED):
-                    raise_errno(errno.EINVAL)
-                vm_flags |= VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP
-                pgoff = start >> PAGE_SHIFT
-            elif map_type == MAP_PRIVATE:
-                pgoff = start >> PAGE_SHIFT
-            else:
+            vm_flags = self._file_vm_flags(file, map_type, f, p, vm_flags)
+        elif map_type == c_MAP_SHARED:
+            if vm_flags & c_VM_GROWSDOWN:
                 raise_errno(errno.EINVAL)
-        if flags & MAP_NORESERVE:
-            vm_flags |= VM_NORESERVE
-        vma = self._mmap_region(start, length, vm_flags, pgoff, file)
-        if vma.flags & VM_LOCKED and not vma.flags & VM_LOCKONFAULT or \
-                flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE:
-            self.populate_range(start, start + length, ignore_errors=True)
+            pgoff = 0
+            vm_flags |= c_VM_SHARED | c_VM_MAYSHARE
+        elif map_type == c_MAP_DROPPABLE:
+            if vm_flags & (c_VM_GROWSDOWN | c_VM_LOCKED):
+                raise_errno(errno.EINVAL)
+            vm_flags |= c_VM_DROPPABLE
+            pgoff = start >> PAGE_SHIFT
+        elif map_type == c_MAP_PRIVATE:
+            pgoff = start >> PAGE_SHIFT
+        else:
+            raise_errno(errno.EINVAL)
+        if f & c_MAP_NORESERVE:
+            vm_flags |= c_VM_NORESERVE
+        vma = self._mmap_region(start, size, vm_flags, pgoff, file)
+        if vma.flags & c_VM_LOCKED and not vma.flags & c_VM_LOCKONFAULT or \
+                f & (c_MAP_POPULATE | c_MAP_NONBLOCK) == c_MAP_POPULATE:
+            self.populate_range(start, start + size, ignore_errors=True)
         return start
 
     def _file_vm_flags(self, file, map_type, flags, prot, vm_flags):
@@ -157,45 +192,49 @@ class MappingSyscalls(AddressSpace):
             raise_errno(errno.EINVAL)
         return vm_flags
 
-    def _mmap_region(self, start, length, vm_flags, pgoff, file):
+    cpdef VMA _mmap_region(self, u64 start, u64 length, u64 vm_flags, u64 pgoff, file):
         """mm/vma.c:__mmap_region(): replace whatever is at [start, end), then merge or
         insert. The shmem write-seal check happens before the old mappings go."""
-        end = start + length
-        if file is not None and file.inode.kind == "memfd" and vm_flags & VM_SHARED:
+        cdef u64 end = start + length, recharged = 0
+        cdef list old
+        cdef VMA v
+        if file is not None and file.inode.kind == "memfd" and vm_flags & c_VM_SHARED:
             if file.inode.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
-                if vm_flags & VM_WRITE:
+                if vm_flags & c_VM_WRITE:
                     raise_errno(errno.EPERM)
-                vm_flags &= ~VM_MAYWRITE
+                vm_flags &= ~c_VM_MAYWRITE
         # The old mappings are gathered (split, seals checked), then the commit charge is
         # taken (pages already charged under them are given back), then they go.
         old = self.gather_unmap(start, end)
         if accountable_mapping(vm_flags):
-            recharged = sum(v.pages for v in old if v.flags & VM_ACCOUNT)
+            for v in old:
+                if v.flags & c_VM_ACCOUNT:
+                    recharged += (v.end - v.start) >> PAGE_SHIFT
             self.vm_enough_memory((length >> PAGE_SHIFT) - recharged)
-            vm_flags |= VM_ACCOUNT
-        elif file is None and vm_flags & VM_SHARED and not vm_flags & VM_NORESERVE:
+            vm_flags |= c_VM_ACCOUNT
+        elif file is None and vm_flags & c_VM_SHARED and not vm_flags & c_VM_NORESERVE:
             self.vm_enough_memory(length >> PAGE_SHIFT)      # shmem_acct_size()
         if old:
             self.remove_vmas(old)
-        if file is None and vm_flags & VM_SHARED:
+        if file is None and vm_flags & c_VM_SHARED:
             file = self.system.shmem_zero_setup(length)
-        if vm_flags & VM_LOCKED and vm_flags & VM_SPECIAL:
-            vm_flags &= ~VM_LOCKED_MASK
-        vma = self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
-        if vm_flags & VM_LOCKED:
+        if vm_flags & c_VM_LOCKED and vm_flags & c_VM_SPECIAL:
+            vm_flags &= ~c_VM_LOCKED_MASK
+        v = self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
+        if vm_flags & c_VM_LOCKED:
             self.locked_vm += length >> PAGE_SHIFT
-        return vma
+        return v
 
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
         self._alive()
-        addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
-        if addr & ~PAGE_MASK or addr > TASK_SIZE or length > TASK_SIZE - addr:
+        cdef u64 start = as_ulong(addr, "addr"), size = as_ulong(length, "length")
+        if start & c_PAGE_OFFSET or start > c_TASK_SIZE or size > c_TASK_SIZE - start:
             raise_errno(errno.EINVAL)
-        length = page_align(length)
-        if length == 0:
+        size = (size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
+        if size == 0:
             raise_errno(errno.EINVAL)
-        self.unmap_range(addr, addr + length)
+        self.unmap_range(start, start + size)
 
     # mirrors mm/mremap.c:do_mremap()
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):

@@ -1,10 +1,17 @@
+# cython: boundscheck=True, wraparound=True, cdivision=False
 """mprotect, the mlock family, mseal and anonymous VMA names.
 
 Every range syscall has one shape: validate, walk the VMAs of the range, modify each piece
 (vma_modify: merge or split), and report ENOMEM for holes the way its kernel path does.
+The walks and mprotect's path are typed (C integers, C calls): mprotect is one of the
+syscalls workloads issue by the thousand.
 """
 import errno
 import re
+
+from . import constants as C
+from .vma cimport VMA, u64
+from .mapping cimport calc_vm_prot_bits
 
 from . import _core
 from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
@@ -15,7 +22,7 @@ from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFA
                         VM_SPECIAL, VM_WRITE, VM_UFFD_MISSING, VM_UFFD_WP,
                         VM_UFFD_MINOR)
 from .errors import raise_errno
-from .mapping import VM_UFFD_FLAGS, MappingSyscalls, calc_vm_prot_bits
+from .mapping import VM_UFFD_FLAGS, MappingSyscalls
 from .args import U64_MAX, as_int, as_ulong, page_range
 
 UFFDIO_REGISTER_MODE_MISSING = 1
@@ -25,37 +32,66 @@ UFFDIO_WRITEPROTECT_NR = 6
 UFFDIO_CONTINUE_NR = 7
 UFFD_RANGE_IOCTLS = sum(1 << n for n in (2, 3, 4, 5, 6, 7, 8))
 
-_PTE_P = _core.PTE_PRESENT
-_PTE_RW = _core.PTE_RW
-_PTE_PROTNONE = _core.PTE_PROTNONE
-_PTE_NX = _core.PTE_NX
+cdef u64 PTE_P = _core.PTE_PRESENT, PTE_RW = _core.PTE_RW
+cdef u64 PTE_PROTNONE = _core.PTE_PROTNONE, PTE_NX = _core.PTE_NX
+cdef u64 c_PAGE_SIZE = C.PAGE_SIZE, c_PAGE_OFFSET = C.PAGE_SIZE - 1
+cdef u64 c_VM_WRITE = C.VM_WRITE, c_VM_EXEC = C.VM_EXEC, c_VM_ACCESS = C.VM_ACCESS_FLAGS
+cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_ACCOUNT = C.VM_ACCOUNT, c_VM_LOCKED = C.VM_LOCKED
+cdef u64 c_VM_SHARED = C.VM_SHARED, c_VM_GROWSDOWN = C.VM_GROWSDOWN
+cdef u64 c_NO_CHARGE = C.VM_ACCOUNT | C.VM_WRITE | C.VM_HUGETLB | C.VM_SHARED | C.VM_NORESERVE
+cdef u64 c_PROT_GROWS = C.PROT_GROWSDOWN | C.PROT_GROWSUP
+cdef u64 c_PROT_GROWSDOWN = C.PROT_GROWSDOWN, c_PROT_GROWSUP = C.PROT_GROWSUP
+cdef u64 c_PROT_VALID = C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC | C.PROT_SEM
 
 
-def pte_prot_update(vm_flags):
+cpdef tuple pte_prot_update(u64 vm_flags):
     """What change_protection() does to the permission bits of a present PTE under the
     new vm_flags: (bits to set, mask of bits it rewrites). Write permission is never added
     here; the next write fault grants it (or copies)."""
-    mask = _PTE_P | _PTE_PROTNONE | _PTE_NX
-    if not vm_flags & VM_WRITE:
-        mask |= _PTE_RW
-    bits = _PTE_P if vm_flags & VM_ACCESS_FLAGS else _PTE_PROTNONE
-    if not vm_flags & VM_EXEC:
-        bits |= _PTE_NX
+    cdef u64 mask = PTE_P | PTE_PROTNONE | PTE_NX
+    cdef u64 bits = PTE_P if vm_flags & c_VM_ACCESS else PTE_PROTNONE
+    if not vm_flags & c_VM_WRITE:
+        mask |= PTE_RW
+    if not vm_flags & c_VM_EXEC:
+        bits |= PTE_NX
     return bits, mask
+
+
+# --- per-VMA steps of the walks (visitors) ------------------------------------------------
+
+cdef object mprotect_vma(object mm, VMA vma, u64 start, u64 end, object prot):
+    """One VMA piece of do_mprotect_pkey()'s loop."""
+    cdef u64 newflags = calc_vm_prot_bits(prot) | (vma.flags & ~c_VM_ACCESS)
+    # VM_MAY* sit four bits above the VM_* they allow.
+    if newflags & ~(newflags >> 4) & c_VM_ACCESS:
+        raise_errno(errno.EACCES)
+    return (<ProtectionSyscalls>mm)._mprotect_fixup(vma, start, end, newflags)
+
+
+cdef object mlock_vma(object mm, VMA vma, u64 start, u64 end, object lock_flags):
+    return mm._mlock_fixup(vma, start, end, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
+
+
+cdef object name_vma(object mm, VMA vma, u64 start, u64 end, object name):
+    """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
+    if vma.file is not None and vma.file.inode.kind != "shmem_anon":
+        raise_errno(errno.EBADF)
+    return mm.modify_range(vma, start, end, None, name)
 
 
 # mm/madvise.c:is_valid_name_char(): printable ASCII, and none of \ ` $ [ ].
 INVALID_NAME_CHAR = re.compile(r"[^\x20-\x7e]|[\\`$\[\]]")
 
 
-class ProtectionSyscalls(MappingSyscalls):
+cdef class ProtectionSyscalls(MappingSyscalls):
 
-    def walk_vmas(self, start, end, visit, arg):
-        """mm/madvise.c:madvise_walk_vmas(): call visit(vma, lo, hi, arg) for each VMA piece
-        of [start, end); visit returns the VMA now covering [lo, hi). A hole makes the
-        result ENOMEM after every mapped part was visited; the first error stops."""
-        unmapped = False
-        vma = self.vma_tree.find(start)
+    cdef walk_vmas(self, u64 start, u64 end, vma_visitor visit, object arg):
+        """mm/madvise.c:madvise_walk_vmas(): call visit(self, vma, lo, hi, arg) for each VMA
+        piece of [start, end); visit returns the VMA now covering [lo, hi). A hole makes
+        the result ENOMEM after every mapped part was visited; the first error stops."""
+        cdef bint unmapped = False
+        cdef u64 hi
+        cdef VMA vma = self.vma_tree._find(start), done
         while True:
             if vma is None:
                 raise_errno(errno.ENOMEM)
@@ -65,84 +101,78 @@ class ProtectionSyscalls(MappingSyscalls):
                 if start >= end:
                     break
             hi = min(vma.end, end)
-            done = visit(vma, start, hi, arg)
+            done = visit(self, vma, start, hi, arg)
             start = hi
             if done is not None and start < done.end:
                 start = done.end
             if start >= end:
                 break
-            vma = self.vma_tree.find(start)
+            vma = self.vma_tree._find(start)
         if unmapped:
             raise_errno(errno.ENOMEM)
 
     # mirrors mm/mprotect.c:do_mprotect_pkey()
     def mprotect(self, addr, length, prot):
         self._alive()
-        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
-        prot = as_ulong(prot, "prot")
-        grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
-        prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
-        if grows == PROT_GROWSDOWN | PROT_GROWSUP or start & ~PAGE_MASK:
+        cdef u64 start = as_ulong(addr, "addr"), size = as_ulong(length, "length")
+        cdef u64 p = as_ulong(prot, "prot"), end
+        cdef u64 grows = p & c_PROT_GROWS
+        cdef VMA vma
+        p &= ~c_PROT_GROWS
+        if grows == c_PROT_GROWS or start & c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
-        if length == 0:
+        if size == 0:
             return
-        end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK)
-        if end <= start or end > 1 << 64:
+        # The end rounded up to a page, where the sum wraps past 2**64 or to 0: ENOMEM.
+        if size > ~start - c_PAGE_OFFSET:
             raise_errno(errno.ENOMEM)
-        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):
+        end = start + ((size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET)
+        if p & ~c_PROT_VALID:
             raise_errno(errno.EINVAL)
-        vma = self.vma_tree.find(start)
+        vma = self.vma_tree._find(start)
         if vma is None or vma.start >= end:
             raise_errno(errno.ENOMEM)
-        if grows & PROT_GROWSDOWN:
+        if grows & c_PROT_GROWSDOWN:
             start = vma.start
-            if not vma.flags & VM_GROWSDOWN:
+            if not vma.flags & c_VM_GROWSDOWN:
                 raise_errno(errno.EINVAL)
         elif vma.start > start:
             raise_errno(errno.ENOMEM)
-        elif grows & PROT_GROWSUP:
+        elif grows & c_PROT_GROWSUP:
             raise_errno(errno.EINVAL)          # x86 has no VM_GROWSUP
-        self.walk_contiguous(vma, start, end, self._mprotect_vma, prot)
+        self.walk_contiguous(vma, start, end, mprotect_vma, p)
 
-    def _mprotect_vma(self, vma, start, end, prot):
-        """One VMA piece of do_mprotect_pkey()'s loop."""
-        newflags = calc_vm_prot_bits(prot) | (vma.flags & ~VM_ACCESS_FLAGS)
-        # VM_MAY* sit four bits above the VM_* they allow.
-        if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
-            raise_errno(errno.EACCES)
-        return self._mprotect_fixup(vma, start, end, newflags)
-
-    def walk_contiguous(self, vma, start, end, fixup, arg):
-        """The loop of do_mprotect_pkey() and apply_vma_lock_flags(): fixup(vma, lo, hi, arg)
-        for each VMA piece of [start, end), from `vma` (which holds start) on; a hole
-        stops the walk with ENOMEM, keeping the changes already made."""
-        nstart = start
+    cdef walk_contiguous(self, VMA vma, u64 start, u64 end, vma_visitor fixup, object arg):
+        """The loop of do_mprotect_pkey() and apply_vma_lock_flags(): fixup(self, vma, lo,
+        hi, arg) for each VMA piece of [start, end), from `vma` (which holds start) on; a
+        hole stops the walk with ENOMEM, keeping the changes already made."""
+        cdef u64 nstart = start, tmp
         while True:
             if vma.start > nstart:
                 raise_errno(errno.ENOMEM)
             tmp = min(vma.end, end)
-            fixup(vma, nstart, tmp, arg)
+            fixup(self, vma, nstart, tmp, arg)
             nstart = tmp
             if nstart >= end:
                 return
-            vma = self.vma_tree.find(nstart)
+            vma = self.vma_tree._find(nstart)
             if vma is None or vma.start >= end:
                 raise_errno(errno.ENOMEM)
 
-    def _mprotect_fixup(self, vma, start, end, newflags):
+    cpdef VMA _mprotect_fixup(self, VMA vma, u64 start, u64 end, u64 newflags):
         """mm/mprotect.c:mprotect_fixup(): seal check, VM_ACCOUNT bookkeeping, vma_modify,
         then change_protection() on the PTEs."""
-        if vma.flags & VM_SEALED:
+        cdef u64 oldflags = vma.flags
+        if oldflags & c_VM_SEALED:
             raise_errno(errno.EPERM)
-        oldflags = vma.flags
         if newflags == oldflags:
             return vma
-        if newflags & VM_WRITE:
-            if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+        if newflags & c_VM_WRITE:
+            if not oldflags & c_NO_CHARGE:
                 self.vm_enough_memory((end - start) >> PAGE_SHIFT)
-                newflags |= VM_ACCOUNT
-        elif oldflags & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
-            newflags &= ~VM_ACCOUNT
+                newflags |= c_VM_ACCOUNT
+        elif oldflags & c_VM_ACCOUNT and vma.file is None and vma.anon_vma is None:
+            newflags &= ~c_VM_ACCOUNT
         vma = self.modify_range(vma, start, end, newflags)
         bits, mask = pte_prot_update(newflags)
         self.pt.change_prot(start, end, bits, mask)
@@ -193,10 +223,7 @@ class ProtectionSyscalls(MappingSyscalls):
         vma = self.vma_tree.lookup(start)
         if vma is None:
             raise_errno(errno.ENOMEM)
-        self.walk_contiguous(vma, start, end, self._mlock_vma, lock_flags)
-
-    def _mlock_vma(self, vma, start, end, lock_flags):
-        return self._mlock_fixup(vma, start, end, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
+        self.walk_contiguous(vma, start, end, mlock_vma, lock_flags)
 
     def _mlock_fixup(self, vma, start, end, newflags):
         """mlock_fixup(): special, hugetlb and droppable VMAs are never locked; locked_vm
@@ -279,13 +306,7 @@ class ProtectionSyscalls(MappingSyscalls):
         start, end = page_range(start, length)
         if end == start:
             return
-        self.walk_vmas(start, end, self._name_vma, name)
-
-    def _name_vma(self, vma, start, end, name):
-        """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
-        if vma.file is not None and vma.file.inode.kind != "shmem_anon":
-            raise_errno(errno.EBADF)
-        return self.modify_range(vma, start, end, None, name)
+        self.walk_vmas(start, end, name_vma, name)
 
     # --- userfaultfd registration (fs/userfaultfd.c) --------------------------------------
     def uffd_register(self, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING):
