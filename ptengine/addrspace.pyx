@@ -1,5 +1,6 @@
-# cython: boundscheck=True, wraparound=True
-# (Python-level safety here: the hot loops index through PyList_GET_ITEM.)
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# Python semantics for indexing and division, and None checks on typed objects:
+# the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """The VMA half of an mm_struct and the plumbing every syscall shares (mm/vma.c).
 
 AddressSpace holds the VMA tree, the page tables, map_count's limit and locked_vm, and the

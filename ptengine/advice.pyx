@@ -1,10 +1,12 @@
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# Python semantics for indexing and division, and None checks on typed objects:
+# the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """madvise(2), process_madvise(2), guard regions and poison markers.
 
 mirrors mm/madvise.c: do_madvise() validates and walks the VMAs of the range
 (madvise_walk_vmas), madvise_vma_behavior() dispatches per VMA; guard install is
 "try optimistically, on the first populated entry zap and retry" (madvise_guard_install()).
 """
-# cython: boundscheck=True, wraparound=True, cdivision=False
 import errno
 
 from . import _core

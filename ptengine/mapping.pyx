@@ -1,4 +1,6 @@
-# cython: boundscheck=True, wraparound=True, cdivision=False
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# Python semantics for indexing and division, and None checks on typed objects:
+# the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """mmap, munmap, mremap and brk (mm/mmap.c, mm/mremap.c, mm/vma.c).
 
 mmap and munmap are typed (C integers, C calls into AddressSpace): they are the syscalls

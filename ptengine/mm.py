@@ -3,7 +3,7 @@
 The VMA tree, the page tables, the mm/vma.c plumbing (split, modify, map and unmap a
 range) and the placement of new mappings are the compiled AddressSpace base
 (addrspace.pyx). The syscalls are classes by concern compiled on top of it, one chain
-(mapping.py, protection.py, advice.py: extension types need a single line of bases), and
+(mapping.pyx, protection.pyx, advice.pyx: extension types need a single line of bases), and
 mixins (fault.py, lifecycle.py, procview.py). This module holds the rest of the mm's
 state.
 """

@@ -1,4 +1,6 @@
-# cython: boundscheck=True, wraparound=True, cdivision=False
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# Python semantics for indexing and division, and None checks on typed objects:
+# the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """mprotect, the mlock family, mseal and anonymous VMA names.
 
 Every range syscall has one shape: validate, walk the VMAs of the range, modify each piece

@@ -1,5 +1,6 @@
-# cython: boundscheck=True, wraparound=True
-# (Python-level safety here: the hot loops index through PyList_GET_ITEM.)
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# Python semantics for indexing and division, and None checks on typed objects:
+# the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """VMAs, the per-mm VMA set, and the kernel's merge rules.
 
 Mirrors include/linux/mm_types.h:vm_area_struct (the fields the simulator needs), the maple
