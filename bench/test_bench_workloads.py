@@ -89,7 +89,9 @@ def _child(conn, name, strategy, params):
 
 
 def _in_child(name, strategy, params):
-    ctx = multiprocessing.get_context("fork")
+    """Run in a fresh interpreter: its peak RSS is the run's (plus Python and ptengine),
+    not that of the test process it would inherit through fork()."""
+    ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, name, strategy, params))
     proc.start()
