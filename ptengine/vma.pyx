@@ -222,6 +222,24 @@ cdef Py_ssize_t _bisect_left(list block, unsigned long long key):
     return lo
 
 
+cdef enum:
+    HOLE_FITS, BELOW_LOW, WALK_ON
+
+
+cdef inline int _hole_step(unsigned long long gap_end, unsigned long long end,
+                           unsigned long long low, unsigned long long length,
+                           long long *seen) noexcept:
+    """One step of the top-down walk: the hole from a VMA ending at `end` up to gap_end
+    (clipped at low) holds length (HOLE_FITS); or the walk has reached low (BELOW_LOW);
+    or it goes on, `seen` holding the largest hole passed over (WALK_ON)."""
+    cdef long long hole = <long long>gap_end - <long long>(end if end > low else low)
+    if hole >= <long long>length:
+        return HOLE_FITS
+    if hole > seen[0]:
+        seen[0] = hole
+    return BELOW_LOW if end <= low else WALK_ON
+
+
 cdef unsigned long long _largest_hole(list block):
     """The largest hole between consecutive VMAs of one block."""
     cdef unsigned long long best = 0, prev_end = 0
@@ -587,12 +605,13 @@ cdef class VMATree:
                           unsigned long long *hole_end, unsigned long long *passed):
         """The highest hole of at least `length` below `top` (clipped to [low, high)):
         its end, the VMA right above it or None (in _hit_upper), and the largest hole
-        passed over; False if there is none. Blocks whose largest inner hole is too small are passed over
-        whole."""
+        passed over; False if there is none. Blocks whose largest inner hole is too small
+        are passed over whole."""
         cdef list blocks = self._blocks
         cdef list block
         cdef Py_ssize_t k, j, last_j, rescanned = -1
-        cdef long long hole, inner, seen = 0
+        cdef long long inner, seen = 0
+        cdef int step
         cdef unsigned long long gap_end, end, gap
         cdef VMA upper, below, last
         if not self._count:
@@ -617,13 +636,11 @@ cdef class VMATree:
             while j >= 0:
                 below = _at(block, j)
                 end = below.end
-                hole = <long long>gap_end - <long long>(end if end > low else low)
-                if hole >= <long long>length:
+                step = _hole_step(gap_end, end, low, length, &seen)
+                if step == HOLE_FITS:
                     self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
                     return True
-                if hole > seen:
-                    seen = hole
-                if end <= low:
+                if step == BELOW_LOW:
                     return False
                 if j < last_j and <long long>(_at(block, j + 1).start - end) > inner:
                     inner = _at(block, j + 1).start - end
@@ -639,14 +656,11 @@ cdef class VMATree:
             while k >= 0:
                 block = blocks[k]
                 last = _at(block, PyList_GET_SIZE(block) - 1)
-                end = last.end
-                hole = <long long>gap_end - <long long>(end if end > low else low)
-                if hole >= <long long>length:
+                step = _hole_step(gap_end, last.end, low, length, &seen)
+                if step == HOLE_FITS:
                     self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
                     return True
-                if hole > seen:
-                    seen = hole
-                if end <= low:
+                if step == BELOW_LOW:
                     return False
                 gap = self._gap_of(k)
                 if gap >= length:
