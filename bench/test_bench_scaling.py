@@ -2,6 +2,9 @@
 
 - one mprotect split+merge of a page at 1,000,000 VMAs within 2x of the same at 1,000
   (max_map_count raised); 20,000 instead of 1,000,000 in smoke mode;
+- the same for a top-down placement that must pass over every VMA (the gap search of the
+  maple tree, O(log n) in the kernel): a hole opened at the top of the layout, too small
+  for the request, so the free-area cache cannot answer;
 - at most 256 bytes of Python-process memory per VMA (RSS delta over building the
   1,000,000 VMAs);
 - memory per page-table page (RSS delta per table, beside the kernel's 4096-byte page and
@@ -17,8 +20,9 @@ import time
 import pytest
 
 import ptengine
-from ptengine.constants import (MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE,
-                                PAGE_SIZE, PMD_SIZE, PROT_NONE, PROT_READ, PROT_WRITE)
+from ptengine.constants import (MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE,
+                                MAP_PRIVATE, PAGE_SIZE, PMD_SIZE, PROT_NONE, PROT_READ,
+                                PROT_WRITE)
 
 NORESERVE = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
 OPS = 1000                      # split+merge pairs per timed round
@@ -54,6 +58,17 @@ class Checkerboard:
             mprotect(page, PAGE_SIZE, PROT_NONE)
             mprotect(page, PAGE_SIZE, PROT_READ)
 
+    def place_past_all(self, times=OPS):
+        """Unmap the board's top page (a one-page hole above every other VMA, and the
+        end of what the free-area cache knew), map two pages (which fit only below the
+        board), then undo both: 4 syscalls, one search over the whole layout."""
+        mm, top = self.mm, self.base + (self.n - 1) * PAGE_SIZE
+        for _ in range(times):
+            mm.munmap(top, PAGE_SIZE)
+            low = mm.mmap(0, 2 * PAGE_SIZE, PROT_READ, NORESERVE)
+            mm.munmap(low, 2 * PAGE_SIZE)
+            mm.mmap(top, PAGE_SIZE, PROT_NONE, NORESERVE | MAP_FIXED)
+
 
 @pytest.fixture(scope="module")
 def boards():
@@ -84,20 +99,30 @@ def test_memory_per_vma(bench, boards, sizes):
                  reference=f"<= 256 B (RSS delta over {b.n} VMAs)")
 
 
-def test_mprotect_scaling(bench, boards, sizes):
+def _scaling(bench, boards, sizes, op):
+    """op(board, times) timed at the big board, against the same at the small one."""
     small, big = board(boards, sizes["vmas_small"]), board(boards, sizes["vmas_big"])
     ops = OPS if not bench.smoke else 100
-    t_big = bench.sim(lambda: big.split_merge(ops), per=ops)
+    t_big = bench.sim(lambda: op(big, ops), per=ops)
     assert big.mm.map_count == big.n
 
     def small_round():
         t0 = time.perf_counter_ns()
-        small.split_merge(ops)
+        op(small, ops)
         return time.perf_counter_ns() - t0
     t_small = bench.reference(small_round, rounds=max(3, sizes["rounds"]), per=ops)
+    assert small.mm.map_count == small.n
     bench.benchmark.extra_info.update(vmas_small=small.n, vmas_big=big.n)
     bench.ratio(f"{big.n // 1000}K / {small.n // 1000}K VMAs", t_big, t_small, at_most=2.0,
                 goal="op at 1M VMAs <= 2x op at 1K", ref_detail=f"(at {small.n} VMAs)")
+
+
+def test_mprotect_scaling(bench, boards, sizes):
+    _scaling(bench, boards, sizes, Checkerboard.split_merge)
+
+
+def test_placement_scaling(bench, boards, sizes):
+    _scaling(bench, boards, sizes, Checkerboard.place_past_all)
 
 
 def test_memory_per_page_table(bench, sizes):

@@ -31,11 +31,15 @@ cdef class VMATree:
     cdef list _blocks               # lists of VMAs in address order, each at most 2*load
     cdef Py_ssize_t _load
     cdef Py_ssize_t _count
-    # Per block: the largest hole between two of its VMAs (an upper bound while clean)
-    # and whether it must be measured again. Kept in step with _blocks.
+    # The hole index. Each hole belongs to the block of the VMA below it; per block: the
+    # largest of its holes (an upper bound while clean) and whether it must be measured
+    # again, kept in step with _blocks. Over them a max segment tree (dirty blocks count
+    # as unbounded), rebuilt lazily after blocks are split, joined or dropped.
     cdef unsigned long long *_gap
     cdef unsigned char *_dirty
     cdef Py_ssize_t _cap
+    cdef unsigned long long *_seg
+    cdef Py_ssize_t _seg_n             # leaves (a power of two >= 2); 0 while stale
     # The free-area cache (see highest_gap()).
     cdef bint _cache_valid
     cdef unsigned long long _cache_high, _cache_addr, _cache_hole
@@ -44,7 +48,12 @@ cdef class VMATree:
     cdef int _reserve(self, Py_ssize_t nblocks) except -1
     cdef int _add_block(self, Py_ssize_t k, list block) except -1
     cdef void _drop_block(self, Py_ssize_t k)
-    cdef unsigned long long _gap_of(self, Py_ssize_t k)
+    cdef unsigned long long _block_gap(self, Py_ssize_t k)
+    cdef void _mark(self, Py_ssize_t k)
+    cdef void _settle(self, Py_ssize_t k)
+    cdef void _seg_set(self, Py_ssize_t k, unsigned long long value)
+    cdef int _seg_build(self) except -1
+    cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length)
     cdef Py_ssize_t _block_for(self, unsigned long long key)
     cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1
     cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j)

@@ -225,6 +225,9 @@ cdef Py_ssize_t _bisect_left(list block, unsigned long long key):
 cdef enum:
     HOLE_FITS, BELOW_LOW, WALK_ON
 
+# The hole figure of a block that must be measured again: no bound, never passed over.
+cdef unsigned long long UNBOUNDED = 0xFFFFFFFFFFFFFFFF
+
 
 cdef inline int _hole_step(unsigned long long gap_end, unsigned long long end,
                            unsigned long long low, unsigned long long length,
@@ -240,28 +243,16 @@ cdef inline int _hole_step(unsigned long long gap_end, unsigned long long end,
     return BELOW_LOW if end <= low else WALK_ON
 
 
-cdef unsigned long long _largest_hole(list block):
-    """The largest hole between consecutive VMAs of one block."""
-    cdef unsigned long long best = 0, prev_end = 0
-    cdef Py_ssize_t j
-    cdef VMA v
-    for j in range(PyList_GET_SIZE(block)):
-        v = _at(block, j)
-        if j and v.start - prev_end > best:
-            best = v.start - prev_end
-        prev_end = v.end
-    return best
-
-
 cdef class VMATree:
     """The mm's VMA set, ordered by start: O(log n) lookup, insert and removal.
 
     Stands in for the maple tree. The VMAs sit in blocks (lists of up to 2 × load VMAs);
     a lookup bisects the blocks by their first VMA, then the block. Holes are found by
     walking down from the high limit with a hole index, the maple tree's gap tracking in
-    miniature: for each block, the largest hole between two of its VMAs, measured again
-    lazily when the block changed. The common cases (placement below a contiguous run)
-    touch only a few neighbours.
+    miniature: for each block the largest hole above one of its VMAs, measured again
+    lazily when the block changed, and a max tree over those figures, so that the walk
+    passes over every block without a big enough hole in O(log n). The common cases
+    (placement below a contiguous run) touch only a few neighbours.
     """
 
     def __cinit__(self):
@@ -269,6 +260,8 @@ cdef class VMATree:
         self._gap = NULL
         self._dirty = NULL
         self._cap = 0
+        self._seg = NULL
+        self._seg_n = 0
 
     def __init__(self, Py_ssize_t block_load=64):
         if block_load < 2:
@@ -278,6 +271,7 @@ cdef class VMATree:
     def __dealloc__(self):
         PyMem_Free(self._gap)
         PyMem_Free(self._dirty)
+        PyMem_Free(self._seg)
 
     def __len__(self):
         return self._count
@@ -313,19 +307,94 @@ cdef class VMATree:
         memmove(&self._dirty[k + 1], &self._dirty[k], n - k)
         self._dirty[k] = 1
         self._blocks.insert(k, block)
+        self._seg_n = 0
         return 0
 
     cdef void _drop_block(self, Py_ssize_t k):
+        """Remove the (empty) block k: the hole above the VMA below it grows."""
         cdef Py_ssize_t n = PyList_GET_SIZE(self._blocks)
         memmove(&self._gap[k], &self._gap[k + 1], (n - k - 1) * sizeof(unsigned long long))
         memmove(&self._dirty[k], &self._dirty[k + 1], n - k - 1)
         del self._blocks[k]
+        self._seg_n = 0
+        if k:
+            self._dirty[k - 1] = 1
 
-    cdef unsigned long long _gap_of(self, Py_ssize_t k):
-        if self._dirty[k]:
-            self._gap[k] = _largest_hole(self._blocks[k])
-            self._dirty[k] = 0
-        return self._gap[k]
+    cdef unsigned long long _block_gap(self, Py_ssize_t k):
+        """The largest hole above a VMA of block k, up to the next VMA (in this block or
+        the first of the next); the last VMA of the tree has none."""
+        cdef list block = self._blocks[k]
+        cdef Py_ssize_t j, n = PyList_GET_SIZE(block)
+        cdef unsigned long long best = 0, next_start
+        cdef VMA v
+        for j in range(n):
+            v = _at(block, j)
+            if j + 1 < n:
+                next_start = _at(block, j + 1).start
+            elif k + 1 < PyList_GET_SIZE(self._blocks):
+                next_start = _at(self._blocks[k + 1], 0).start
+            else:
+                break
+            if next_start - v.end > best:
+                best = next_start - v.end
+        return best
+
+    cdef void _mark(self, Py_ssize_t k):
+        """A hole of block k may have grown: its figure is no bound any more."""
+        if 0 <= k < PyList_GET_SIZE(self._blocks):
+            self._dirty[k] = 1
+            if self._seg_n:
+                self._seg_set(k, UNBOUNDED)
+
+    cdef void _settle(self, Py_ssize_t k):
+        """Measure block k's figure exactly."""
+        self._gap[k] = self._block_gap(k)
+        self._dirty[k] = 0
+        if self._seg_n:
+            self._seg_set(k, self._gap[k])
+
+    cdef void _seg_set(self, Py_ssize_t k, unsigned long long value):
+        cdef Py_ssize_t i = k + self._seg_n
+        cdef unsigned long long *seg = self._seg
+        seg[i] = value
+        i >>= 1
+        while i:
+            seg[i] = seg[2 * i] if seg[2 * i] > seg[2 * i + 1] else seg[2 * i + 1]
+            i >>= 1
+
+    cdef int _seg_build(self) except -1:
+        cdef Py_ssize_t nblocks = PyList_GET_SIZE(self._blocks), n = 2, i
+        cdef void *mem
+        cdef unsigned long long *seg
+        while n < nblocks:
+            n <<= 1
+        mem = PyMem_Realloc(self._seg, 2 * n * sizeof(unsigned long long))
+        if mem == NULL:
+            raise MemoryError()
+        seg = self._seg = <unsigned long long *>mem
+        for i in range(n):
+            seg[n + i] = 0 if i >= nblocks else UNBOUNDED if self._dirty[i] else self._gap[i]
+        for i in range(n - 1, 0, -1):
+            seg[i] = seg[2 * i] if seg[2 * i] > seg[2 * i + 1] else seg[2 * i + 1]
+        self._seg_n = n
+        return 0
+
+    cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length):
+        """The last block at or before k whose figure is at least length, or -1."""
+        cdef unsigned long long *seg = self._seg
+        cdef Py_ssize_t n = self._seg_n, i = k + n
+        if k < 0:
+            return -1
+        while True:
+            if seg[i] >= length:
+                while i < n:                    # down to the rightmost such leaf
+                    i = 2 * i + 1 if seg[2 * i + 1] >= length else 2 * i
+                return i - n
+            while not i & 1:                    # a left child: up to where a left
+                i >>= 1                         # neighbour exists
+                if i == 1:
+                    return -1
+            i -= 1
 
     cdef Py_ssize_t _block_for(self, unsigned long long key):
         """The last block whose first VMA starts at or below key (0 if none does)."""
@@ -412,7 +481,10 @@ cdef class VMATree:
             self._dirty[k] = 1
             self._add_block(k + 1, upper)
         elif j == 0 or j == n - 1:
-            self._dirty[k] = 1
+            # A new first VMA takes over part of a hole that belonged to the block below
+            # (or to no block, below the lowest VMA); a new last VMA of the tree gives
+            # the VMA below it a hole it did not have.
+            self._mark(k)
 
     cpdef remove(self, VMA vma, bint range_stays_mapped=False):
         """Take vma out of the tree. Callers that re-key or merge it away, so that its
@@ -424,8 +496,12 @@ cdef class VMATree:
         del block[j]
         self._count -= 1
         n = PyList_GET_SIZE(block)
+        # The VMA below takes over vma's hole: it may grow (with the range), and it
+        # changes block when vma was the first of its block.
+        if j == 0:
+            self._mark(k - 1)
         if not range_stays_mapped:
-            self._dirty[k] = 1
+            self._mark(k)
             if self._cache_valid and vma.end > self._cache_addr:
                 self._cache_valid = False
         if n == 0:
@@ -438,7 +514,7 @@ cdef class VMATree:
             other = self._blocks[k + 1]
             block.extend(other)
             self._drop_block(k + 1)
-            self._dirty[k] = 1
+            self._mark(k)
             n = PyList_GET_SIZE(block)
             if n > 2 * self._load:
                 other = block[n >> 1:]
@@ -454,7 +530,7 @@ cdef class VMATree:
         if end < vma.start or (nxt is not None and end > nxt.start):
             raise ValueError(f"{vma!r}: end {end:#x} would overlap a neighbour")
         if end < vma.end:
-            self._dirty[k] = 1
+            self._mark(k)
         vma.end = end
 
     cpdef set_start(self, VMA vma, unsigned long long start):
@@ -467,7 +543,8 @@ cdef class VMATree:
         if start > vma.end or (prev is not None and start < prev.end):
             raise ValueError(f"{vma!r}: start {start:#x} would overlap a neighbour")
         if start > vma.start:
-            self._dirty[k] = 1
+            # The hole below grows; it belongs to the block of the VMA below.
+            self._mark(k if j else k - 1)
             vma.pgoff += (start - vma.start) >> PAGE_SHIFT
         else:
             vma.pgoff -= (vma.start - start) >> PAGE_SHIFT
@@ -605,80 +682,59 @@ cdef class VMATree:
                           unsigned long long *hole_end, unsigned long long *passed):
         """The highest hole of at least `length` below `top` (clipped to [low, high)):
         its end, the VMA right above it or None (in _hit_upper), and the largest hole
-        passed over; False if there is none. Blocks whose largest inner hole is too small
-        are passed over whole."""
+        passed over; False if there is none. The walk goes down VMA by VMA through the
+        block it starts in, then leaps to the next block below whose figure could hold
+        the request (the segment tree), and walks that one."""
         cdef list blocks = self._blocks
         cdef list block
-        cdef Py_ssize_t k, j, last_j, rescanned = -1
-        cdef long long inner, seen = 0
+        cdef Py_ssize_t k, j, found
+        cdef long long seen = 0
+        cdef unsigned long long gap_end
         cdef int step
-        cdef unsigned long long gap_end, end, gap
-        cdef VMA upper, below, last
+        cdef VMA upper, below
         if not self._count:
             self._hit_upper, hole_end[0], passed[0] = None, high, 0
             return high >= low and high - low >= length
         self._locate_left(top, &k, &j)
         upper = self._item(k, j)
         gap_end = high if upper is None or upper.start > high else upper.start
-        # Step to the VMA below upper.
-        if j == 0:
-            if k == 0:
-                self._hit_upper, hole_end[0], passed[0] = upper, gap_end, 0
-                return gap_end >= low and gap_end - low >= length
+        if j == 0 and k == 0:
+            self._hit_upper, hole_end[0], passed[0] = upper, gap_end, 0
+            return gap_end >= low and gap_end - low >= length
+        if j == 0:                         # start at the VMA below upper
             k -= 1
             j = PyList_GET_SIZE(blocks[k]) - 1
         else:
             j -= 1
         while True:
             block = blocks[k]
-            inner = 0
-            last_j = PyList_GET_SIZE(block) - 1
             while j >= 0:
                 below = _at(block, j)
-                end = below.end
-                step = _hole_step(gap_end, end, low, length, &seen)
+                step = _hole_step(gap_end, below.end, low, length, &seen)
                 if step == HOLE_FITS:
                     self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
                     return True
                 if step == BELOW_LOW:
                     return False
-                if j < last_j and <long long>(_at(block, j + 1).start - end) > inner:
-                    inner = _at(block, j + 1).start - end
                 upper = below
                 gap_end = below.start if below.start < high else high
                 j -= 1
-            if rescanned == k:
-                self._gap[k] = inner     # measured exactly: no hole in it fitted
-                self._dirty[k] = 0
-            k -= 1
-            # Pass over blocks that cannot hold the request, checking only the hole
-            # between each and the VMA above it.
-            while k >= 0:
-                block = blocks[k]
-                last = _at(block, PyList_GET_SIZE(block) - 1)
-                step = _hole_step(gap_end, last.end, low, length, &seen)
-                if step == HOLE_FITS:
-                    self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
-                    return True
-                if step == BELOW_LOW:
-                    return False
-                gap = self._gap_of(k)
-                if gap >= length:
-                    upper = last
-                    gap_end = last.start if last.start < high else high
-                    j = PyList_GET_SIZE(block) - 2
-                    rescanned = k
-                    break
-                if <long long>gap > seen:
-                    seen = gap
-                upper = _at(block, 0)
-                if upper.start <= low:
-                    return False
+            if self._dirty[k]:
+                self._settle(k)            # walked through: no hole in it fitted
+            if not self._seg_n:
+                self._seg_build()          # blocks were split or joined since the last leap
+            found = self._seg_rightmost(k - 1, length)
+            if found < k - 1:
+                # Blocks passed over whole: each of their holes is under length.
+                if seen < <long long>length - 1:
+                    seen = <long long>length - 1
+                upper = _at(blocks[found + 1], 0)
                 gap_end = upper.start if upper.start < high else high
-                k -= 1
-            else:
+            if found < 0:                  # the hole below the lowest VMA
                 self._hit_upper, hole_end[0], passed[0] = upper, gap_end, seen
                 return gap_end >= low and gap_end - low >= length
+            k = found
+            j = PyList_GET_SIZE(blocks[k]) - 1
 
     def lowest_gap(self, unsigned long long length, unsigned long long low,
                    unsigned long long high):
@@ -715,17 +771,25 @@ cdef class VMATree:
 
     def check(self):
         """The tree's own invariants (for tests): order, no overlap, block sizes, count,
-        and hole figures that bound the real holes."""
-        cdef Py_ssize_t k, total = 0
+        hole figures that bound the real holes, and the segment tree over them."""
+        cdef Py_ssize_t k, i, total = 0, n = self._seg_n
+        cdef Py_ssize_t nblocks = PyList_GET_SIZE(self._blocks)
         cdef VMA prev = None, v
-        for k in range(PyList_GET_SIZE(self._blocks)):
+        for k in range(nblocks):
             block = self._blocks[k]
             assert 0 < len(block) <= 2 * self._load, f"block {k} holds {len(block)}"
             if not self._dirty[k]:
-                assert self._gap[k] >= _largest_hole(block), f"block {k} hole figure"
+                assert self._gap[k] >= self._block_gap(k), f"block {k} hole figure"
             for v in block:
                 assert v.start < v.end, repr(v)
                 assert prev is None or prev.end <= v.start, f"{prev!r} overlaps {v!r}"
                 prev = v
             total += len(block)
         assert total == self._count, (total, self._count)
+        if n:
+            assert n >= nblocks, "segment tree smaller than the blocks"
+            for i in range(n):
+                assert self._seg[n + i] == (0 if i >= nblocks else UNBOUNDED
+                                            if self._dirty[i] else self._gap[i]), f"leaf {i}"
+            for i in range(1, n):
+                assert self._seg[i] == max(self._seg[2 * i], self._seg[2 * i + 1]), f"node {i}"
