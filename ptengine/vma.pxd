@@ -54,6 +54,7 @@ cdef class VMATree:
     cdef void _seg_set(self, Py_ssize_t k, unsigned long long value)
     cdef int _seg_build(self) except -1
     cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length)
+    cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length)
     cdef Py_ssize_t _block_for(self, unsigned long long key)
     cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1
     cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j)

@@ -396,6 +396,25 @@ cdef class VMATree:
                     return -1
             i -= 1
 
+    cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length):
+        """The first block at or after k whose figure is at least length, or the number
+        of blocks if none is."""
+        cdef unsigned long long *seg = self._seg
+        cdef Py_ssize_t n = self._seg_n, nblocks = PyList_GET_SIZE(self._blocks)
+        cdef Py_ssize_t i = k + n
+        if k >= nblocks:
+            return nblocks
+        while True:
+            if seg[i] >= length:
+                while i < n:                    # down to the leftmost such leaf
+                    i = 2 * i if seg[2 * i] >= length else 2 * i + 1
+                return i - n if i - n < nblocks else nblocks
+            while i & 1:                        # a right child: up to where a right
+                i >>= 1                         # neighbour exists
+                if i == 1:
+                    return nblocks
+            i += 1
+
     cdef Py_ssize_t _block_for(self, unsigned long long key):
         """The last block whose first VMA starts at or below key (0 if none does)."""
         cdef list blocks = self._blocks
@@ -738,11 +757,14 @@ cdef class VMATree:
 
     def lowest_gap(self, unsigned long long length, unsigned long long low,
                    unsigned long long high):
-        """Bottom-up search (unmapped_area()): the lowest free start at or above low."""
+        """Bottom-up search (unmapped_area()): the lowest free start at or above low. It
+        walks up VMA by VMA, leaping from the start of a block to the next block whose
+        figure could hold the request."""
         cdef unsigned long long gap_start = low, gap_end
         cdef VMA upper = self._find(low)
-        cdef Py_ssize_t k, j
+        cdef Py_ssize_t k = 0, j = 0, found
         cdef VMA prev
+        cdef list blocks = self._blocks
         if upper is not None:
             j = self._position(upper, &k)
             prev = self._item(k, j - 1)
@@ -760,8 +782,32 @@ cdef class VMATree:
                 return None
             if upper.end > gap_start:
                 gap_start = upper.end
-            j = self._position(upper, &k)
-            upper = self._item(k, j + 1)
+            j += 1
+            if j < PyList_GET_SIZE(blocks[k]):
+                upper = _at(blocks[k], j)
+                continue
+            # Past block k: the next hole (above its last VMA) is k's; the holes of the
+            # blocks after it are passed over while their figures are under length.
+            k += 1
+            j = 0
+            if k == PyList_GET_SIZE(blocks):
+                upper = None
+                continue
+            upper = _at(blocks[k], 0)
+            gap_end = high if _start_gap(upper) >= high else _start_gap(upper)
+            if gap_end >= gap_start and gap_end - gap_start >= length:
+                return gap_start
+            if not self._seg_n:
+                self._seg_build()
+            found = self._seg_leftmost(k, length)
+            if found > k:
+                prev = _at(blocks[found - 1], PyList_GET_SIZE(blocks[found - 1]) - 1)
+                if prev.end >= high:
+                    return None
+                if prev.end > gap_start:
+                    gap_start = prev.end
+                k = found
+                upper = _at(blocks[k], 0) if k < PyList_GET_SIZE(blocks) else None
 
     cdef VMA _last(self):
         if not self._count:
