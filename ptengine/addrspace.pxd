@@ -28,4 +28,4 @@ cdef class AddressSpace:
     cdef int _check_split(self) except -1
     cdef object _arch_area(self, unsigned long long addr, unsigned long long length,
                            bint map_32bit)
-    cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length)
+    cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length) except -1

@@ -302,7 +302,7 @@ cdef class AddressSpace:
             found = self.vma_tree.lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE)
         return found
 
-    cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length):
+    cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length) except -1:
         cdef VMA vma = self.vma_tree._find(addr)
         return vma is None or addr + length <= vm_start_gap(vma)
 

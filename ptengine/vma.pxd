@@ -47,24 +47,26 @@ cdef class VMATree:
 
     cdef int _reserve(self, Py_ssize_t nblocks) except -1
     cdef int _add_block(self, Py_ssize_t k, list block) except -1
-    cdef void _drop_block(self, Py_ssize_t k)
-    cdef unsigned long long _block_gap(self, Py_ssize_t k)
-    cdef void _mark(self, Py_ssize_t k)
-    cdef void _settle(self, Py_ssize_t k)
-    cdef void _seg_set(self, Py_ssize_t k, unsigned long long value)
+    cdef int _drop_block(self, Py_ssize_t k) except -1
+    cdef unsigned long long _block_gap(self, Py_ssize_t k) except? 0xFFFFFFFFFFFFFFFF
+    cdef void _mark(self, Py_ssize_t k) noexcept
+    cdef int _settle(self, Py_ssize_t k) except -1
+    cdef void _seg_set(self, Py_ssize_t k, unsigned long long value) noexcept
     cdef int _seg_build(self) except -1
-    cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length)
-    cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length)
-    cdef Py_ssize_t _block_for(self, unsigned long long key)
+    cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length) noexcept
+    cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length) noexcept
+    cdef Py_ssize_t _block_for(self, unsigned long long key) noexcept
     cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1
     cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j)
-    cdef void _locate_left(self, unsigned long long key, Py_ssize_t *k, Py_ssize_t *j)
+    cdef int _locate_left(self, unsigned long long key, Py_ssize_t *k,
+                          Py_ssize_t *j) except -1
     cdef VMA _last(self)
     cdef VMA _find(self, unsigned long long addr)
     cdef tuple _neighbours(self, VMA vma)
     cdef bint _hole_below(self, unsigned long long top, unsigned long long length,
                           unsigned long long low, unsigned long long high,
-                          unsigned long long *hole_end, unsigned long long *passed)
+                          unsigned long long *hole_end,
+                          unsigned long long *passed) except -1
     cpdef insert(self, VMA vma)
     cpdef remove(self, VMA vma, bint range_stays_mapped=*)
     cpdef set_end(self, VMA vma, unsigned long long end)

@@ -121,7 +121,7 @@ cpdef unsigned long long vm_start_gap(VMA vma):
     return _start_gap(vma)
 
 
-cdef inline unsigned long long _start_gap(VMA vma):
+cdef inline unsigned long long _start_gap(VMA vma) noexcept:
     if vma.flags & VM_GROWSDOWN:
         return vma.start - STACK_GUARD_GAP if vma.start > STACK_GUARD_GAP else 0
     return vma.start
@@ -141,7 +141,7 @@ cpdef bint anon_vma_compatible(object a, object b):
 
 
 cdef inline bint _mergeable_attrs(unsigned long long flags, object file, object anon_name,
-                                  VMA other):
+                                  VMA other) except -1:
     """is_mergeable_vma(): flags equal apart from the sticky ones, same file, same name."""
     if (flags ^ other.flags) & ~VM_STICKY:
         return False
@@ -198,7 +198,7 @@ cdef inline VMA _at(list block, Py_ssize_t j):
     return <VMA>PyList_GET_ITEM(block, j)
 
 
-cdef Py_ssize_t _bisect_right(list block, unsigned long long key):
+cdef Py_ssize_t _bisect_right(list block, unsigned long long key) noexcept:
     """Number of VMAs of `block` starting at or below key."""
     cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(block), mid
     while lo < hi:
@@ -210,7 +210,7 @@ cdef Py_ssize_t _bisect_right(list block, unsigned long long key):
     return lo
 
 
-cdef Py_ssize_t _bisect_left(list block, unsigned long long key):
+cdef Py_ssize_t _bisect_left(list block, unsigned long long key) noexcept:
     """Number of VMAs of `block` starting below key."""
     cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(block), mid
     while lo < hi:
@@ -310,7 +310,7 @@ cdef class VMATree:
         self._seg_n = 0
         return 0
 
-    cdef void _drop_block(self, Py_ssize_t k):
+    cdef int _drop_block(self, Py_ssize_t k) except -1:
         """Remove the (empty) block k: the hole above the VMA below it grows."""
         cdef Py_ssize_t n = PyList_GET_SIZE(self._blocks)
         memmove(&self._gap[k], &self._gap[k + 1], (n - k - 1) * sizeof(unsigned long long))
@@ -319,8 +319,9 @@ cdef class VMATree:
         self._seg_n = 0
         if k:
             self._dirty[k - 1] = 1
+        return 0
 
-    cdef unsigned long long _block_gap(self, Py_ssize_t k):
+    cdef unsigned long long _block_gap(self, Py_ssize_t k) except? 0xFFFFFFFFFFFFFFFF:
         """The largest hole above a VMA of block k, up to the next VMA (in this block or
         the first of the next); the last VMA of the tree has none."""
         cdef list block = self._blocks[k]
@@ -339,21 +340,22 @@ cdef class VMATree:
                 best = next_start - v.end
         return best
 
-    cdef void _mark(self, Py_ssize_t k):
+    cdef void _mark(self, Py_ssize_t k) noexcept:
         """A hole of block k may have grown: its figure is no bound any more."""
         if 0 <= k < PyList_GET_SIZE(self._blocks):
             self._dirty[k] = 1
             if self._seg_n:
                 self._seg_set(k, UNBOUNDED)
 
-    cdef void _settle(self, Py_ssize_t k):
+    cdef int _settle(self, Py_ssize_t k) except -1:
         """Measure block k's figure exactly."""
         self._gap[k] = self._block_gap(k)
         self._dirty[k] = 0
         if self._seg_n:
             self._seg_set(k, self._gap[k])
+        return 0
 
-    cdef void _seg_set(self, Py_ssize_t k, unsigned long long value):
+    cdef void _seg_set(self, Py_ssize_t k, unsigned long long value) noexcept:
         cdef Py_ssize_t i = k + self._seg_n
         cdef unsigned long long *seg = self._seg
         seg[i] = value
@@ -379,7 +381,7 @@ cdef class VMATree:
         self._seg_n = n
         return 0
 
-    cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length):
+    cdef Py_ssize_t _seg_rightmost(self, Py_ssize_t k, unsigned long long length) noexcept:
         """The last block at or before k whose figure is at least length, or -1."""
         cdef unsigned long long *seg = self._seg
         cdef Py_ssize_t n = self._seg_n, i = k + n
@@ -396,7 +398,7 @@ cdef class VMATree:
                     return -1
             i -= 1
 
-    cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length):
+    cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length) noexcept:
         """The first block at or after k whose figure is at least length, or the number
         of blocks if none is."""
         cdef unsigned long long *seg = self._seg
@@ -415,7 +417,7 @@ cdef class VMATree:
                     return nblocks
             i += 1
 
-    cdef Py_ssize_t _block_for(self, unsigned long long key):
+    cdef Py_ssize_t _block_for(self, unsigned long long key) noexcept:
         """The last block whose first VMA starts at or below key (0 if none does)."""
         cdef list blocks = self._blocks
         cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(blocks), mid
@@ -455,19 +457,21 @@ cdef class VMATree:
             return _at(blocks[k + 1], 0)
         return None
 
-    cdef void _locate_left(self, unsigned long long key, Py_ssize_t *k, Py_ssize_t *j):
+    cdef int _locate_left(self, unsigned long long key, Py_ssize_t *k,
+                          Py_ssize_t *j) except -1:
         """(k, j) of the first VMA starting at or above key; j may be len(block k) only
         when no block holds one."""
         cdef list block
         k[0] = self._block_for(key - 1 if key else 0)
         if not self._count:
             j[0] = 0
-            return
+            return 0
         block = self._blocks[k[0]]
         j[0] = _bisect_left(block, key)
         if j[0] == PyList_GET_SIZE(block) and k[0] + 1 < PyList_GET_SIZE(self._blocks):
             k[0] += 1
             j[0] = 0
+        return 0
 
     # --- changes -----------------------------------------------------------------------
     cpdef insert(self, VMA vma):
@@ -698,7 +702,8 @@ cdef class VMATree:
 
     cdef bint _hole_below(self, unsigned long long top, unsigned long long length,
                           unsigned long long low, unsigned long long high,
-                          unsigned long long *hole_end, unsigned long long *passed):
+                          unsigned long long *hole_end,
+                          unsigned long long *passed) except -1:
         """The highest hole of at least `length` below `top` (clipped to [low, high)):
         its end, the VMA right above it or None (in _hit_upper), and the largest hole
         passed over; False if there is none. The walk goes down VMA by VMA through the
