@@ -15,7 +15,6 @@ run's wall time and result. Where ptengine.live serves, the same model is also r
 host kernel once and the simulated/live time ratio is recorded (CONVENTIONS.md #8).
 """
 import multiprocessing
-import resource
 
 import pytest
 
@@ -83,14 +82,25 @@ def test_model(benchmark, disabled, name, strategy):
 def _child(conn, name, strategy, params):
     result = run(name, strategy, params)
     info = _summary(result)
-    info["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    info["peak_rss_bytes"] = _peak_rss_bytes()
     conn.send(info)
     conn.close()
 
 
+def _peak_rss_bytes():
+    """VmHWM, the peak RSS of this process's address space. (getrusage()'s ru_maxrss
+    would not do: Linux carries it over fork() and execve(), so a child started by the
+    test process reports the test process's peak.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _in_child(name, strategy, params):
     """Run in a fresh interpreter: its peak RSS is the run's (plus Python and ptengine),
-    not that of the test process it would inherit through fork()."""
+    not that of the test process it would share through fork()."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, name, strategy, params))
