@@ -4,7 +4,8 @@ The page-table core, the VMA layer and the hot syscall classes are Cython (.pyx)
 other modules a syscall passes through stay plain Python and setup.py compiles each of
 them as it is. Python imports a compiled module in preference to its source, so a source
 edited after the last build would silently not run: `stale()` names such modules and
-importing ptengine warns about them.
+importing ptengine warns about them. Only a source checkout (where setup.py sits beside the
+package) is checked: an installed wheel's files carry the times they were unpacked at.
 """
 import glob
 import os
@@ -14,6 +15,7 @@ import warnings
 COMPILED_PY = ("args", "errors", "mm", "fault", "files", "lifecycle", "procview", "exec_layout")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+IN_CHECKOUT = os.path.exists(os.path.join(HERE, os.pardir, "setup.py"))
 
 
 def sources():
@@ -29,8 +31,11 @@ def sources():
 
 
 def stale():
-    """Modules with a source newer than the compiled module built from it, sorted."""
+    """Modules with a source newer than the compiled module built from it, sorted (none
+    outside a source checkout)."""
     out = []
+    if not IN_CHECKOUT:
+        return out
     for name, files in sources().items():
         built = glob.glob(os.path.join(HERE, f"{name}.*.so"))
         newest = max((os.path.getmtime(f) for f in files if os.path.exists(f)), default=0)

@@ -34,3 +34,16 @@ def test_a_source_newer_than_its_build_is_reported(name, source):
     finally:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert compiled.stale() == []
+
+
+def test_an_installed_package_is_not_checked(monkeypatch):
+    """Unpacking a wheel gives its files the times of the unpacking, in any order."""
+    source = os.path.join(compiled.HERE, "mm.py")
+    st = os.stat(source)
+    try:
+        os.utime(source, ns=(st.st_atime_ns, time.time_ns() + 86400 * 10**9))
+        assert compiled.stale() == ["mm"]
+        monkeypatch.setattr(compiled, "IN_CHECKOUT", False)
+        assert compiled.stale() == []
+    finally:
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
