@@ -37,7 +37,7 @@ def extension(path):
 
 
 pyx = [extension(p) for p in sorted(glob.glob(os.path.join("ptengine", "*.pyx")))]
-py = [extension(os.path.join("ptengine", f"{name}.py")) for name in COMPILED_PY]
+py = [extension(os.path.join("ptengine", *name.split(".")) + ".py") for name in COMPILED_PY]
 
 # Both steps (Cython to C, C to objects) use every core: the build is most of CI's setup.
 jobs = os.cpu_count() or 1

@@ -11,8 +11,12 @@ import glob
 import os
 import warnings
 
-# Read by setup.py: the plain-Python modules it compiles.
-COMPILED_PY = ("args", "errors", "mm", "fault", "files", "lifecycle", "procview", "exec_layout")
+# Read by setup.py: the plain-Python modules it compiles (dotted below ptengine). The
+# workload modules issue the syscalls of a run and count each one.
+COMPILED_PY = ("args", "errors", "mm", "fault", "files", "lifecycle", "procview", "exec_layout",
+               "workloads.metrics", "workloads.blocks", "workloads.runner",
+               "workloads.threads", "workloads.android", "workloads.allocators",
+               "workloads.fibers", "workloads.wasm")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IN_CHECKOUT = os.path.exists(os.path.join(HERE, os.pardir, "setup.py"))
@@ -20,14 +24,18 @@ IN_CHECKOUT = os.path.exists(os.path.join(HERE, os.pardir, "setup.py"))
 
 def sources():
     """{module name: the source files its build is made from (.py or .pyx, and .pxd)}."""
-    out = {name: [os.path.join(HERE, f"{name}.py")] for name in COMPILED_PY}
+    out = {name: [_path(name, ".py")] for name in COMPILED_PY}
     for pyx in glob.glob(os.path.join(HERE, "*.pyx")):
         out[os.path.splitext(os.path.basename(pyx))[0]] = [pyx]
     for name, files in out.items():
-        pxd = os.path.join(HERE, f"{name}.pxd")
+        pxd = _path(name, ".pxd")
         if os.path.exists(pxd):
             files.append(pxd)
     return out
+
+
+def _path(name, suffix):
+    return os.path.join(HERE, *name.split(".")) + suffix
 
 
 def stale():
@@ -37,7 +45,7 @@ def stale():
     if not IN_CHECKOUT:
         return out
     for name, files in sources().items():
-        built = glob.glob(os.path.join(HERE, f"{name}.*.so"))
+        built = glob.glob(_path(name, ".*.so"))
         newest = max((os.path.getmtime(f) for f in files if os.path.exists(f)), default=0)
         if built and newest > max(os.path.getmtime(b) for b in built):
             out.append(name)

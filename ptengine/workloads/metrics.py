@@ -77,8 +77,13 @@ class SyscallCounter:
         self.by_lock = Counter()      # "write" / "read" / "none"
         self.errors = Counter()       # "set_anon_name: EINVAL", ...
         self.iovecs = 0               # ranges carried by process_madvise calls
-        self.last = None              # CallRecord of the last call issued
+        self.last_call = None         # (name, args) of the last call issued
         self.failed_map_count = None  # map_count of the process when a call last failed
+
+    @property
+    def last(self):
+        """CallRecord of the last call issued, or None."""
+        return None if self.last_call is None else CallRecord(*self.last_call)
 
     @property
     def total(self):
@@ -93,17 +98,26 @@ class SyscallCounter:
 
 
 def _counted(name):
+    advised = name in ("madvise", "process_madvise")
+    # (label, lock mode) per advice value: worked out once, as a call costs about as much
+    # as the simulated syscall it counts.
+    kinds = {}
+
+    def kind(args):
+        advice = args[-1] if advised else None
+        if advice not in kinds:
+            label = f"{name}({ADVICE_NAMES.get(advice, advice)})" if advised else name
+            kinds[advice] = (label, lock_mode(name, args))
+        return kinds[advice]
+
     def call(self, *args, **kwargs):
         counter = self.counter
-        counter.last = CallRecord(name, args)
-        mode = lock_mode(name, args)
+        counter.last_call = (name, args)
+        label, mode = kind(args)
         counter.by_lock[mode] += 1
-        if name in ("madvise", "process_madvise"):
-            counter.by_name[f"{name}({ADVICE_NAMES.get(args[-1], args[-1])})"] += 1
-            if name == "process_madvise":
-                counter.iovecs += len(args[0])
-        else:
-            counter.by_name[name] += 1
+        counter.by_name[label] += 1
+        if name == "process_madvise":
+            counter.iovecs += len(args[0])
         try:
             return getattr(self.inner, name)(*args, **kwargs)
         except OSError as e:
