@@ -24,7 +24,9 @@ C_DIRECTIVES = {
     "initializedcheck": False,
     "embedsignature": True,
 }
-PYTHON_DIRECTIVES = {"language_level": 3, "embedsignature": True}
+# No embedsignature: a compiled function's docstring stays the one written (the workload
+# registry reads its first line), and binding keeps its signature introspectable.
+PYTHON_DIRECTIVES = {"language_level": 3, "binding": True}
 
 # The modules a syscall passes through, listed in ptengine/compiled.py (which also checks
 # that their builds are current).

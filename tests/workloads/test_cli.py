@@ -95,6 +95,15 @@ def test_list_and_help(capsys):
     assert cli.main([]) == 2
 
 
+def test_each_model_is_summed_up_by_its_docstring():
+    """The summary is the first line the model's author wrote (a compiled module must not
+    put its signature there)."""
+    from ptengine.workloads import WORKLOADS
+    for w in WORKLOADS.values():
+        assert w.summary and "(run)" not in w.summary, (w.name, w.summary)
+        assert w.summary.split()[0] in (w.alias, w.alias.rstrip("d"), "GWP-ASan"), w.summary
+
+
 def test_live_side_by_side(compare, availability):
     if not (availability.sim and availability.live):
         pytest.skip("--live compares the simulator with the host kernel: needs both")
