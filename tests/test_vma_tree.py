@@ -98,8 +98,18 @@ def test_tree_matches_a_sorted_list(seed, block_load):
                 model.append(vma)
                 model.sort(key=lambda v: v.start)
         elif op < 0.7:
-            vma = model.pop(rng.randrange(len(model)))
-            tree.remove(vma, range_stays_mapped=rng.random() < 0.5)
+            i = rng.randrange(len(model))
+            vma = model.pop(i)
+            cover = rng.choice(("below", "above", None))
+            # As a merge does, a neighbour takes the range over (range_stays_mapped).
+            if cover == "below" and i:
+                tree.remove(vma, range_stays_mapped=True)
+                tree.set_end(model[i - 1], vma.end)
+            elif cover == "above" and i < len(model):
+                tree.remove(vma, range_stays_mapped=True)
+                tree.set_start(model[i], vma.start)
+            else:
+                tree.remove(vma)
             with pytest.raises(ValueError):
                 tree.remove(vma)
         elif op < 0.85:
@@ -143,6 +153,13 @@ def test_tree_matches_a_sorted_list(seed, block_load):
         holes.append((model[-1].end if model else 0, 1 << 47))
         fits = [max(lo, 16 * P) for lo, hi in holes if hi - max(lo, 16 * P) >= length]
         assert tree.lowest_gap(length, 16 * P, 1 << 47) == (min(fits) if fits else None)
+        # Top-down within random bounds (the free-area cache carries over between calls).
+        low = rng.randrange(0, 100) * P
+        high = rng.randrange(low // P + 1, 230) * P
+        tops = [min(hi, high) - length for lo, hi in [(0, model[0].start if model else 1 << 47)]
+                + holes if min(hi, high) - max(lo, low) >= length]
+        assert tree.highest_gap(length, low, high) == (max(tops) if tops else None), \
+            (length, low, high)
 
 
 def test_tree_refuses_what_would_break_it():
