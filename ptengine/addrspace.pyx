@@ -58,12 +58,9 @@ cdef class AddressSpace:
         return len(self.vma_tree)
 
     # --- split and modify ----------------------------------------------------------------
-    def _split(self, VMA vma, unsigned long long addr):
-        """__split_vma(): cut vma at addr; returns (lower, upper). A huge PMD straddling
-        the cut is split first (vma_adjust_trans_huge())."""
-        return vma, self._split_at(vma, addr)
-
     cdef VMA _split_at(self, VMA vma, unsigned long long addr):
+        """__split_vma(): cut vma at addr, keeping it as the lower part; returns the upper.
+        A huge PMD straddling the cut is split first (vma_adjust_trans_huge())."""
         if addr & PMD_MASK:
             self.split_huge_at(addr)
         cdef VMA upper = vma.copy(addr)
@@ -76,18 +73,6 @@ cdef class AddressSpace:
         if len(self.vma_tree) >= self.max_map_count:
             raise_errno(errno.ENOMEM)
         return 0
-
-    def _split_checked(self, VMA vma, unsigned long long addr):
-        """split_vma(): __split_vma() behind the max_map_count check."""
-        self._check_split()
-        return vma, self._split_at(vma, addr)
-
-    def _move_start(self, VMA vma, unsigned long long new_start):
-        """Change a VMA's start within its neighbours; pgoff follows."""
-        self.vma_tree.set_start(vma, new_start)
-
-    def _neighbours(self, VMA vma):
-        return self.vma_tree.neighbours(vma)
 
     cpdef VMA modify_range(self, VMA vma, unsigned long long start, unsigned long long end,
                            flags=None, anon_name=KEEP):

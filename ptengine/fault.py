@@ -205,7 +205,7 @@ class FaultHandling:
             return None
         if prev is not None and prev.end > new_start:
             return None
-        self._move_start(vma, new_start)
+        self.vma_tree.set_start(vma, new_start)
         return vma
 
     def resolve(self, vma, page, write):

@@ -17,12 +17,10 @@ from .mapping cimport calc_vm_prot_bits
 
 from . import _core
 from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
-                        MLOCK_ONFAULT, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN,
-                        PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE, TASK_SIZE, VM_ACCESS_FLAGS,
-                        VM_ACCOUNT, VM_DROPPABLE, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED,
-                        VM_LOCKED_MASK, VM_LOCKONFAULT, VM_NORESERVE, VM_SEALED, VM_SHARED,
-                        VM_SPECIAL, VM_WRITE, VM_UFFD_MISSING, VM_UFFD_WP,
-                        VM_UFFD_MINOR)
+                        MLOCK_ONFAULT, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, VM_ACCOUNT,
+                        VM_DROPPABLE, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
+                        VM_SEALED, VM_SHARED, VM_SPECIAL, VM_WRITE, VM_UFFD_MISSING,
+                        VM_UFFD_WP, VM_UFFD_MINOR)
 from .errors import raise_errno
 from .mapping import VM_UFFD_FLAGS, MappingSyscalls
 from .args import U64_MAX, as_int, as_ulong, page_range
