@@ -43,3 +43,20 @@ def guard_marker():
     """The guard marker as the .pxd's inline encoder builds it."""
     assert make_marker_pte(PTE_MARKER_GUARD) == GUARD_PTE
     return make_marker_pte(PTE_MARKER_GUARD)
+
+
+# --- the VMA layer from C ---------------------------------------------------------------
+from ptengine.addrspace cimport AddressSpace
+from ptengine.vma cimport VMA, VMATree
+
+
+def guarded_vma_bytes(AddressSpace mm not None, uint64_t maybe_guard_flag):
+    """Bytes of the VMAs carrying `maybe_guard_flag` (VM_MAYBE_GUARD), read from the VMA
+    structs' C fields while walking the mm's tree."""
+    cdef VMATree tree = mm.vma_tree
+    cdef VMA v
+    cdef uint64_t total = 0
+    for v in tree:
+        if v.flags & maybe_guard_flag:
+            total += v.end - v.start
+    return total

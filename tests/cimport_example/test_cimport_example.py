@@ -1,5 +1,6 @@
 """Build tests/cimport_example/guard_walk.pyx against the installed ptengine (its shipped
-_core.pxd), then import and run it: the .pxd really is a usable C-level contract."""
+_core.pxd, vma.pxd and addrspace.pxd), then import and run it: the .pxd files really are
+a usable C-level contract."""
 import importlib
 import os
 import shutil
@@ -58,3 +59,18 @@ def test_extension_walks_ptengine_tables(guard_walk):
         guard_walk.count_guards(pt, base + 1, base)
     with pytest.raises(TypeError):
         guard_walk.count_guards(None, 0, 0)
+
+
+def test_extension_reads_the_vma_layer(guard_walk):
+    """The extension walks an MM's VMA tree through addrspace.pxd and vma.pxd."""
+    from ptengine.constants import (MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_PRIVATE,
+                                    PAGE_SIZE as P, PROT_READ, PROT_WRITE, VM_MAYBE_GUARD)
+    mm = ptengine.MM()
+    rw, anon = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+    a = mm.mmap(0, 8 * P, rw, anon)
+    mm.mmap(0, 3 * P, PROT_READ, anon)
+    assert guard_walk.guarded_vma_bytes(mm, VM_MAYBE_GUARD) == 0
+    mm.madvise(a, P, MADV_GUARD_INSTALL)                  # flags the whole VMA, no split
+    assert guard_walk.guarded_vma_bytes(mm, VM_MAYBE_GUARD) == 8 * P
+    with pytest.raises(TypeError):
+        guard_walk.guarded_vma_bytes(None, VM_MAYBE_GUARD)
