@@ -190,7 +190,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         anon_vma, then install markers; populated entries are zapped and the walk retried."""
         if not is_valid_guard_vma(vma, False):
             raise_errno(errno.EINVAL)
-        if self.system.maybe_guard:
+        if self.system.profile.maybe_guard:
             vma.flags |= c_VM_MAYBE_GUARD
             if vma.file is None:
                 self.anon_vma_prepare(vma)

@@ -20,9 +20,6 @@ PTRS_PER_TABLE = 512
 HPAGE_PMD_NR = PMD_SIZE // PAGE_SIZE
 # The top user page is left unmapped so that no user mapping ends at the canonical hole.
 TASK_SIZE = 0x7FFFFFFFF000
-# The effective mmap_min_addr of the project's machines: vm.mmap_min_addr is 4096 but
-# CONFIG_LSM_MMAP_MIN_ADDR=65536 raises the floor hints and searches honour.
-MMAP_MIN_ADDR = 0x10000
 # Legacy bottom-up base (TASK_UNMAPPED_BASE), used when top-down placement fails.
 TASK_UNMAPPED_BASE = (TASK_SIZE // 3) & ~0xFFF
 # A non-randomised x86-64 process with an 8 MiB stack rlimit places its first mmap here.

@@ -61,18 +61,21 @@ def pte_flags_for(vm_flags, write):
     return flags
 
 
-def thp_fault_allowed(vma, page):
-    """thp_vma_allowable_order(PMD_ORDER) for a fault, with THP `enabled=madvise` (the
-    reference host): a private anonymous VMA with VM_HUGEPAGE (and not VM_NOHUGEPAGE)
-    that covers the whole PMD-aligned 2 MiB around page."""
+def thp_fault_allowed(vma, page, thp_enabled):
+    """thp_vma_allowable_order(PMD_ORDER) for a fault: a private anonymous VMA THP may
+    back under the THP `enabled` mode, covering the whole PMD-aligned 2 MiB around page."""
     haddr = page & ~(PMD_SIZE - 1)
-    return thp_vma(vma) and vma.start <= haddr and haddr + PMD_SIZE <= vma.end
+    return thp_vma(vma, thp_enabled) and vma.start <= haddr and haddr + PMD_SIZE <= vma.end
 
 
-def thp_vma(vma):
-    """The VMA-flag half of thp_fault_allowed()."""
-    return vma.is_anonymous and vma.flags & (VM_HUGEPAGE | VM_NOHUGEPAGE | VM_SPECIAL
-                                             | VM_HUGETLB) == VM_HUGEPAGE
+def thp_vma(vma, thp_enabled):
+    """The VMA-flag half of thp_fault_allowed() (vma_thp_disabled() and the sysfs mode of
+    __thp_vma_allowable_orders()): `always` takes every anonymous VMA not marked
+    VM_NOHUGEPAGE, `madvise` only VM_HUGEPAGE ones, `never` none."""
+    if thp_enabled == "never" or not vma.is_anonymous or \
+            vma.flags & (VM_NOHUGEPAGE | VM_SPECIAL | VM_HUGETLB):
+        return False
+    return thp_enabled == "always" or bool(vma.flags & VM_HUGEPAGE)
 
 
 def access_error(vma, write):
@@ -102,7 +105,7 @@ class FaultHandling:
         while page < end:
             vma = self.vma_tree.lookup(page)
             if vma is not None and vma.is_anonymous and not access_error(vma, write) \
-                    and not thp_vma(vma):
+                    and not thp_vma(vma, self.system.profile.thp_enabled):
                 # Bulk first-touch of private anonymous memory in the compiled core.
                 hi = min(vma.end, (end + PAGE_SIZE - 1) & PAGE_MASK)
                 if write:
@@ -150,7 +153,7 @@ class FaultHandling:
     def _raise_for(self, addr, outcome):
         if outcome != OK:
             cls, code = _SIGNALS[outcome]
-            if outcome == HWPOISON and not self.system.memory_failure:
+            if outcome == HWPOISON and not self.system.profile.memory_failure:
                 # arch/x86/mm/fault.c:do_sigbus(): the BUS_MCEERR_AR branch exists only
                 # with CONFIG_MEMORY_FAILURE; without it VM_FAULT_HWPOISON is a plain
                 # SIGBUS with BUS_ADRERR (the reference host).
@@ -316,7 +319,8 @@ class FaultHandling:
         prevent it), a write maps a new zeroed PMD-sized folio and a read the huge zero
         page (use_zero_page=1). Either deposits a PTE table for a later split, counted in
         VmPTE. Returns whether it mapped anything."""
-        if not thp_fault_allowed(vma, page) or self.pt.get_pmd(page) != 0:
+        if not thp_fault_allowed(vma, page, self.system.profile.thp_enabled) or \
+                self.pt.get_pmd(page) != 0:
             return False
         haddr = page & ~(PMD_SIZE - 1)
         if write:
@@ -432,7 +436,7 @@ class FaultHandling:
 
     def _populate_vma(self, vma, start, end, write, hwpoison=False):
         """Fault in [start, end) of one VMA; 0 or the errno of the first failure."""
-        bulk = vma.is_anonymous and not thp_vma(vma)
+        bulk = vma.is_anonymous and not thp_vma(vma, self.system.profile.thp_enabled)
         page = start
         if bulk:
             if write:

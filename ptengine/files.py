@@ -13,7 +13,8 @@ import itertools
 import operator
 
 from . import _core
-from .constants import (DEFAULT_MAX_MAP_COUNT, DEFAULT_MMAP_BASE, F_SEAL_FUTURE_WRITE,
+from . import profile as host_profiles
+from .constants import (DEFAULT_MMAP_BASE, F_SEAL_FUTURE_WRITE,
                         F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE, F_SEAL_EXEC,
                         MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_EXEC, MFD_HUGETLB,
                         MFD_NOEXEC_SEAL, PAGE_SHIFT, PAGE_SIZE, VM_MAYWRITE, VM_SHARED,
@@ -24,9 +25,8 @@ ALL_SEALS = (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_F
              | F_SEAL_EXEC)
 MFD_ALL_FLAGS = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC
 MFD_NAME_MAX_LEN = 249
-# Block device of the root ext4 file system on the project's machines (/dev/vda = 254:0),
-# and the anonymous device tmpfs/shmem inodes report.
-EXT4_DEV = (0xFE, 0x00)
+# The anonymous device tmpfs/shmem inodes report (regular files are on the profile's
+# root_dev).
 SHMEM_DEV = (0x00, 0x01)
 
 
@@ -260,32 +260,30 @@ class File:
 class System:
     """One machine: frames, the page cache and the processes (mm_structs) on it."""
 
-    def __init__(self, *, max_map_count=DEFAULT_MAX_MAP_COUNT, mmap_base=DEFAULT_MMAP_BASE,
-                 maybe_guard=True, soft_dirty=False, anon_vma_name=True, memory_failure=False,
-                 tmpdir="/tmp"):
+    def __init__(self, *, profile=None, mmap_base=DEFAULT_MMAP_BASE, tmpdir="/tmp",
+                 **settings):
         self.frames = _core.Frames()
-        self.max_map_count = operator.index(max_map_count)
+        # The machine this System stands for (profile.py: RAM, sysctls, build options);
+        # keyword settings (max_map_count=1000, anon_vma_name=True...) change single fields.
+        self.profile = host_profiles.get(profile).with_fields(**settings)
+        if self.profile.overcommit_memory not in host_profiles.SIMULATED_OVERCOMMIT:
+            raise ValueError(f"profile {self.profile.name!r}: vm.overcommit_memory = "
+                             f"{self.profile.overcommit_memory} (strict accounting) is not "
+                             f"simulated")
         self.mmap_base = operator.index(mmap_base)
-        # VM_MAYBE_GUARD semantics (6.19, backported to the 6.18 test box); False gives
-        # plain 6.18 (no flag, anon_vma prepared for every VMA on install).
-        self.maybe_guard = bool(maybe_guard)
-        # CONFIG_MEM_SOFT_DIRTY (off on the reference machines): every new VMA gets
-        # VM_SOFTDIRTY and pagemap reports bit 55 for it.
-        self.soft_dirty = bool(soft_dirty)
-        # CONFIG_ANON_VMA_NAME (off on the reference machines, on in Android kernels):
-        # without it prctl(PR_SET_VMA_ANON_NAME) is EINVAL for every input.
-        self.anon_vma_name = bool(anon_vma_name)
-        # CONFIG_MEMORY_FAILURE (off on the reference machines): with it a poisoned page
-        # is reported as SIGBUS BUS_MCEERR_AR, without it as BUS_ADRERR.
-        self.memory_failure = bool(memory_failure)
         self.tmpdir = tmpdir.rstrip("/")
         self.mms = []
         self._ino = itertools.count(12)
         self._names = set()
 
     @property
+    def max_map_count(self):
+        """vm.max_map_count: each new process's limit unless spawn() says otherwise."""
+        return self.profile.max_map_count
+
+    @property
     def new_vma_flags(self):
-        return VM_SOFTDIRTY if self.soft_dirty else 0
+        return VM_SOFTDIRTY if self.profile.soft_dirty else 0
 
     def spawn(self, **options):
         """A new, empty process address space."""
@@ -297,7 +295,7 @@ class System:
         if not isinstance(name, str):
             raise TypeError("name must be str")
         path = name if name.startswith("/") else f"{self.tmpdir}/{name}"
-        inode = Inode(self, "file", path, EXT4_DEV, next(self._ino))
+        inode = Inode(self, "file", path, self.profile.root_dev, next(self._ino))
         inode.seals = 0
         f = File(inode)
         if size:

@@ -23,7 +23,7 @@ class ProcessLifecycle:
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
         skipped = False
         copies = []
-        maybe_guard = VM_MAYBE_GUARD if self.system.maybe_guard else 0
+        maybe_guard = VM_MAYBE_GUARD if self.system.profile.maybe_guard else 0
         for vma in self.vma_tree:
             if vma.flags & VM_DONTCOPY:
                 skipped = True

@@ -12,17 +12,14 @@ import errno
 from . import _core
 from .addrspace import AddressSpace
 from .advice import AdviceSyscalls
-from .constants import MMAP_MIN_ADDR, PAGE_SIZE
 from .args import as_int
 from .errors import raise_errno
 from .fault import FaultHandling
 from .files import System
 from .lifecycle import ProcessLifecycle
 from .procview import ProcView
+from .profile import OVERCOMMIT_GUESS
 
-# MemTotal of the reference machines (no swap): what the overcommit heuristic compares
-# one request with, unless the System says otherwise (System.totalram_pages).
-DEFAULT_TOTALRAM_PAGES = 24684084 * 1024 // PAGE_SIZE
 # Where brk starts in a non-randomised process whose PIE binary sits at 0x555555554000.
 DEFAULT_START_BRK = 0x555555559000
 
@@ -31,7 +28,7 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
     """One address space. `MM()` is shorthand for a fresh System with one process."""
 
     def __init__(self, system=None, *, mmap_base=None, max_map_count=None,
-                 start_brk=DEFAULT_START_BRK, mmap_min_addr=MMAP_MIN_ADDR, exec_layout=False):
+                 start_brk=DEFAULT_START_BRK, mmap_min_addr=None, exec_layout=False):
         if system is None:
             system = System(**({} if max_map_count is None else {"max_map_count": max_map_count}),
                             **({} if mmap_base is None else {"mmap_base": mmap_base}))
@@ -41,10 +38,10 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
         self.system = system
         self.frames = system.frames
         self.mmap_base = as_int(system.mmap_base if mmap_base is None else mmap_base)
-        self.mmap_min_addr = as_int(mmap_min_addr)
+        self.mmap_min_addr = as_int(system.profile.mmap_min_addr if mmap_min_addr is None
+                                    else mmap_min_addr)
         self.start_brk = self.brk_end = as_int(start_brk)
         self.def_flags = 0           # VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE)
-        self.totalram_pages = getattr(system, "totalram_pages", DEFAULT_TOTALRAM_PAGES)
         self.minflt = 0
         self.majflt = 0
         self.dead = False
@@ -67,9 +64,12 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
             raise_errno(errno.ESRCH)
 
     def vm_enough_memory(self, pages):
-        """mm/util.c:__vm_enough_memory() with vm.overcommit_memory = 0 (OVERCOMMIT_GUESS):
-        nothing is tracked, but one request for more than RAM + swap is ENOMEM."""
-        if pages > self.totalram_pages:
+        """mm/util.c:__vm_enough_memory(): under OVERCOMMIT_ALWAYS anything goes; under
+        OVERCOMMIT_GUESS nothing is tracked, but one request for more than RAM + swap is
+        ENOMEM (System refuses the strict mode)."""
+        profile = self.system.profile
+        if profile.overcommit_memory == OVERCOMMIT_GUESS and \
+                pages > profile.totalram_pages + profile.total_swap_pages:
             raise_errno(errno.ENOMEM)
 
     # --- page-table side helpers used by files and faults --------------------------------

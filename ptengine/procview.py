@@ -17,13 +17,13 @@ from . import procfs
 from .args import as_int
 
 
-def thp_eligible(vma):
-    """smaps THPeligible: thp_vma_allowable_order(TVA_SMAPS, PMD_ORDER) with THP
-    `enabled=madvise` and shmem THP `never` (the reference host): a private anonymous
-    VM_HUGEPAGE VMA that holds a whole PMD-aligned 2 MiB."""
+def thp_eligible(vma, thp_enabled):
+    """smaps THPeligible: thp_vma_allowable_order(TVA_SMAPS, PMD_ORDER) with shmem THP
+    `never`: a private anonymous VMA THP may back (under the profile's `enabled` mode)
+    that holds a whole PMD-aligned 2 MiB."""
     from .fault import thp_vma
     first = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    return bool(thp_vma(vma)) and first + PMD_SIZE <= vma.end
+    return bool(thp_vma(vma, thp_enabled)) and first + PMD_SIZE <= vma.end
 
 
 class ProcView:
@@ -40,9 +40,11 @@ class ProcView:
 
     def smaps(self):
         heap = self._heap()
+        profile = self.system.profile
         return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,
-                                           thp_eligible=thp_eligible(v),
-                                           locked_bytes=stats["locked"])
+                                           thp_eligible=thp_eligible(v, profile.thp_enabled),
+                                           locked_bytes=stats["locked"],
+                                           show_soft_dirty=profile.soft_dirty)
                        for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree))
 
     def _smaps_stats(self, vma):
@@ -88,8 +90,16 @@ class ProcView:
             lo, hi = max(v.start, start), min(v.end, end)
             i = (lo - start) >> PAGE_SHIFT
             j = (hi - start) >> PAGE_SHIFT
-            self.pt.pagemap(lo, hi, out[i:j], bool(v.flags & VM_SOFTDIRTY))
+            self._pagemap_fill(lo, hi, out[i:j], bool(v.flags & VM_SOFTDIRTY))
         return out
+
+    def _pagemap_fill(self, lo, hi, out, vma_softdirty):
+        """The page table's pagemap entries. Without CONFIG_MEM_SOFT_DIRTY the PTE's
+        soft-dirty bits are 0 (x86 defines _PAGE_SOFT_DIRTY and _PAGE_SWP_SOFT_DIRTY so),
+        and pte_mkdirty() cannot set what the entry lacks: no entry reports bit 55."""
+        self.pt.pagemap(lo, hi, out, vma_softdirty)
+        if not self.system.profile.soft_dirty:
+            out &= ~_numpy().uint64(PM_SOFT_DIRTY)
 
     def pagemap_scan(self, start, end, *, category_mask=0, category_anyof_mask=0,
                      return_mask=0, category_inverted=0, max_pages=0, vec_len=None):
@@ -133,7 +143,7 @@ class ProcView:
         """pagemap_page_category() per page, from the pagemap bits of the range."""
         np = _numpy()
         pm = np.zeros((hi - lo) >> PAGE_SHIFT, dtype=np.uint64)
-        self.pt.pagemap(lo, hi, pm, False)
+        self._pagemap_fill(lo, hi, pm, False)
         present = (pm & np.uint64(PM_PRESENT)) != 0
         swapped = (pm & np.uint64(PM_SWAP)) != 0
         uffd_wp = (pm & np.uint64(PM_UFFD_WP)) != 0

@@ -296,7 +296,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             name = bytes(name).decode("latin-1")
         if name is not None and not isinstance(name, str):
             raise TypeError("name must be str, bytes or None")
-        if not self.system.anon_vma_name:
+        if not self.system.profile.anon_vma_name:
             raise_errno(errno.EINVAL)
         if name is not None:
             if len(name.encode("latin-1", "replace")) >= ANON_VMA_NAME_MAX_LEN:

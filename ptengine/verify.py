@@ -152,11 +152,11 @@ def _make_side(name, system):
 
 
 def make_sides():
-    """A simulated and a live process configured alike (this host's kernel has neither
-    CONFIG_ANON_VMA_NAME nor CONFIG_MEM_SOFT_DIRTY)."""
+    """A simulated and a live process configured alike: the simulator runs under the
+    host's own profile."""
     from . import System
-    from .live import LiveSystem
-    return (_make_side("ptengine", System(anon_vma_name=False)),
+    from .live import LiveSystem, host_profile
+    return (_make_side("ptengine", System(profile=host_profile())),
             _make_side("kernel", LiveSystem()))
 
 

@@ -36,25 +36,43 @@ Where the host decides, not this module:
   raises SIGBUS instead of waiting for a handler.
 - map_count is mm->map_count: the lines of maps less the [vsyscall] gate area. It includes
   the server's own mappings (about ten); compare differences or ranges.
+
+The host as a profile: host_profile() is the running kernel's HostProfile (ptengine.profile),
+and unchecked(profile, fields) says which of a profile's fields the host cannot check.
+PTENGINE_LIVE=0 in the environment turns the backend off (available() is False), as on a
+host without guard regions: everything that needs the kernel skips or says so.
 """
 import functools
+import os
 import signal
+import sys
 
 from ..constants import MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ
 from ..constants import PROT_WRITE
+from ..profile import describe
 from ._mm import LiveMM, LiveRangeError
 from ._procfs import LiveVMA, ScanResult
+from ._profile import host_profile
 from ._server import LiveServerError, ServerDied, server_binary
 from ._system import LiveFile, LiveSystem
 
 __all__ = ["LiveMM", "LiveSystem", "LiveFile", "LiveVMA", "ScanResult", "LiveServerError",
-           "ServerDied", "LiveRangeError", "available", "server_binary"]
+           "ServerDied", "LiveRangeError", "available", "enabled", "host_profile", "unchecked",
+           "server_binary"]
+
+
+def enabled():
+    """False where no host kernel may be used: not Linux, or PTENGINE_LIVE=0."""
+    return sys.platform.startswith("linux") and os.environ.get("PTENGINE_LIVE", "1") != "0"
 
 
 @functools.lru_cache(maxsize=None)
 def available():
     """True iff the host kernel has guard regions: MADV_GUARD_INSTALL works, and a guarded
-    page then faults with SIGSEGV. False too if the server cannot be built or started."""
+    page then faults with SIGSEGV. False too if the server cannot be built or started, or
+    the backend is turned off (enabled())."""
+    if not enabled():
+        return False
     try:
         with LiveMM() as mm:
             p = mm.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
@@ -62,3 +80,14 @@ def available():
             return mm.access(p) is signal.SIGSEGV
     except (OSError, LiveServerError):
         return False
+
+
+def unchecked(profile, fields=None):
+    """Why the host cannot check figures made under `profile`: one reason per field (of
+    `fields`, default all but the name) where the host differs; [] if it can check them
+    all, or every field's reason if there is no usable host kernel."""
+    if not available():
+        return ["ptengine.live is not available (no host kernel with MADV_GUARD_INSTALL)"]
+    host = host_profile()
+    return [describe(field, wanted, got)
+            for field, wanted, got in profile.differences(host, fields)]

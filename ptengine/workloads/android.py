@@ -12,6 +12,9 @@ Per thread, as bionic's pthread_create.cpp (aosp-mirror/platform_bionic) lays it
   bionic's guard PROT_NONE.
 Under the guard strategies every one of these guards becomes MADV_GUARD_INSTALL markers on
 an RW mapping named as a whole (hypothetical: no bionic GM adoption exists).
+
+Both models run under the `android` host profile: Android kernels have CONFIG_ANON_VMA_NAME,
+so the names keep stacks (and their marker runs) apart; the figures depend on that.
 """
 from .. import constants as C
 from .blocks import ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, set_guard
@@ -108,7 +111,8 @@ def _app(run, mm, pid):
 
 
 @workload("android_app", alias="W3", scale="threads", closed_form=_app_vmas,
-          defaults=dict(APP_DEFAULTS), small=dict(threads=200))
+          defaults=dict(APP_DEFAULTS), small=dict(threads=200),
+          profile="android", profile_fields=("anon_vma_name",))
 def android_app(run):
     """W3 Android app process: bionic thread mappings + signal stacks + SCS (+ ART).
 
@@ -125,7 +129,7 @@ def android_app(run):
 @workload("android_device", alias="W3d", scale="processes",
           closed_form=lambda s, p: p["processes"] * _app_vmas(s, p),
           defaults=dict(APP_DEFAULTS, processes=20, background=1800),
-          small=dict(processes=8))
+          small=dict(processes=8), profile="android", profile_fields=("anon_vma_name",))
 def android_device(run):
     """W3 device: a zygote with `background` VMAs forks `processes` apps of `threads` threads.
 

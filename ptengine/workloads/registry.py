@@ -1,6 +1,13 @@
-"""The registry of workload models: name -> function, defaults, suite size, closed form."""
+"""The registry of workload models: name -> function, defaults, suite size, closed form,
+and the host profile (ptengine.profile) of the system the model stands for."""
 import dataclasses
 import re
+
+from .. import profile as host_profiles
+
+# Profile fields every model's figures depend on: VM_MAYBE_GUARD decides the flags and
+# what fork copies, the THP mode which touched ranges get 2 MiB pages (and PTE tables).
+PROFILE_FIELDS = ("maybe_guard", "thp_enabled")
 
 WORKLOADS = {}
 ALIASES = {}
@@ -17,6 +24,12 @@ class Workload:
     closed_form: object = None   # closed_form(strategy, params) -> expected VMA delta | None
     alias: str = ""              # W1..W8, the model's number in workloads.md §2
     in_suite: bool = True
+    profile: str = "reference"   # the machine the model runs on (a shipped profile's name)
+    profile_fields: tuple = PROFILE_FIELDS   # what its figures depend on in that profile
+
+    @property
+    def host_profile(self):
+        return host_profiles.get(self.profile)
 
     def params(self, overrides=None, *, small=False):
         """Defaults, then the suite's small sizes, then `overrides`; unknown keys raise."""
@@ -34,12 +47,16 @@ class Workload:
         return None if self.closed_form is None else self.closed_form(strategy, params)
 
 
-def workload(name, *, scale, defaults, small=None, closed_form=None, alias="", in_suite=True):
-    """Decorator registering `func(run)` as a workload model."""
+def workload(name, *, scale, defaults, small=None, closed_form=None, alias="", in_suite=True,
+             profile="reference", profile_fields=()):
+    """Decorator registering `func(run)` as a workload model, run under `profile`; its
+    figures depend on PROFILE_FIELDS and `profile_fields` of it."""
+    host_profiles.get(profile)                 # an unknown name fails at import
     def register(func):
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else name
         WORKLOADS[name] = Workload(name, func, dict(defaults), dict(small or {}), scale,
-                                   summary, closed_form, alias, in_suite)
+                                   summary, closed_form, alias, in_suite, profile,
+                                   PROFILE_FIELDS + tuple(profile_fields))
         if alias:
             ALIASES.setdefault(alias.lower(), name)
         return func

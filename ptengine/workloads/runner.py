@@ -108,6 +108,8 @@ class RunResult:
     peak_map_count: int = 0         # delta, when the model observes peaks
     expected_vmas: object = None    # the closed form of workloads.md §2, if it has one
     extra: dict = dataclasses.field(default_factory=dict)
+    profile: str = "reference"      # the host profile's name: the simulated machine's, or
+                                    # "host" for the live kernel
 
     @property
     def delta(self):
@@ -123,12 +125,13 @@ class RunResult:
             "limit": self.limit.as_dict() if self.limit else None,
             "peak_map_count_delta": self.peak_map_count,
             "expected_vmas": self.expected_vmas, "extra": self.extra,
+            "profile": self.profile,
         }
 
 
-def open_backend(backend="sim", max_map_count=None, system_options=None):
-    """(system, mm) for 'sim' (ptengine.System, with `system_options`) or 'live'
-    (ptengine.live), or from a factory callable returning that pair."""
+def open_backend(backend="sim", max_map_count=None, system_options=None, profile=None):
+    """(system, mm) for 'sim' (ptengine.System under `profile`, with `system_options`) or
+    'live' (ptengine.live), or from a factory callable returning that pair."""
     if callable(backend):
         return backend()
     if backend == "sim":
@@ -136,7 +139,7 @@ def open_backend(backend="sim", max_map_count=None, system_options=None):
         opts = dict(system_options or {})
         if max_map_count is not None:
             opts["max_map_count"] = max_map_count
-        system = ptengine.System(**opts)
+        system = ptengine.System(profile=profile, **opts)
         # A process as exec leaves it ([vvar], [vdso], [stack] touched), so the page
         # tables over the top of the address space exist as they do in a real one.
         return system, system.spawn(exec_layout=True)
@@ -173,15 +176,16 @@ def _max_map_count(system, backend):
 
 
 def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None,
-        system_options=None):
+        system_options=None, profile=None):
     """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
-    address space). `backend` is 'sim', 'live', or a factory of (system, mm);
-    `system_options` go to ptengine.System (e.g. anon_vma_name=False)."""
+    address space). `backend` is 'sim', 'live', or a factory of (system, mm). The
+    simulator runs under `profile` (a HostProfile or a shipped profile's name; default:
+    the model's own), changed by `system_options` (e.g. anon_vma_name=False)."""
     wl = registry.get(name)
     strategy = Strategy(strategy)
     p = wl.params(params, small=small)
-    system, raw = (open_backend(backend, max_map_count, system_options) if system_options
-                   else open_backend(backend, max_map_count))
+    system, raw = open_backend(backend, max_map_count, system_options,
+                               wl.profile if profile is None else profile)
     mm = CountingMM(raw)
     r = Run(mm, strategy, p, system)
     backend_name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
@@ -211,18 +215,8 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
         peak = r.peak_map_count - baseline.map_count * len(r.processes)
         return RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline, final,
                          mm.counter.as_dict(), wall, limit, peak,
-                         wl.expected_vmas(strategy, p), r.extra)
+                         wl.expected_vmas(strategy, p), r.extra,
+                         getattr(getattr(system, "profile", None), "name", "host"))
     finally:
         close_backend(system, r.processes)
 
-
-def host_anon_vma_name():
-    """Whether the host kernel names anonymous VMAs (CONFIG_ANON_VMA_NAME), probed live."""
-    from .. import live
-    with live.LiveMM() as mm:
-        addr = mm.mmap(0, C.PAGE_SIZE, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
-        try:
-            mm.set_anon_name(addr, C.PAGE_SIZE, "ptengine-probe")
-            return True
-        except OSError:
-            return False

@@ -50,8 +50,6 @@ def make_system(backend, **options):
             live.server_binary()          # a build failure is an error, not a skip
             pytest.skip("the host kernel has no guard regions (MADV_GUARD_INSTALL)")
         return live.LiveSystem(**options)
-    # The host is built without CONFIG_ANON_VMA_NAME; the simulator is told the same.
-    options.setdefault("anon_vma_name", False)
     return ptengine.System(**options)
 
 

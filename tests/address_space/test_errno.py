@@ -904,19 +904,19 @@ ANON_NAME = rows(
 )
 
 
+@pytest.mark.host_profile("anon_vma_name")
 @pytest.mark.parametrize("fn, expected, sim_bug", ANON_NAME)
 def test_set_anon_name_without_config(ctx, fn, expected, sim_bug):
-    """The host has no CONFIG_ANON_VMA_NAME: every call is EINVAL (the simulator is told
-    the same by System(anon_vma_name=False))."""
+    """The reference profile has no CONFIG_ANON_VMA_NAME: every call is EINVAL."""
     check(ctx, fn, expected, sim_bug)
 
 
 def test_set_anon_name_with_config():
-    """The simulator with CONFIG_ANON_VMA_NAME on (its default), checked against the
+    """The simulator with CONFIG_ANON_VMA_NAME on (as the android profile has it), checked against the
     rules of mm/madvise.c (no host here to compare with): name length < 80 and printable
     without \\ ` $ [ ]; unaligned EINVAL; len 0 is 0; a hole ENOMEM after naming the mapped
     parts; file mappings EBADF; shared anon is named [anon_shmem:...]."""
-    system = ptengine.System()
+    system = ptengine.System(anon_vma_name=True)
     mm = system.spawn()
     a = mm.mmap(FAR, 9 * P, RW, ANON | MAP_FIXED_NOREPLACE)
     mm.munmap(a + 4 * P, P)

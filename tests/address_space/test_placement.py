@@ -5,6 +5,8 @@ The live server has its own mappings (vdso and vvar under mmap_base, its program
 4 MiB), so absolute addresses differ between backends: every expectation is written
 relative to addresses the backend itself returned.
 """
+import pytest
+
 from ptengine.constants import (MAP_32BIT, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_NORESERVE,
                                 MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, TASK_SIZE)
 
@@ -113,6 +115,7 @@ def test_map_32bit(env):
     assert e == GiB + 2 * P
 
 
+@pytest.mark.host_profile("mmap_min_addr")
 def test_hints(env):
     mm = env.mm
     h = 0x300000000000

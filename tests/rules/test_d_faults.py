@@ -82,6 +82,7 @@ def test_rule_12_vma_permissions_are_checked_before_the_marker(s, kind):
     assert s.fault(q + P + 3, write=True) == (SEGV, SEGV_ACCERR, q + P + 3)
 
 
+@pytest.mark.host_profile("memory_failure")
 @pytest.mark.kinds("anon", "shared_anon", "shmem")
 def test_rule_12_poison_is_sigbus(s, kind):
     p = s.map(kind, 3)

@@ -9,6 +9,8 @@ from ptengine.constants import (MADV_DONTFORK, MADV_GUARD_INSTALL, MADV_GUARD_RE
 from .conftest import EINVAL, ENOMEM, GUARD, NONE, P, RW, SLOT, Delta, errno_of
 
 INSTALL, REMOVE = MADV_GUARD_INSTALL, MADV_GUARD_REMOVE
+# The simulator runs the reference profile, whose kernel has VM_MAYBE_GUARD.
+pytestmark = pytest.mark.host_profile("maybe_guard")
 
 
 def madv(s, addr, npages, advice, mm=None):

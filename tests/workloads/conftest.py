@@ -36,27 +36,6 @@ def sim():
     return "sim"
 
 
-@pytest.fixture(scope="session")
-def host_names_vmas():
-    """Whether the live kernel has CONFIG_ANON_VMA_NAME (prctl PR_SET_VMA works)."""
-    from ptengine import live
-    from ptengine.constants import MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ
-    with live.LiveMM() as mm:
-        p = mm.mmap(0, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
-        try:
-            mm.set_anon_name(p, PAGE_SIZE, "probe")
-            return True
-        except OSError:
-            return False
-
-
-@pytest.fixture
-def needs_names(backend, request):
-    """Skip a live run whose figure depends on VMA names the host kernel cannot set."""
-    if backend == "live" and not request.getfixturevalue("host_names_vmas"):
-        pytest.skip("host kernel built without CONFIG_ANON_VMA_NAME: set_anon_name is EINVAL")
-
-
 @pytest.fixture
 def live_only():
     if not live_available():

@@ -7,9 +7,12 @@ import math
 import pytest
 
 from ptengine import constants as C
+from ptengine.profile import REFERENCE
 from ptengine.workloads import GiB, MiB, run
 
 STRATS = ("prot_none", "guard", "guard_batched")
+# A distribution kernel built with CONFIG_ANON_VMA_NAME, where glibc's decorate_maps works.
+NAMING = REFERENCE.with_fields(anon_vma_name=True)
 
 
 def vmas(result):
@@ -46,11 +49,14 @@ def test_glibc_batches_are_capped_at_uio_maxiov(backend):
     assert vmas(r) == 1
 
 
+@pytest.mark.host_profile("anon_vma_name", profile=NAMING)
 @pytest.mark.parametrize("strategy", STRATS)
-def test_glibc_decorate_maps_names_every_stack(backend, strategy, needs_names):
-    """glibc.mem.decorate_maps=1: per-tid names, so GM gives N VMAs instead of 1."""
+def test_glibc_decorate_maps_names_every_stack(backend, strategy):
+    """glibc.mem.decorate_maps=1: per-tid names, so GM gives N VMAs instead of 1 (on a
+    kernel with CONFIG_ANON_VMA_NAME)."""
     n = 50
-    r = run("glibc_threads", strategy, {"n": n, "decorate_maps": True}, backend=backend)
+    r = run("glibc_threads", strategy, {"n": n, "decorate_maps": True}, backend=backend,
+            profile=NAMING)
     assert vmas(r) == r.expected_vmas == (2 * n if strategy == "prot_none" else n)
     assert calls(r, "set_anon_name") == n
 
@@ -131,8 +137,13 @@ def test_musl_churn(backend, strategy):
 
 
 # --- W3 Android ------------------------------------------------------------------------
+# The Android models run under the android profile (their registration says so); the host
+# checks their figures only if it names VMAs as Android kernels do.
+ANDROID_NAMES = pytest.mark.host_profile("anon_vma_name", profile="android")
+
+@ANDROID_NAMES
 @pytest.mark.parametrize("scs", ("old", "new", "none"))
-def test_android_app_prot_none(backend, scs, needs_names):
+def test_android_app_prot_none(backend, scs):
     """Per thread: 3 (stack_and_tls) + 2 (signal stack) + s (SCS) + 1 per Java thread, less
     one where a thread mapping lands right below another: the upper one's low guard and the
     lower one's top guard (both unnamed PROT_NONE) merge. The 2 MiB-aligned 16 MiB SCS
@@ -144,8 +155,9 @@ def test_android_app_prot_none(backend, scs, needs_names):
     assert r.expected_vmas - t <= vmas(r) <= r.expected_vmas
 
 
+@ANDROID_NAMES
 @pytest.mark.parametrize("strategy", ("guard", "guard_batched"))
-def test_android_app_markers(backend, strategy, needs_names):
+def test_android_app_markers(backend, strategy):
     """With markers: <= 3 per thread (signal stacks share a name, SCS reservations are
     unnamed: neighbours of either kind merge); the per-tid stack names keep one VMA per
     thread at least."""
@@ -160,7 +172,8 @@ def test_android_background_is_real_mappings(backend):
     assert vmas(r) == 101
 
 
-def test_android_device_reproduces_13_percent(backend, needs_names):
+@ANDROID_NAMES
+def test_android_device_reproduces_13_percent(backend):
     """§3 row 1: ~13% fewer VMAs on an idle device (B=1800, T=60, V_PN=8, Δ=5)."""
     p = {"processes": 3}
     pn = run("android_device", "prot_none", p, backend=backend)
