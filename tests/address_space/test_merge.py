@@ -57,6 +57,7 @@ def test_merge_new_untouched_anon(region):
 
 @pytest.mark.parametrize("sticky", [s for n in range(4) for s in itertools.combinations("ABC", n)],
                          ids=lambda s: "sticky-" + ("".join(s) or "none"))
+@pytest.mark.host_profile("maybe_guard")
 def test_merge_new_sticky(env, region, sticky):
     """The same walk on a MAP_SHARED file (offsets follow the pages), with a guard installed
     in some of A, B, C first: VM_MAYBE_GUARD (gu) never blocks a merge and the merged VMA
@@ -181,6 +182,7 @@ def test_anon_vma_of_middle_survives_the_merge(region):
 
 @pytest.mark.parametrize("sticky", list(itertools.product((False, True), repeat=3)),
                          ids=lambda s: "".join("PVN"[i] if x else "-" for i, x in enumerate(s)))
+@pytest.mark.host_profile("maybe_guard")
 def test_merge_existing(env, region, sticky):
     """mprotect makes (part of) V equal to its neighbour(s), on a MAP_SHARED file so that no
     anon_vma is involved. `sticky` says which of P, V, N carry gu (a guard installed and
@@ -361,6 +363,7 @@ def test_prot_and_growsdown_differences_block(region):
 
 # --- VM_MAYBE_GUARD (gu) is sticky (probes N..N9) ------------------------------------------
 
+@pytest.mark.host_profile("maybe_guard")
 def test_maybe_guard_is_ored_not_compared(region):
     r = region
     r.map(0, 4)

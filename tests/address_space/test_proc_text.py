@@ -113,6 +113,7 @@ def test_smaps_text(texts):
         f"{i}: ptengine {s!r}\n    kernel   {k!r}" for i, s, k in diff[:20])
 
 
+@pytest.mark.host_profile("maybe_guard")
 def test_guard_markers_never_in_maps(texts):
     """The guard in [36,40) shows only as `gu` in VmFlags; maps has one plain VMA there."""
     for backend in BACKENDS:

@@ -1,5 +1,7 @@
 """guard-regions.c tests 27, 28 and 30: how /proc shows guards (pagemap, PAGEMAP_SCAN,
 smaps VmFlags "gu")."""
+import pytest
+
 from ptengine.constants import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MAP_FIXED,
                                 PAGE_IS_GUARD, PM_FILE, PM_GUARD_REGION, PM_MMAP_EXCLUSIVE,
                                 PM_PFRAME_MASK, PM_PRESENT, PM_SWAP, PROT_READ, PROT_WRITE,
@@ -66,6 +68,7 @@ def local_fs_has_sane_mmap(g):
     return (vma.start, vma.end) == (ptr, ptr + 10 * P)
 
 
+@pytest.mark.host_profile("maybe_guard")
 def test_smaps(g):
     """30. VM_MAYBE_GUARD ("gu") is set on install, never cleared, copied to both halves
     of a split, and does not stop the halves merging again.

@@ -110,3 +110,28 @@ def test_live_side_by_side(compare, availability):
     status, out = compare("W7", "--param", "fibers=10", "--live")
     assert status == 0
     assert "live: VMAs Δ" in out
+
+
+def test_live_says_what_the_host_cannot_check(compare, availability, tmp_path):
+    """W3 runs under the android profile. Where the host differs from it in what the
+    model's figures depend on (CONFIG_ANON_VMA_NAME here), --live shows the model's own
+    table, names the difference, and compares the host with the simulator under the host's
+    profile; no run disagrees."""
+    if not (availability.sim and availability.live):
+        pytest.skip("--live compares the simulator with the host kernel: needs both")
+    from ptengine import live
+    from ptengine.workloads import get
+    wl = get("W3")
+    path = tmp_path / "w3.json"
+    status, out = compare("W3", "--param", "threads=10", "--strategies", "prot_none,guard",
+                          "--live", "--json", str(path))
+    assert status == 0 and "MISMATCH" not in out
+    reasons = live.unchecked(wl.host_profile, wl.profile_fields)
+    assert out.count("== android_app (W3)") == (2 if reasons else 1)
+    assert ("cannot check" in out) == bool(reasons)
+    assert all(r in out for r in reasons)
+    runs = json.loads(path.read_text())["runs"]
+    profiles = [r["profile"] for r in runs]
+    assert profiles[:2] == ["android", "android"]
+    assert profiles[2:] == (["host", "host"] if reasons else [])
+    assert all(r["live"] is None for r in runs[:2]) == bool(reasons)

@@ -167,6 +167,17 @@ def test_android_app_markers(backend, strategy):
     assert t < vmas(r) <= 3 * t
 
 
+@pytest.mark.parametrize("profile, failed", [(None, 0), ("reference", 2 * 10)])
+def test_android_models_run_under_the_android_profile(sim, profile, failed):
+    """The simulator runs W3 under its own profile, where both names of every thread
+    (stack_and_tls, signal stack) are set; under the reference profile (no
+    CONFIG_ANON_VMA_NAME) each of them is EINVAL."""
+    r = run("android_app", "guard", {"threads": 10}, backend=sim, profile=profile)
+    assert r.profile == (profile or "android")
+    assert r.syscalls["failed"].get("set_anon_name: EINVAL", 0) == failed
+    assert calls(r, "set_anon_name") == 2 * 10
+
+
 def test_android_background_is_real_mappings(backend):
     r = run("android_app", "prot_none", {"threads": 0, "background": 101}, backend=backend)
     assert vmas(r) == 101
