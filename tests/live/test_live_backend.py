@@ -356,4 +356,23 @@ def test_batch_reports_errors_per_call(mm):
 
 
 def test_available():
-    assert live.available() is True
+    """available() is whether MADV_GUARD_INSTALL works, asked here of this process's own
+    kernel through libc; False whenever the backend is turned off (PTENGINE_LIVE=0)."""
+    import ctypes
+    import mmap
+    if not live.enabled():
+        assert live.available() is False
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    p = libc.mmap(None, P, mmap.PROT_READ | mmap.PROT_WRITE,
+                  mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    try:
+        works = libc.madvise(p, P, MADV_GUARD_INSTALL) == 0
+    finally:
+        libc.munmap(p, P)
+    assert live.available() is works
