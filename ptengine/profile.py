@@ -100,10 +100,18 @@ class HostProfile:
         return dataclasses.replace(self, name=name, **changes)
 
     def differences(self, other, fields=None):
-        """[(field, mine, other's)] for the fields (default: all but the name) that differ."""
+        """[(field, mine, other's)] for the fields (default: all but the name) that differ.
+        MemTotal moves by a few hundred kB between boots of one machine (what firmware and
+        the kernel reserve), so RAM sizes within 1% of each other count as the same."""
         names = fields or [f.name for f in dataclasses.fields(self) if f.name != "name"]
-        return [(k, getattr(self, k), getattr(other, k)) for k in names
-                if getattr(self, k) != getattr(other, k)]
+        out = []
+        for k in names:
+            mine, theirs = getattr(self, k), getattr(other, k)
+            if k == "memtotal_kb" and abs(mine - theirs) * 100 <= max(mine, theirs):
+                continue
+            if mine != theirs:
+                out.append((k, mine, theirs))
+        return out
 
 
 def describe(field, wanted, host):

@@ -233,6 +233,10 @@ def test_profiles_are_frozen_named_and_checked():
     named = REFERENCE.with_fields(anon_vma_name=True, max_map_count=1000)
     assert named.name == "reference (anon_vma_name=True, max_map_count=1000)"
     assert [d[0] for d in named.differences(REFERENCE)] == ["max_map_count", "anon_vma_name"]
+    booted = REFERENCE.with_fields(memtotal_kb=REFERENCE.memtotal_kb - 420)
+    assert booted.differences(REFERENCE) == []
+    assert [d[0] for d in ANDROID.differences(REFERENCE, ("memtotal_kb", "swap_kb"))] == \
+        ["memtotal_kb", "swap_kb"]
     assert isinstance(ANDROID, HostProfile) and ANDROID.anon_vma_name
 
 

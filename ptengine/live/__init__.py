@@ -85,7 +85,7 @@ def available():
 def unchecked(profile, fields=None):
     """Why the host cannot check figures made under `profile`: one reason per field (of
     `fields`, default all but the name) where the host differs; [] if it can check them
-    all, or every field's reason if there is no usable host kernel."""
+    all; one reason saying so if there is no usable host kernel."""
     if not available():
         return ["ptengine.live is not available (no host kernel with MADV_GUARD_INSTALL)"]
     host = host_profile()
