@@ -156,7 +156,7 @@ class FaultHandling:
             if outcome == HWPOISON and not self.system.profile.memory_failure:
                 # arch/x86/mm/fault.c:do_sigbus(): the BUS_MCEERR_AR branch exists only
                 # with CONFIG_MEMORY_FAILURE; without it VM_FAULT_HWPOISON is a plain
-                # SIGBUS with BUS_ADRERR (the reference host).
+                # SIGBUS with BUS_ADRERR (the reference profile).
                 code = BUS_ADRERR
             raise cls(code, addr)
 
