@@ -2,13 +2,13 @@
  * PTRACE_TRACEME), then print /proc/PID/maps, smaps and status as the kernel has them
  * there, separated by "----" lines.
  *
- *   launcher [-b ADDR]... -- PROGRAM ARGS...
+ *   launcher [-s NR[,ARG]...]... -- PROGRAM ARGS...
  *
- * Each -b first makes the stopped program call brk(ADDR) (ADDR in hex; 0 asks for the
- * break), by pointing it at a `syscall` instruction written over its entry point and
- * single-stepping it, and prints each result in hex on one line before the maps. The
- * entry page becomes a private copy then: maps does not change, smaps counts the copy.
- * The environment is the launcher's own. */
+ * Each -s first makes the stopped program make system call NR with up to six arguments
+ * (all in hex), by pointing it at a `syscall` instruction written over its entry point and
+ * single-stepping it, and prints each result (the raw return value, in hex) on one line
+ * before the maps. The entry page becomes a private copy then: maps does not change,
+ * smaps counts the copy. The environment is the launcher's own. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
@@ -36,13 +36,16 @@ static void dump(pid_t pid, const char *what)
     close(fd);
 }
 
-static unsigned long brk_in(pid_t pid, const struct user_regs_struct *at, unsigned long addr)
+struct call { unsigned long nr, a[6]; };
+
+static unsigned long call_in(pid_t pid, const struct user_regs_struct *at, const struct call *c)
 {
     struct user_regs_struct r = *at;
     int st;
-    r.rax = SYS_brk;
+    r.rax = c->nr;
     r.orig_rax = -1;
-    r.rdi = addr;
+    r.rdi = c->a[0]; r.rsi = c->a[1]; r.rdx = c->a[2];
+    r.r10 = c->a[3]; r.r8 = c->a[4]; r.r9 = c->a[5];
     if (ptrace(PTRACE_SETREGS, pid, 0, &r) || ptrace(PTRACE_SINGLESTEP, pid, 0, 0))
         { perror("ptrace"); exit(1); }
     waitpid(pid, &st, 0);
@@ -52,12 +55,18 @@ static unsigned long brk_in(pid_t pid, const struct user_regs_struct *at, unsign
 
 int main(int argc, char **argv)
 {
-    unsigned long brks[64];
-    int nbrk = 0, i = 1, st;
-    for (; i < argc && strcmp(argv[i], "--"); i++)
-        if (!strcmp(argv[i], "-b") && i + 1 < argc && nbrk < 64)
-            brks[nbrk++] = strtoul(argv[++i], NULL, 16);
-    if (i + 1 >= argc) { fprintf(stderr, "usage: launcher [-b ADDR]... -- PROGRAM ARGS...\n"); return 2; }
+    static struct call calls[256];
+    int ncalls = 0, i = 1, st;
+    for (; i < argc && strcmp(argv[i], "--"); i++) {
+        if (strcmp(argv[i], "-s") || i + 1 >= argc || ncalls == 256)
+            { fprintf(stderr, "bad argument %s\n", argv[i]); return 2; }
+        char *p = argv[++i];
+        struct call *c = &calls[ncalls++];
+        c->nr = strtoul(p, &p, 16);
+        for (int k = 0; k < 6 && *p == ','; k++)
+            c->a[k] = strtoul(p + 1, &p, 16);
+    }
+    if (i + 1 >= argc) { fprintf(stderr, "usage: launcher [-s NR[,ARG]...]... -- PROGRAM ARGS...\n"); return 2; }
     char **prog = argv + i + 1;
     pid_t pid = fork();
     if (pid == 0) {
@@ -69,13 +78,13 @@ int main(int argc, char **argv)
     }
     waitpid(pid, &st, 0);
     if (!WIFSTOPPED(st)) { fprintf(stderr, "no exec stop\n"); return 1; }
-    if (nbrk) {
+    if (ncalls) {
         struct user_regs_struct regs;
         ptrace(PTRACE_GETREGS, pid, 0, &regs);
         long word = ptrace(PTRACE_PEEKTEXT, pid, regs.rip, 0);
         ptrace(PTRACE_POKETEXT, pid, regs.rip, (word & ~0xffffL) | 0x050f);
-        for (int k = 0; k < nbrk; k++)
-            printf("%lx\n", brk_in(pid, &regs, brks[k]));
+        for (int k = 0; k < ncalls; k++)
+            printf("%lx\n", call_in(pid, &regs, &calls[k]));
         ptrace(PTRACE_POKETEXT, pid, regs.rip, word);
         printf("----\n");
     }

@@ -71,18 +71,19 @@ def host_programs():
     return progs
 
 
-def kernel_exec(built, path, argv, env=ENV, brks=(), stack_rlimit=None):
-    """(brk results, maps, smaps, status) of `path` at its exec stop, after the brk calls."""
+def kernel_exec(built, path, argv, env=ENV, syscalls=(), stack_rlimit=None):
+    """(results, maps, smaps, status) of `path` at its exec stop, after it made
+    `syscalls` ("NR,ARG,..." in hex, launcher.c -s) there."""
     def limit():
         if stack_rlimit is not None:
             resource.setrlimit(resource.RLIMIT_STACK, (stack_rlimit, stack_rlimit))
     args = [built["launcher"]]
-    for b in brks:
-        args += ["-b", format(b, "x")]
+    for call in syscalls:
+        args += ["-s", call]
     r = subprocess.run([*args, "--", path, *argv[1:]], env=env, capture_output=True,
                        text=True, preexec_fn=limit, check=True)
     parts = r.stdout.split("----\n")
-    results = [int(x, 16) for x in parts.pop(0).split()] if brks else []
+    results = [int(x, 16) for x in parts.pop(0).split()] if syscalls else []
     maps, smaps, status = parts
     return results, maps, smaps, procfs.parse_status(status)
 
