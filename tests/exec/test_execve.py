@@ -34,8 +34,12 @@ PROGRAM_C = r"""
 static volatile char bss[300000];
 int main(int argc, char **argv) { bss[argc * 4096] = 1; printf("%d\n", bss[4096]); return 0; }
 """
+# Segments 2 MiB apart (max-page-size): the image is reserved whole and the holes between
+# segments given back (elf_map()), and a PIE's base is aligned down to 2 MiB.
+BIG_ALIGN = ["-Wl,-z,max-page-size=0x200000", "-Wl,-z,separate-code"]
 C_BUILDS = {"pie": ["-fPIE", "-pie"], "nopie": ["-no-pie"], "static": ["-static"],
-            "static-pie": ["-static-pie"]}
+            "static-pie": ["-static-pie"], "pie-2M": ["-fPIE", "-pie", *BIG_ALIGN],
+            "static-pie-2M": ["-static-pie", *BIG_ALIGN]}
 
 
 @pytest.fixture(scope="session")
@@ -113,17 +117,22 @@ def check_program(built, path, argv=None, env=ENV, stack_rlimit=None):
 @pytest.mark.parametrize("name", list(C_BUILDS))
 def test_c_program(built, name):
     """A PIE at 0x555555554000, a non-PIE at its link address, a static program without
-    interpreter and a static PIE (placed top-down, its break at ELF_ET_DYN_BASE): each
-    segment, the bss past the file (its own anonymous VMA), ld.so, the vDSO, [stack] and
+    interpreter and a static PIE (placed top-down, its break at ELF_ET_DYN_BASE), and
+    both kinds of PIE with 2 MiB segment alignment: each segment, the holes between them,
+    the bss past the file (its own anonymous VMA), ld.so, the vDSO, [stack] and
     [vsyscall] as the kernel has them."""
     if name not in built:
         pytest.skip(f"cc cannot link a {name} program here"
                     + (" (no libc.a: install libc6-dev's static library)"
                        if "static" in name else ""))
     mm, maps = check_program(built, built[name])
-    bss = [e for e in procfs.parse_maps(maps) if e.file is None and not e.name]
+    entries = procfs.parse_maps(maps)
+    bss = [e for e in entries if e.file is None and not e.name]
     assert bss, "the 300 kB bss is an anonymous VMA of its own"
-    if name == "static-pie":
+    if name.endswith("-2M"):
+        own = [e for e in entries if e.file is not None and e.file.path == built[name]]
+        assert all(b.start > a.end for a, b in zip(own, own[1:])), "holes stay unmapped"
+    if name.startswith("static-pie"):
         assert mm.start_brk == (TASK_SIZE // 3 * 2 + P - 1) & ~(P - 1)
     else:
         assert mm.start_brk == bss[-1].end
