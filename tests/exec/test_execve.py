@@ -10,6 +10,7 @@ a non-PIE, a static and a static-PIE one (the static ones need libc.a; without i
 skip and say so). python3, /bin/true, node and java run where installed.
 """
 import errno
+import re
 import os
 import resource
 import shutil
@@ -218,3 +219,20 @@ def test_fork_keeps_the_gate(built):
     assert child.maps() == mm.maps()
     assert child.maps().splitlines()[-1].endswith("[vsyscall]")
     child.exit()
+
+
+def test_readme_example_runs():
+    """The README's exec example: python3's layout, and the heap beside its data."""
+    text = (HERE.parent.parent / "README.md").read_text()
+    block = re.search(r"## Processes from real programs\n+```python\n(.*?)```", text,
+                      re.S).group(1)
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("/usr/bin/python3 is not installed")
+    namespace = {"pt": ptengine}
+    exec(compile(block, "README.md", "exec"), namespace)
+    mm = namespace["mm"]
+    names = [e.name for e in procfs.parse_maps(mm.maps())]
+    assert {"[vvar]", "[vvar_vclock]", "[vdso]", "[stack]"} <= set(names)
+    assert names.count("[heap]") == 1 and names[-1] == "[vsyscall]"
+    heap = mm.find_vma(mm.start_brk)
+    assert (heap.start, heap.end) == (mm.start_brk, mm.start_brk + 4 * P)
