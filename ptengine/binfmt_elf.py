@@ -85,6 +85,8 @@ def execve(system, path, argv=None, envp=None, stack_rlimit=8 << 20):
     if not isinstance(path, str):
         path = os.fsdecode(path)
     argv = [path] if argv is None else list(argv)
+    if not argv:
+        argv = [""]            # do_execveat_common() gives an empty argv one empty string
     envp = [] if envp is None else (
         [f"{k}={v}" for k, v in envp.items()] if hasattr(envp, "items") else list(envp))
     for s in (*argv, *envp):

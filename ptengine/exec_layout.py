@@ -8,7 +8,7 @@ Mirrors, for a non-randomised x86-64 process (ADDR_NO_RANDOMIZE, or randomize_va
   arch/x86/entry/vdso/vma.c:map_vdso()      [vvar], [vvar_vclock], [vdso], top-down;
   arch/x86/entry/vsyscall/vsyscall_64.c     the [vsyscall] gate page (get_gate_vma()): in
                                             maps and smaps, never in the VMA tree.
-fs/binfmt_elf.py maps the program and its interpreter and calls these in the kernel's order.
+binfmt_elf.py maps the program and its interpreter and calls these in the kernel's order.
 `spawn(exec_layout=True)` uses them for a process whose program is left out: the stack and
 the vDSO as a small static program has them, touched as its C library's start-up leaves
 them, so that the page tables over the top of the address space exist as in a real process
@@ -17,7 +17,7 @@ and page-table figures of top-down workloads match the host kernel's to the byte
 import errno
 
 from . import _core
-from .constants import (MMAP_MIN_ADDR, PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
+from .constants import (PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
                         VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO,
                         VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_WRITE)
 from .errors import raise_errno
@@ -91,7 +91,8 @@ def copy_strings(filename, argv, envp, stack_rlimit):
     if any(n > MAX_ARG_STRLEN for n in sizes):
         raise_errno(errno.E2BIG)
     limit = max(min(STK_LIM // 4 * 3, stack_rlimit // 4), ARG_MAX)
-    if sum(sizes[1:]) + (len(argv) + len(envp)) * 8 > limit:
+    pointers = (max(len(argv), 1) + len(envp)) * 8
+    if limit <= pointers or sum(sizes[1:]) > limit - pointers:
         raise_errno(errno.E2BIG)
     return STACK_TOP - 8 - sum(sizes)
 
@@ -104,11 +105,11 @@ def setup_arg_pages(mm, p, stack_rlimit, executable_stack):
     vm_start = min(STACK_TOP - P, p & PAGE_MASK)
     rlim = stack_rlimit & PAGE_MASK
     if STACK_TOP - vm_start + STACK_EXPAND > rlim:
-        vm_start = STACK_TOP - rlim
+        # expand_stack() to the limit; strings already past it (ARG_MAX allows 128 KiB
+        # under any limit) stay as they are.
+        vm_start = min(vm_start, STACK_TOP - rlim)
     else:
         vm_start -= STACK_EXPAND
-    if vm_start < MMAP_MIN_ADDR:
-        raise_errno(errno.ENOMEM)
     flags = STACK_FLAGS | mm.def_flags | (VM_EXEC if executable_stack else 0)
     mm.vma_tree.insert(VMA(vm_start, STACK_TOP, flags | mm.system.new_vma_flags,
                            vm_start // P))

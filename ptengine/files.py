@@ -297,7 +297,9 @@ class System:
     def execve(self, path, argv=None, *, envp=None, stack_rlimit=8 << 20):
         """A new process whose address space is what Linux's execve(path, argv, envp)
         leaves with ASLR off (fs/binfmt_elf.c; see ptengine/binfmt_elf.py). `envp`: a
-        mapping or "NAME=value" strings, empty by default; with argv it sizes the stack."""
+        mapping or "NAME=value" strings, empty by default; with argv it sizes the stack.
+        The process's mmap_base follows stack_rlimit as the kernel derives it, whatever
+        this System's `mmap_base` (which is spawn()'s default)."""
         from .binfmt_elf import execve
         return execve(self, path, argv, envp, stack_rlimit)
 
