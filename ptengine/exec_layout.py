@@ -85,7 +85,8 @@ def mmap_base(stack_rlimit):
 def copy_strings(filename, argv, envp, stack_rlimit):
     """do_execveat_common(): where bprm->p ends after the file name, the environment and
     the arguments are copied below the top of the stack (one pointer's room is left
-    above them), in bytes as given. E2BIG as bprm_stack_limits()/copy_strings() decide."""
+    above them), in bytes as given. E2BIG as bprm_stack_limits(), copy_strings() and the
+    stack limit decide."""
     strings = [filename, *envp, *argv]
     sizes = [len(s) + 1 for s in strings]
     if any(n > MAX_ARG_STRLEN for n in sizes):
@@ -94,7 +95,12 @@ def copy_strings(filename, argv, envp, stack_rlimit):
     pointers = (max(len(argv), 1) + len(envp)) * 8
     if limit <= pointers or sum(sizes[1:]) > limit - pointers:
         raise_errno(errno.E2BIG)
-    return STACK_TOP - 8 - sum(sizes)
+    p = STACK_TOP - 8 - sum(sizes)
+    # get_arg_page() grows the stack VMA over the strings: past the stack limit
+    # (acct_stack_growth()) the copy fails, and so does exec.
+    if STACK_TOP - (p & PAGE_MASK) > stack_rlimit:
+        raise_errno(errno.E2BIG)
+    return p
 
 
 # mirrors fs/exec.c:setup_arg_pages() (after __bprm_mm_init() and get_arg_page())

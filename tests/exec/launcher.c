@@ -2,20 +2,27 @@
  * PTRACE_TRACEME), then print /proc/PID/maps, smaps and status as the kernel has them
  * there, separated by "----" lines.
  *
- *   launcher [-s NR[,ARG]...]... -- PROGRAM ARGS...
+ *   launcher [-l STACK_LIMIT] [-E] [-s NR[,ARG]...]... -- PROGRAM ARGS...
+ *
+ * -l sets the program's RLIMIT_STACK (bytes, or "unlimited"); -E gives it the environment
+ * read from stdin (NUL-separated NAME=value strings) instead of the launcher's own. Both
+ * apply to the program only, so the launcher itself starts whatever they are. If exec
+ * fails, the launcher prints "exec-error ERRNO" and exits with status 3.
  *
  * Each -s first makes the stopped program make system call NR with up to six arguments
  * (all in hex), by pointing it at a `syscall` instruction written over its entry point and
  * single-stepping it, and prints each result (the raw return value, in hex) on one line
  * before the maps. The entry page becomes a private copy then: maps does not change,
- * smaps counts the copy. The environment is the launcher's own. */
+ * smaps counts the copy. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/personality.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -26,7 +33,8 @@ extern char **environ;
 
 static void dump(pid_t pid, const char *what)
 {
-    char path[64], buf[1 << 16];
+    static char buf[1 << 16];     /* not on the stack: tests run this under small limits */
+    char path[64];
     ssize_t n;
     snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what);
     int fd = open(path, O_RDONLY);
@@ -53,11 +61,41 @@ static unsigned long call_in(pid_t pid, const struct user_regs_struct *at, const
     return r.rax;
 }
 
+/* The environment from stdin: NUL-separated strings. */
+static char **read_env(void)
+{
+    size_t len = 0, cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    ssize_t got;
+    while ((got = read(0, buf + len, cap - len)) > 0)
+        if ((len += got) == cap)
+            buf = realloc(buf, cap *= 2);
+    buf[len] = '\0';
+    char **env = malloc((len + 2) * sizeof *env);
+    for (size_t at = 0; at < len; at += strlen(buf + at) + 1)
+        env[n++] = buf + at;
+    env[n] = NULL;
+    return env;
+}
+
 int main(int argc, char **argv)
 {
     static struct call calls[256];
-    int ncalls = 0, i = 1, st;
+    int ncalls = 0, i = 1, st, set_limit = 0;
+    struct rlimit limit;
+    char **env = environ;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], "-E")) {
+            env = read_env();
+            continue;
+        }
+        if (!strcmp(argv[i], "-l") && i + 1 < argc) {
+            i++;
+            limit.rlim_cur = limit.rlim_max =
+                strcmp(argv[i], "unlimited") ? strtoul(argv[i], NULL, 10) : RLIM_INFINITY;
+            set_limit = 1;
+            continue;
+        }
         if (strcmp(argv[i], "-s") || i + 1 >= argc || ncalls == 256)
             { fprintf(stderr, "bad argument %s\n", argv[i]); return 2; }
         char *p = argv[++i];
@@ -71,13 +109,16 @@ int main(int argc, char **argv)
     pid_t pid = fork();
     if (pid == 0) {
         personality(ADDR_NO_RANDOMIZE);
+        if (set_limit && setrlimit(RLIMIT_STACK, &limit)) { perror("setrlimit"); _exit(126); }
         ptrace(PTRACE_TRACEME, 0, 0, 0);
-        execve(prog[0], prog, environ);
-        perror("execve");
+        execve(prog[0], prog, env);
+        printf("exec-error %d\n", errno);
+        fflush(stdout);
         _exit(127);
     }
     waitpid(pid, &st, 0);
-    if (!WIFSTOPPED(st)) { fprintf(stderr, "no exec stop\n"); return 1; }
+    if (!WIFSTOPPED(st))
+        return WIFEXITED(st) && WEXITSTATUS(st) == 127 ? 3 : 1;
     if (ncalls) {
         struct user_regs_struct regs;
         ptrace(PTRACE_GETREGS, pid, 0, &regs);
