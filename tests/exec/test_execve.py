@@ -40,7 +40,8 @@ int main(int argc, char **argv) { bss[argc * 4096] = 1; printf("%d\n", bss[4096]
 BIG_ALIGN = ["-Wl,-z,max-page-size=0x200000", "-Wl,-z,separate-code"]
 C_BUILDS = {"pie": ["-fPIE", "-pie"], "nopie": ["-no-pie"], "static": ["-static"],
             "static-pie": ["-static-pie"], "pie-2M": ["-fPIE", "-pie", *BIG_ALIGN],
-            "static-pie-2M": ["-static-pie", *BIG_ALIGN]}
+            "static-pie-2M": ["-static-pie", *BIG_ALIGN],
+            "execstack": ["-fPIE", "-pie", "-Wl,-z,execstack"]}    # PT_GNU_STACK RWE
 
 
 @pytest.fixture(scope="session")
@@ -135,9 +136,10 @@ def check_program(built, path, argv=None, env=ENV, stack_rlimit=None):
 def test_c_program(built, name):
     """A PIE at 0x555555554000, a non-PIE at its link address, a static program without
     interpreter and a static PIE (placed top-down, its break at ELF_ET_DYN_BASE), and
-    both kinds of PIE with 2 MiB segment alignment: each segment, the holes between them,
-    the bss past the file (its own anonymous VMA), ld.so, the vDSO, [stack] and
-    [vsyscall] as the kernel has them."""
+    both kinds of PIE with 2 MiB segment alignment, and a PIE asking for an executable
+    stack: each segment, the holes between them, the bss past the file (its own anonymous
+    VMA), ld.so, the vDSO, [stack] (rwx for the last) and [vsyscall] as the kernel has
+    them."""
     if name not in built:
         pytest.skip(f"cc cannot link a {name} program here"
                     + (" (no libc.a: install libc6-dev's static library)"
@@ -149,6 +151,8 @@ def test_c_program(built, name):
     if name.endswith("-2M"):
         own = [e for e in entries if e.file is not None and e.file.path == built[name]]
         assert all(b.start > a.end for a, b in zip(own, own[1:])), "holes stay unmapped"
+    if name == "execstack":
+        assert [e.perms for e in entries if e.name == "[stack]"] == ["rwxp"]
     if not name.startswith("static-pie"):
         assert mm.start_brk == bss[-1].end      # a static PIE's break is elsewhere
 
