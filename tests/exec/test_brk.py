@@ -14,7 +14,7 @@ value and the final maps must be equal, line for line.
 import pytest
 
 import ptengine
-from ptengine.constants import (MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE_SIZE,
+from ptengine.constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE_SIZE,
                                 PROT_READ, PROT_WRITE)
 
 from .test_execve import ENV, built, kernel_exec  # noqa: F401  (built is a fixture)
@@ -42,6 +42,11 @@ SCENARIOS = {
     # merged with, the growth is a VMA of its own, and all three are [heap].
     "heap split by mprotect": [("brk", 4 * P), ("mprotect", 2 * P, 2 * P, PROT_READ),
                                ("brk", 6 * P), ("brk", 8 * P)],
+    # The VMA grown is the one ending at the break if it reaches above start_brk
+    # (vma_prev_limit(start_brk)), wherever it starts: here an anonymous mapping over the
+    # end of the bss and the start of the heap, merged with the bss, grows on.
+    "a VMA across start_brk": [("brk", P), ("mmap", -P, 2 * P, RW, ANON | MAP_FIXED),
+                               ("brk", 3 * P)],
 }
 
 
@@ -67,7 +72,9 @@ def test_brk_against_the_kernel(built, program, scenario):
         # brk(0) asks for the break; every other address is start_brk-relative.
         addr = 0 if name == "brk" and first == 0 and len(calls) == 0 else start + first
         calls.append((name, addr, *rest))
-    encoded = [",".join(format(v & (1 << 64) - 1, "x") for v in (NR[name], *args))
+    # The kernel's mmap takes fd -1 and offset 0 for anonymous memory.
+    encoded = [",".join(format(v & (1 << 64) - 1, "x")
+                        for v in (NR[name], *args, *((-1, 0) if name == "mmap" else ())))
                for name, *args in calls]
     raw, maps, _, _ = kernel_exec(built, path, argv, syscalls=encoded)
     kernel = [r - (1 << 64) if r >= 1 << 63 else r for r in raw]
