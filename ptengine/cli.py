@@ -39,6 +39,8 @@ def add_compare_arguments(p):
     p.add_argument("--plot", metavar="FILE", help="write VMAs and page tables vs scale "
                                                  "(.png or .svg)")
     p.add_argument("--json", metavar="FILE", help="write machine-readable results")
+    p.add_argument("--csv", metavar="FILE", help="write the results table (one row per run)")
+    p.add_argument("--parquet", metavar="FILE", help="write the results table as Parquet")
     p.add_argument("--max-map-count", type=int, metavar="N",
                    help="the simulated vm.max_map_count (default 65530)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,9 +158,16 @@ def cmd_compare(args):
     if args.json:
         report.write_json(args.json, report.to_json(groups, live=args.live))
         print(f"wrote {args.json}")
-    if args.plot:
-        report.plot(groups, args.plot)
-        print(f"wrote {args.plot}")
+    if args.csv or args.parquet or args.plot:
+        from .workloads import plots, table
+        results = table.frame(report.rows(groups))
+        for path in (args.csv, args.parquet):
+            if path:
+                table.write(results, path)
+                print(f"wrote {path}")
+        if args.plot:
+            plots.plot(results, args.plot)
+            print(f"wrote {args.plot}")
     return 0
 
 
