@@ -127,7 +127,7 @@ def _series(rows, wl):
             vmas=("vmas", "median"), vm_pte_bytes=("vm_pte_bytes", "median"),
             limit=("limit_errno", lambda s: s.notna().any()),
             limit_line=("limit_max_map_count", "max"), baseline=("baseline_vmas", "max"),
-            processes=("processes", "max"))
+            processes=("n_processes", "max"))
         out[(key[0], key[1], text)] = pts
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     return dict(sorted(out.items(), key=lambda kv: (kv[0][1] != "sim", order.get(kv[0][0], 9),

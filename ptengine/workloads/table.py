@@ -19,6 +19,7 @@ class Metric:
     label: str = ""          # its row in compare's text table ("" = table files only)
     fmt: str = "{:,}"        # how the text table prints it: a format string, or "bytes"
     change: bool = True      # the text table shows the change against the first strategy
+    dtype: str = "Int64"     # its pandas type (nullable: a failed run has no figures)
 
 
 def _limit(field):
@@ -43,19 +44,20 @@ METRICS = (
     Metric("syscalls_read_locked", lambda r: r.syscalls["read_locked"], "  mmap_lock read"),
     Metric("syscalls_unlocked", lambda r: r.syscalls["unlocked"]),
     Metric("process_madvise_iovecs", lambda r: r.syscalls["process_madvise_iovecs"]),
-    Metric("syscalls_by_name", _json(lambda r: r.syscalls["by_name"])),
-    Metric("failed_calls", _json(lambda r: r.syscalls["failed"] or None)),
-    Metric("wall_time_s", lambda r: r.wall_time, "wall time (sim)", "{:.3f} s"),
-    Metric("processes", lambda r: r.final.processes),
+    Metric("syscalls_by_name", _json(lambda r: r.syscalls["by_name"]), dtype="string"),
+    Metric("failed_calls", _json(lambda r: r.syscalls["failed"] or None), dtype="string"),
+    Metric("wall_time_s", lambda r: r.wall_time, "wall time (sim)", "{:.3f} s",
+           dtype="Float64"),
+    Metric("n_processes", lambda r: r.final.processes),    # processes measured
     # Per process: where a max_map_count line sits in Δ terms.
     Metric("baseline_vmas", lambda r: r.baseline.map_count),
-    Metric("limit", lambda r: r.limit.describe() if r.limit else None),
-    Metric("limit_errno", lambda r: r.limit.errno_name if r.limit else None),
-    Metric("limit_phase", _limit("phase")),
-    Metric("limit_call", _limit("call")),
+    Metric("limit", lambda r: r.limit.describe() if r.limit else None, dtype="string"),
+    Metric("limit_errno", lambda r: r.limit.errno_name if r.limit else None, dtype="string"),
+    Metric("limit_phase", _limit("phase"), dtype="string"),
+    Metric("limit_call", _limit("call"), dtype="string"),
     Metric("limit_map_count", _limit("map_count")),
     Metric("limit_max_map_count", _limit("max_map_count")),
-    Metric("extra", _json(lambda r: r.extra or None)),
+    Metric("extra", _json(lambda r: r.extra or None), dtype="string"),
 )
 METRIC = {m.column: m for m in METRICS}
 
@@ -79,12 +81,16 @@ def result_row(result):
     return row
 
 
-def frame(rows):
-    """Rows (dicts) -> a pandas DataFrame with nullable column types (a parameter that one
-    workload has and another lacks stays an integer column, with <NA> where absent), so
-    it is written to Parquet as it reads."""
+def frame(rows, front=IDENTITY, tail=None):
+    """Rows (dicts) -> a pandas DataFrame: the `front` columns, the model parameters (as
+    they first appear), every metric, then `tail` ({column: pandas type}). Types are
+    nullable (a parameter one workload has and another lacks stays an integer column,
+    <NA> where absent; a failed run has no figures), so Parquet stores what it reads."""
     import pandas as pd
-    return pd.DataFrame(list(rows)).convert_dtypes()
+    df = pd.DataFrame(list(rows)).convert_dtypes()
+    types = {m.column: m.dtype for m in METRICS} | dict(tail or {})
+    params = [c for c in df.columns if c not in front and c not in types]
+    return df.reindex(columns=list(front) + params + list(types)).astype(types)
 
 
 def write(df, path):

@@ -1,0 +1,107 @@
+"""Running a sweep's jobs on Dask: an embedded local cluster, or an existing scheduler.
+
+Jobs go out in batches (one Dask task runs several cells back to back), so the
+scheduler's per-task cost is paid once per batch, not once per cell; batches stay small
+enough that every worker gets many (the cluster balances cells of unequal cost) and
+that a lost worker costs little work. A task whose worker dies is rerun by the
+scheduler on another worker (distributed's `allowed-failures`); one that raises is
+retried `RETRIES` times. A batch that still fails becomes rows carrying the error, so
+no cell is ever dropped from the table.
+"""
+import contextlib
+import logging
+import os
+import socket
+import time
+
+from .. import __version__
+from .kinds import by_kind, host_profile
+
+RETRIES = 2
+TASKS_PER_WORKER = 16         # batches per worker, for balance and cheap retries
+MAX_BATCH = 100               # cells per batch at most (progress and loss granularity)
+WORKER_WAIT_S = 120           # how long an existing cluster may take to show a worker
+
+# The columns every row gets besides the job's identity and the kind's metrics: their types.
+PROVENANCE = {"error": "string", "cell_time_s": "Float64", "worker": "string",
+              "ptengine_version": "string", "host_profile": "string"}
+
+
+def run_job(job):
+    """One job -> its row, on a worker; an exception becomes the row's `error`."""
+    t0 = time.perf_counter()
+    row = dict(job)
+    try:
+        row.update(by_kind(job["kind"]).run(job))
+        row["error"] = None
+    except Exception as e:                     # noqa: BLE001 - recorded in the row
+        row["error"] = f"{type(e).__name__}: {e}"
+    row.update(cell_time_s=time.perf_counter() - t0,
+               worker=f"{socket.gethostname()}:{os.getpid()}",
+               ptengine_version=__version__, host_profile=host_profile(job))
+    return row
+
+
+def run_batch(jobs):
+    """A Dask task: several jobs in a row."""
+    return [run_job(job) for job in jobs]
+
+
+def failed_rows(jobs, error):
+    """Rows for jobs whose task failed for good (its workers kept dying, say)."""
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    return [dict(job, error=f"task failed: {text}", cell_time_s=None, worker=None,
+                 ptengine_version=__version__, host_profile=host_profile(job)) for job in jobs]
+
+
+def batches(jobs, workers):
+    size = max(1, min(MAX_BATCH, len(jobs) // (workers * TASKS_PER_WORKER)))
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+@contextlib.contextmanager
+def connect(scheduler):
+    """(client, local) for a Client, a scheduler address, or None: a local cluster of one
+    single-threaded worker process per core, started here and stopped on leaving (the
+    models hold the GIL: threads would not run them in parallel)."""
+    from distributed import Client, LocalCluster
+    if isinstance(scheduler, Client):
+        yield scheduler, False
+        return
+    if scheduler is not None:
+        with Client(scheduler, timeout="30s") as client:
+            yield client, False
+        return
+    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client, True
+
+
+def run_jobs(jobs, scheduler=None, progress=False):
+    """Rows of `jobs`, in their order, run on the cluster `connect` gives."""
+    from distributed import as_completed, wait
+    with connect(scheduler) as (client, local):
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except TimeoutError:
+            raise RuntimeError(f"no Dask worker joined {client.scheduler.address} within "
+                               f"{WORKER_WAIT_S} s (start one with `dask worker ADDRESS`)") from None
+        workers = len(client.scheduler_info()["workers"])
+        parts = batches(jobs, workers)
+        futures = client.map(run_batch, parts, retries=RETRIES, pure=False)
+        if progress and local:
+            from tqdm import tqdm
+            sizes = {f.key: len(p) for f, p in zip(futures, parts)}
+            with tqdm(total=len(jobs), unit="cell", desc="sweep", leave=False) as bar:
+                for f in as_completed(futures):
+                    bar.update(sizes[f.key])
+        elif progress:
+            from distributed import progress as dask_progress
+            dask_progress(futures)
+        else:
+            wait(futures)
+        rows = []
+        for part, f in zip(parts, futures):
+            rows.extend(f.result() if f.status == "finished" else failed_rows(part, f.exception()))
+        return rows
