@@ -101,7 +101,10 @@ def run_jobs(jobs, scheduler=None, progress=False):
             dask_progress(futures)
         else:
             wait(futures)
+        # One round trip for every finished batch; the others become rows with their error.
+        finished = dict(zip((f.key for f in futures if f.status == "finished"),
+                            client.gather([f for f in futures if f.status == "finished"])))
         rows = []
         for part, f in zip(parts, futures):
-            rows.extend(f.result() if f.status == "finished" else failed_rows(part, f.exception()))
+            rows.extend(finished[f.key] if f.key in finished else failed_rows(part, f.exception()))
         return rows

@@ -150,18 +150,21 @@ def _workload_panels(axes, rows, wl):
                     ha="center", va="center", fontsize=10, transform=ax.transAxes)
             continue
         strategies = list(dict.fromkeys(k[0] for k in series))
+        variants = list(dict.fromkeys(k[2] for k in series))
         drawn = {}
         for (strategy, backend, text), pts in series.items():
-            i = strategies.index(strategy)
+            # Colour and size by strategy (a line hidden under an equal one still shows
+            # at its edges), marker and dashes by variant, dashes for the host kernel.
+            i, v = strategies.index(strategy), variants.index(text)
             ys = tuple(pts[column])
             label = strategy + (" (live)" if backend != "sim" else "") + (f" {text}" if text else "")
             same = drawn.get((backend, text, ys))
             if same:
                 label += f" (= {same})"
             drawn.setdefault((backend, text, ys), strategy)
-            ax.plot(pts.index, ys, marker="osd^v"[i % 5], markersize=7 - 1.5 * i,
+            ax.plot(pts.index, ys, marker="osd^v"[(i + v) % 5], markersize=7 - 1.5 * i,
                     linewidth=2.2 - 0.5 * i, color=f"C{i}", label=label,
-                    linestyle="-" if backend == "sim" else "--")
+                    linestyle="--" if backend != "sim" else ("-", "-.", ":", (0, (5, 1)))[v % 4])
             hit = pts[pts["limit"]]
             if column == "vmas" and len(hit):
                 ax.plot(hit.index, hit[column], "X", color="red", markersize=10, zorder=5)
@@ -186,10 +189,8 @@ def _limit_lines(ax, series):
             y = float(r["limit_line"] - r["baseline"])
             if y in out:
                 continue
-            ax.axhline(y, color="red", linestyle=":", linewidth=1.2)
-            ax.annotate(f"max_map_count {int(r['limit_line']):,}: run stopped (X)",
-                        (0.01, y), xycoords=("axes fraction", "data"), fontsize=7,
-                        color="red", va="bottom")
+            ax.axhline(y, color="red", linestyle=(0, (1, 1)), linewidth=1.2,
+                       label=f"max_map_count {int(r['limit_line']):,} (X: run stopped)")
             out.append(y)
     return out
 
@@ -259,13 +260,13 @@ def _symmetric_axis(ax, values, in_bytes):
         return
     thresh = 4096 if in_bytes else 1
     ax.set_xscale("symlog", linthresh=thresh, linscale=0.3)
-    lo, hi = max(min(mags), thresh), max(mags)
-    pos = [t for t in nice_ticks(lo, hi * 1.001, in_bytes, at_least=2) if t >= thresh] or [hi]
+    hi = max(mags)
+    span = hi * 40                     # room for the bars' notes
+    pos = nice_ticks(thresh, span, in_bytes) or [hi]
     ticks = [0.0] + (pos if max(values) > 0 else []) + ([-t for t in pos] if min(values) < 0 else [])
     ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: sign(v) + text(abs(v))))
     ax.xaxis.set_minor_locator(NullLocator())
-    span = hi * 40
     ax.set_xlim(-span if min(values) < 0 else -thresh, span if max(values) > 0 else thresh)
     ax.tick_params(axis="x", labelsize=8)
 
@@ -273,6 +274,14 @@ def _symmetric_axis(ax, values, in_bytes):
 def plot(table, path):
     """Write the figure for a results table (a DataFrame of table.py rows) to `path`
     (.png, .svg or .pdf by its extension)."""
+    import matplotlib.pyplot as plt
+    fig = figure(table)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def figure(table):
+    """The figure for a results table, as a matplotlib Figure (Agg backend)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -295,5 +304,4 @@ def plot(table, path):
         row, col = divmod(k, per_row)
         for ax in axes[row][2 * col: 2 * col + 2]:
             ax.axis("off")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
