@@ -10,6 +10,11 @@ the timing: that start-up is recorded as a figure of its own). Targets (issue 14
 2-core machine (cluster / serial <= 1 / 1.7), and a scheduling overhead <= 10 ms per cell,
 measured as the worker time not spent in cells, (wall time x workers - sum of the cells'
 own times) / cells: what Dask, batching, pickling and idle workers cost together.
+
+A control is recorded beside them: how much faster the same number of processes burn a
+fixed amount of pure-Python work than one process does, here and now. On a machine whose
+cores are shared with other jobs that figure is below the core count, and no sweep can
+beat it; the sweep's speed-up should be read against it.
 """
 import importlib
 import os
@@ -41,6 +46,28 @@ def local_cluster():
         yield client, time.perf_counter() - t0
 
 
+def _burn(n):
+    x = 0
+    for i in range(n):
+        x += i * i
+    return x
+
+
+def parallel_headroom(workers, n=2_000_000):
+    """(time of `workers` x n iterations in one process) / (the same in `workers`
+    processes at once): the speed-up this machine gives right now."""
+    import multiprocessing
+    t0 = time.perf_counter()
+    for _ in range(workers):
+        _burn(n)
+    serial = time.perf_counter() - t0
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_burn, [1] * workers)                 # the pool's start-up, untimed
+        t0 = time.perf_counter()
+        pool.map(_burn, [n] * workers)
+        return serial / (time.perf_counter() - t0)
+
+
 def test_sweep_local_cluster_vs_serial(bench, smoke, local_cluster):
     client, startup = local_cluster
     jobs = plan(spec(5 if smoke else 95))
@@ -66,6 +93,8 @@ def test_sweep_local_cluster_vs_serial(bench, smoke, local_cluster):
                 note=f"{workers} workers")
     bench.figure("scheduling overhead per cell", overhead * 1e3, unit="ms", at_most=10,
                  goal="<= 10 ms per cell", reference="(wall x workers - cell time) / cells")
+    bench.figure("parallel speed-up available here", parallel_headroom(workers), unit="x",
+                 reference=f"{workers} busy processes vs 1 (control)")
     bench.figure("local cluster start-up", startup, unit="s",
                  reference="LocalCluster + Client, not in the ratio")
     bench.benchmark.extra_info.update(cells=len(jobs), workers=workers, serial_s=serial,

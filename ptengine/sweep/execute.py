@@ -19,6 +19,7 @@ from .kinds import by_kind, host_profile
 
 RETRIES = 2
 TASKS_PER_WORKER = 16         # batches per worker, for balance and cheap retries
+MIN_BATCH = 8                 # cells per batch at least: a task costs a few ms of messages
 MAX_BATCH = 100               # cells per batch at most (progress and loss granularity)
 WORKER_WAIT_S = 120           # how long an existing cluster may take to show a worker
 
@@ -55,7 +56,7 @@ def failed_rows(jobs, error):
 
 
 def batches(jobs, workers):
-    size = max(1, min(MAX_BATCH, len(jobs) // (workers * TASKS_PER_WORKER)))
+    size = max(MIN_BATCH, min(MAX_BATCH, -(-len(jobs) // (workers * TASKS_PER_WORKER))))
     return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
 

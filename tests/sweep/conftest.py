@@ -31,6 +31,11 @@ class Cluster:
     scheduler: subprocess.Popen
     workers: list
 
+    def address_of(self, client, i):
+        """The address worker i (named w{i}) serves on."""
+        return next(addr for addr, w in client.scheduler_info()["workers"].items()
+                    if str(w["name"]).startswith(f"w{i}"))
+
     def kill_worker(self, i):
         """SIGKILL worker i with its nanny (its own session): the worker is gone for good."""
         os.killpg(self.workers[i].pid, signal.SIGKILL)
@@ -53,9 +58,10 @@ def dask_cluster(tmp_path):
     procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port),
                      "--no-dashboard"], log)]
     try:
-        for _ in range(2):
+        for i in range(2):
             procs.append(_start(["worker", address, "--nworkers", "1", "--nthreads", "1",
-                                 "--no-dashboard", "--host", "127.0.0.1"], log))
+                                 "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}"],
+                                log))
         with Client(address, timeout=f"{START_TIMEOUT_S}s") as client:
             client.wait_for_workers(2, timeout=START_TIMEOUT_S)
         yield Cluster(address, procs[0], procs[1:])
