@@ -251,7 +251,11 @@ def cmd_sweep(args):
         print(f"ptengine sweep: {e}", file=sys.stderr)
         return 2
     resume = output if args.resume and os.path.exists(output) else None
-    results = sweep.run(spec, args.scheduler, resume=resume, progress=not args.no_progress)
+    try:
+        results = sweep.run(spec, args.scheduler, resume=resume, progress=not args.no_progress)
+    except (RuntimeError, OSError) as e:       # no worker, no connection, wrong ptengine
+        print(f"ptengine sweep: {e}", file=sys.stderr)
+        return 2
     table.write(results, output)
     written = [output]
     if args.csv:

@@ -79,6 +79,25 @@ def connect(scheduler):
         yield client, True
 
 
+def check_environment(client):
+    """Refuse a cluster whose scheduler or workers cannot import this ptengine: the
+    scheduler unpickles every task (and so imports ptengine), and a task it cannot
+    unpickle would never start. One round trip to each."""
+    def imported():          # nested: cloudpickle sends it by value, ptengine or not
+        try:
+            import ptengine
+            return ptengine.__version__
+        except Exception as e:                 # noqa: BLE001 - reported to the user
+            return f"cannot import ptengine ({type(e).__name__}: {e})"
+    found = {"scheduler": client.run_on_scheduler(imported)}
+    found.update((f"worker {addr}", v) for addr, v in client.run(imported).items())
+    bad = {where: v for where, v in found.items() if v != __version__}
+    if bad:
+        raise RuntimeError("the cluster does not run this ptengine " + f"({__version__}): "
+                           + "; ".join(f"{where}: {v}" for where, v in bad.items())
+                           + " (install the same ptengine on the scheduler and every worker)")
+
+
 def run_jobs(jobs, scheduler=None, progress=False):
     """Rows of `jobs`, in their order, run on the cluster `connect` gives."""
     from distributed import as_completed, wait
@@ -88,6 +107,8 @@ def run_jobs(jobs, scheduler=None, progress=False):
         except TimeoutError:
             raise RuntimeError(f"no Dask worker joined {client.scheduler.address} within "
                                f"{WORKER_WAIT_S} s (start one with `dask worker ADDRESS`)") from None
+        if not local:
+            check_environment(client)
         workers = len(client.scheduler_info()["workers"])
         parts = batches(jobs, workers)
         futures = client.map(run_batch, parts, retries=RETRIES, pure=False)

@@ -36,6 +36,21 @@ def test_sweep_on_a_dask_cluster(dask_cluster, tmp_path, capsys):
     assert (tmp_path / "r.png").stat().st_size > 10_000
 
 
+def test_a_cluster_of_another_ptengine_is_refused(dask_cluster, monkeypatch, capsys, tmp_path):
+    """The scheduler unpickles every task: a scheduler or worker that imports another
+    ptengine (or none) is named before any task is sent."""
+    from ptengine.sweep import execute
+    monkeypatch.setattr(execute, "__version__", "0.0-other")
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    assert cli.main(["sweep", str(spec), "--scheduler", dask_cluster.address, "--no-progress",
+                     "-o", str(tmp_path / "r.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "the cluster does not run this ptengine (0.0-other): scheduler: " in err
+    assert err.count("worker tcp://127.0.0.1:") == 2
+    assert not (tmp_path / "r.parquet").exists()
+
+
 # Cells of ~0.1-0.3 s (musl's thread churn), so the sweep lasts long enough for a worker
 # to die in the middle of it.
 SLOW = """\
