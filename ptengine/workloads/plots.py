@@ -11,7 +11,7 @@ Ticks are the data's own values or round numbers written out (1,000, 64 KiB), ne
 """
 import math
 
-from .report import human_bytes
+from .report import human_bytes, param_text
 from .registry import get
 
 PANELS = (("vmas", "VMAs Δ", False), ("vm_pte_bytes", "page tables Δ", True))
@@ -122,7 +122,7 @@ def _series(rows, wl):
     out = {}
     for key, grp in rows.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        text = " ".join(f"{c}={_param_text(v)}" for c, v in zip(variants, key[2:]))
+        text = param_text(dict(zip(variants, key[2:])))
         pts = grp.groupby("scale", sort=True).agg(
             vmas=("vmas", "median"), vm_pte_bytes=("vm_pte_bytes", "median"),
             limit=("limit_errno", lambda s: s.notna().any()),
@@ -132,12 +132,6 @@ def _series(rows, wl):
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     return dict(sorted(out.items(), key=lambda kv: (kv[0][1] != "sim", order.get(kv[0][0], 9),
                                                     kv[0][2])))
-
-
-def _param_text(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 4096 and v % 1024 == 0:
-        return human_bytes(v).replace(" ", "")
-    return str(v)
 
 
 def _workload_panels(axes, rows, wl):
