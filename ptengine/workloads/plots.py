@@ -156,7 +156,8 @@ def _workload_panels(axes, rows, wl):
             if same:
                 label += f" (= {same})"
             drawn.setdefault((backend, text, ys), strategy)
-            ax.plot(pts.index, ys, marker="osd^v"[(i + v) % 5], markersize=7 - 1.5 * i,
+            ax.plot(pts.index, ys, marker="osd^v"[(i + v) % 5] if len(ys) <= 20 else None,
+                    markersize=7 - 1.5 * i,
                     linewidth=2.2 - 0.5 * i, color=f"C{i}", label=label,
                     linestyle="--" if backend != "sim" else ("-", "-.", ":", (0, (5, 1)))[v % 4])
             hit = pts[pts["limit"]]
@@ -197,6 +198,8 @@ def _summary(axes, table, workloads):
     for name in workloads:
         rows = sim[sim["workload"] == name]
         top = rows[rows["scale"] == rows["scale"].max()]
+        if top.empty:                            # only host-kernel runs of this one
+            continue
         first = top.iloc[0]
         variants = _variants(rows, get(name))
         # Where other parameters vary too, the summary shows the first variant.
