@@ -6,10 +6,11 @@
 Serially is the worker's own code (`execute.run_job`) called cell after cell in this
 process; the cluster is `distributed.LocalCluster`, one single-threaded worker process per
 core, as `ptengine sweep` starts it (started, and ptengine imported in each worker, before
-the timing: that start-up is recorded as a figure of its own). Targets (issue 14): the cluster >= 1.7x faster than serial on this
-2-core machine (cluster / serial <= 1 / 1.7), and a scheduling overhead <= 10 ms per cell,
-measured as the worker time not spent in cells, (wall time x workers - sum of the cells'
-own times) / cells: what Dask, batching, pickling and idle workers cost together.
+the timing: that start-up is recorded as a figure of its own). Targets (issue 14): the
+cluster >= 1.7x faster than serial on this 2-core machine (cluster / serial <= 1 / 1.7),
+and a scheduling overhead <= 10 ms per cell, measured as the worker time not spent in
+cells, (wall time x workers - sum of the cells' own times) / cells: what Dask, batching,
+pickling and idle workers cost together.
 
 A control is recorded beside them: how much faster the same number of processes burn a
 fixed amount of pure-Python work than one process does, here and now. On a machine whose
@@ -36,10 +37,8 @@ def spec(top):
 
 @pytest.fixture(scope="module")
 def local_cluster():
-    from distributed import Client, LocalCluster
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=os.cpu_count(), threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with execute.local_client() as client:
         client.wait_for_workers(os.cpu_count())
         # Each worker imports ptengine once, at its first task: part of the start-up.
         client.run(importlib.import_module, "ptengine.sweep.execute")

@@ -47,6 +47,7 @@ def run(spec, client=None, *, resume=None, progress=False):
             if row.get("error") is None and kinds.job_key(row) in wanted:
                 kept[kinds.job_key(row)] = row
     todo = [j for j in jobs if kinds.job_key(j) not in kept]
-    fresh = {kinds.job_key(r): r for r in (execute.run_jobs(todo, client, progress) if todo else [])}
+    ran = execute.run_jobs(todo, client, progress) if todo else []
+    fresh = {kinds.job_key(r): r for r in ran}
     rows = [kept.get(kinds.job_key(j)) or fresh[kinds.job_key(j)] for j in jobs]
     return table.frame(rows, FRONT, execute.PROVENANCE)

@@ -61,11 +61,21 @@ def batches(jobs, workers):
 
 
 @contextlib.contextmanager
-def connect(scheduler):
-    """(client, local) for a Client, a scheduler address, or None: a local cluster of one
-    single-threaded worker process per core, started here and stopped on leaving (the
-    models hold the GIL: threads would not run them in parallel)."""
+def local_client():
+    """A Client of a local cluster, one single-threaded worker process per core (the
+    models hold the GIL: threads would not run them in parallel), stopped on leaving."""
     from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def connect(scheduler):
+    """(client, local) for a Client, a scheduler address, or None: a local cluster started
+    here and stopped on leaving."""
+    from distributed import Client
     if isinstance(scheduler, Client):
         yield scheduler, False
         return
@@ -73,9 +83,7 @@ def connect(scheduler):
         with Client(scheduler, timeout="30s") as client:
             yield client, False
         return
-    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with local_client() as client:
         yield client, True
 
 
@@ -106,7 +114,8 @@ def run_jobs(jobs, scheduler=None, progress=False):
             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
         except TimeoutError:
             raise RuntimeError(f"no Dask worker joined {client.scheduler.address} within "
-                               f"{WORKER_WAIT_S} s (start one with `dask worker ADDRESS`)") from None
+                               f"{WORKER_WAIT_S} s (start one with `dask worker ADDRESS`)"
+                               ) from None
         if not local:
             check_environment(client)
         workers = len(client.scheduler_info()["workers"])

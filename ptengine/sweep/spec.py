@@ -40,7 +40,8 @@ class Spec:
         self.doc, self.text, self.source = doc, text, source
         self._lines = text.splitlines() if text is not None else []
         # Where each [[grid]] table starts, and where any table header is.
-        self._grids = [i for i, l in enumerate(self._lines) if re.match(r"\s*\[\[\s*grid\s*\]\]", l)]
+        self._grids = [i for i, l in enumerate(self._lines)
+                       if re.match(r"\s*\[\[\s*grid\s*\]\]", l)]
         self._headers = [i for i, l in enumerate(self._lines) if re.match(r"\s*\[", l)]
 
     def line(self, grid=None, key=None):
@@ -162,7 +163,8 @@ def typed(spec, value, like, grid, key):
             except ValueError:
                 ok = None
     elif isinstance(like, float):
-        ok = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = float(value) if number else None
     elif isinstance(like, str):
         ok = value if isinstance(value, str) else None
     if ok is None:

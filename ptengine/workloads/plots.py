@@ -151,7 +151,7 @@ def _workload_panels(axes, rows, wl):
             # at its edges), marker and dashes by variant, dashes for the host kernel.
             i, v = strategies.index(strategy), variants.index(text)
             ys = tuple(pts[column])
-            label = strategy + (" (live)" if backend != "sim" else "") + (f" {text}" if text else "")
+            label = " ".join(x for x in (strategy, "(live)" if backend != "sim" else "", text) if x)
             same = drawn.get((backend, text, ys))
             if same:
                 label += f" (= {same})"
@@ -260,7 +260,8 @@ def _symmetric_axis(ax, values, in_bytes):
     hi = max(mags)
     span = hi * 40                     # room for the bars' notes
     pos = nice_ticks(thresh, span, in_bytes) or [hi]
-    ticks = [0.0] + (pos if max(values) > 0 else []) + ([-t for t in pos] if min(values) < 0 else [])
+    ticks = ([0.0] + (pos if max(values) > 0 else [])
+             + ([-t for t in pos] if min(values) < 0 else []))
     ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: sign(v) + text(abs(v))))
     ax.xaxis.set_minor_locator(NullLocator())

@@ -66,7 +66,8 @@ def test_a_lost_worker_loses_no_cell(dask_cluster):
     from distributed import Client
     jobs = sweep.plan(SLOW)
     result = {}
-    runner = threading.Thread(target=lambda: result.update(df=sweep.run(SLOW, dask_cluster.address)))
+    runner = threading.Thread(
+        target=lambda: result.update(df=sweep.run(SLOW, dask_cluster.address)))
     with Client(dask_cluster.address, timeout="30s") as watcher:
         runner.start()
         victim = dask_cluster.address_of(watcher, 0)

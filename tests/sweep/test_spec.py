@@ -38,7 +38,8 @@ def test_good_spec_expands_to_every_cell():
     glibc = [j for j in jobs if j["workload"] == "glibc_threads"]
     assert [(j["n"], j["strategy"]) for j in glibc] == [
         (1, "prot_none"), (1, "guard"), (10, "prot_none"), (10, "guard")]
-    fibers = sorted({(j["fibers"], j["touch_pages"]) for j in jobs if j["workload"] == "fiber_pool"})
+    fibers = sorted({(j["fibers"], j["touch_pages"]) for j in jobs
+                     if j["workload"] == "fiber_pool"})
     assert fibers == [(f, t) for f in (2, 4, 8) for t in (0, 1)]
     assert len(jobs) == 4 + 2 * (3 * 2 * 2)
     # Every parameter of the model is in the job, with the model's defaults filled in.
