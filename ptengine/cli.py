@@ -1,7 +1,9 @@
 """The `ptengine` command line: subcommands in one dispatch table.
 
     ptengine compare [WORKLOAD ...] [--param k=v ...] [--strategies ...] [--scale ...]
-                     [--live] [--plot FILE] [--json FILE]
+                     [--live] [--plot FILE] [--json FILE] [--csv FILE] [--parquet FILE]
+    ptengine sweep SPEC [--scheduler ADDRESS] [-o RESULTS.parquet] [--csv FILE]
+                   [--plot FILE] [--resume]
 
 A subcommand is a `Command(help, add_arguments, run)` entry in COMMANDS; `run(args)`
 returns the exit status.
@@ -39,6 +41,8 @@ def add_compare_arguments(p):
     p.add_argument("--plot", metavar="FILE", help="write VMAs and page tables vs scale "
                                                  "(.png or .svg)")
     p.add_argument("--json", metavar="FILE", help="write machine-readable results")
+    p.add_argument("--csv", metavar="FILE", help="write the results table (one row per run)")
+    p.add_argument("--parquet", metavar="FILE", help="write the results table as Parquet")
     p.add_argument("--max-map-count", type=int, metavar="N",
                    help="the simulated vm.max_map_count (default 65530)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -161,9 +165,16 @@ def cmd_compare(args):
     if args.json:
         report.write_json(args.json, report.to_json(groups + checks, live=args.live))
         print(f"wrote {args.json}")
-    if args.plot:
-        report.plot(groups, args.plot)
-        print(f"wrote {args.plot}")
+    if args.csv or args.parquet or args.plot:
+        from .workloads import plots, table
+        results = table.frame(report.rows(groups))
+        for path in (args.csv, args.parquet):
+            if path:
+                table.write(results, path)
+                print(f"wrote {path}")
+        if args.plot:
+            plots.plot(results, args.plot)
+            print(f"wrote {args.plot}")
     return 0
 
 
@@ -208,6 +219,65 @@ def cmd_bench(args):
     return run_bench(args)
 
 
+# --- sweep -----------------------------------------------------------------------------
+def add_sweep_arguments(p):
+    p.add_argument("spec", nargs="?", metavar="SPEC", help="the sweep's TOML file")
+    p.add_argument("--example", action="store_true", help="print a commented SPEC")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on this Dask scheduler (tcp://HOST:PORT); default: a local "
+                        "cluster, one worker process per core")
+    p.add_argument("-o", "--output", metavar="RESULTS.parquet",
+                   help="the results table (default: SPEC's name with .parquet)")
+    p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    p.add_argument("--plot", metavar="FILE", help="write the figures (.png, .svg, .pdf)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in the output file and run only the rest")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_sweep(args):
+    """Run a SPEC on Dask; exit 1 when any row carries an error, 2 on a bad SPEC."""
+    import os
+
+    from . import sweep
+    from .workloads import plots, table
+    if args.example:
+        print(sweep.EXAMPLE, end="")
+        return 0
+    if not args.spec:
+        print("ptengine sweep: give a SPEC (`ptengine sweep --example` prints one)",
+              file=sys.stderr)
+        return 2
+    output = args.output or os.path.splitext(os.path.basename(args.spec))[0] + ".parquet"
+    try:
+        spec = sweep.load(os.path.abspath(args.spec))
+        sweep.plan(spec)                       # every error before a cluster starts
+    except (sweep.SpecError, OSError) as e:
+        print(f"ptengine sweep: {e}", file=sys.stderr)
+        return 2
+    resume = output if args.resume and os.path.exists(output) else None
+    try:
+        results = sweep.run(spec, args.scheduler, resume=resume, progress=not args.no_progress)
+    except (RuntimeError, OSError) as e:       # no worker, no connection, wrong ptengine
+        print(f"ptengine sweep: {e}", file=sys.stderr)
+        return 2
+    table.write(results, output)
+    written = [output]
+    if args.csv:
+        table.write(results, args.csv)
+        written.append(args.csv)
+    failed = results[results["error"].notna()]
+    if args.plot and len(failed) < len(results):
+        plots.plot(results, args.plot)
+        written.append(args.plot)
+    print(f"{len(results)} rows, {results['cell_id'].nunique()} cells, {len(failed)} with "
+          f"an error; wrote {', '.join(written)}")
+    for _, row in failed.head(10).iterrows():
+        print(f"  error: {row['workload']} {row['strategy']} cell {row['cell_id']}: "
+              f"{row['error']}")
+    return 1 if len(failed) else 0
+
+
 # --- dispatch --------------------------------------------------------------------------
 COMMANDS = {
     "compare": Command("run workload models under each guard strategy and compare costs",
@@ -216,6 +286,8 @@ COMMANDS = {
                       add_verify_arguments, cmd_verify),
     "bench": Command("check deterministic figures against the baseline, or timing ratios "
                      "against the last saved run", add_bench_arguments, cmd_bench),
+    "sweep": Command("run grids of workloads x parameters x strategies on Dask into a "
+                     "Parquet table", add_sweep_arguments, cmd_sweep),
 }
 
 

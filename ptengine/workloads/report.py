@@ -1,9 +1,10 @@
-"""Rendering comparison results: text tables, JSON, and plots against scale."""
+"""Rendering comparison results: text tables, JSON, and the rows of a results table."""
 import json
 
 from .. import __version__
 from .metrics import VMA_STRUCT_BYTES
 from .registry import get
+from .table import METRIC, METRICS, result_row
 
 JSON_SCHEMA = "ptengine.compare/1"
 
@@ -50,22 +51,8 @@ def mismatches(sim, live):
 
 
 def _rows(results):
-    """(label, [cell per strategy], show_change) rows of one table."""
-    d = [r.delta for r in results]
-    rows = [
-        ("VMAs (map_count Δ)", [x.map_count for x in d], True, "{:,}"),
-        ("  closed form (§2)", [r.expected_vmas for r in results], False, "{:,}"),
-        ("  peak during run Δ", [r.peak_map_count for r in results], True, "{:,}"),
-        ("/proc maps lines Δ", [x.maps_lines for x in d], True, "{:,}"),
-        ("VmPTE Δ", [x.vm_pte_kb * 1024 for x in d], True, "bytes"),
-        (f"VMA slab est. (×{VMA_STRUCT_BYTES} B)", [x.map_count * VMA_STRUCT_BYTES for x in d],
-         True, "bytes"),
-        ("syscalls", [r.syscalls["total"] for r in results], True, "{:,}"),
-        ("  mmap_lock write", [r.syscalls["write_locked"] for r in results], True, "{:,}"),
-        ("  mmap_lock read", [r.syscalls["read_locked"] for r in results], True, "{:,}"),
-        ("wall time (sim)", [r.wall_time for r in results], True, "{:.3f} s"),
-    ]
-    return rows
+    """(label, [cell per strategy], show_change, format) rows of one table."""
+    return [(m.label, [m.get(r) for r in results], m.change, m.fmt) for m in METRICS if m.label]
 
 
 def _cell(value, fmt):
@@ -85,10 +72,10 @@ def format_table(results, live=None):
     lines = [f"== {title} — {wl.summary}", f"   {param_text(first.params)}"]
     rows = _rows(results)
     if live:
-        ld = [x.delta for x in live]
-        rows += [("live: VMAs Δ", [x.map_count for x in ld], True, "{:,}"),
-                 ("live: VmPTE Δ", [x.vm_pte_kb * 1024 for x in ld], True, "bytes"),
-                 ("live: wall time", [x.wall_time for x in live], True, "{:.3f} s")]
+        rows += [(f"live: {label}", [METRIC[column].get(x) for x in live], True,
+                  METRIC[column].fmt)
+                 for column, label in (("vmas", "VMAs Δ"), ("vm_pte_bytes", "VmPTE Δ"),
+                                       ("wall_time_s", "wall time"))]
     header = [""] + [r.strategy for r in results]
     table = []
     for label, values, change, fmt in rows:
@@ -148,44 +135,6 @@ def write_json(path, doc):
         f.write("\n")
 
 
-def plot(groups, path):
-    """VMAs and VmPTE against scale, one line per strategy (sim solid, live dashed), one
-    row of two panels per workload. PNG or SVG by the file's extension."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = {}               # workload -> strategy -> backend -> [(scale, vmas, pte)]
-    for sim, lv in groups:
-        for backend, results in (("sim", sim), ("live", lv or [])):
-            for r in results:
-                d = r.delta
-                series.setdefault(r.workload, {}).setdefault(r.strategy, {}).setdefault(
-                    backend, []).append((r.scale, d.map_count, d.vm_pte_kb * 1024))
-    names = list(series)
-    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.2 * len(names)), squeeze=False)
-    for row, name in enumerate(names):
-        wl = get(name)
-        for col, (label, idx) in enumerate((("VMAs (Δ map_count)", 1), ("page tables Δ (bytes)", 2))):
-            ax = axes[row][col]
-            for i, (strategy, by_backend) in enumerate(series[name].items()):
-                for backend, points in by_backend.items():
-                    points.sort()
-                    xs = [p[0] for p in points]
-                    ys = [p[idx] for p in points]
-                    ax.plot(xs, ys, marker="osd^v"[i % 5] if backend == "sim" else "x",
-                            markersize=7 - 1.5 * i, linewidth=2.2 - 0.5 * i,
-                            linestyle="-" if backend == "sim" else "--", color=f"C{i}",
-                            label=f"{strategy}" + (" (live)" if backend == "live" else ""))
-            if all(y >= 0 for by in series[name].values() for pts in by.values()
-                   for y in (p[idx] for p in pts)):
-                ax.set_ylim(bottom=0)
-            ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=1 if idx == 1 else 4096)
-            ax.set_xlabel(wl.scale)
-            ax.set_title(f"{name}: {label}", fontsize=9)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def rows(groups):
+    """groups: [(sim_results, live_results_or_None)] -> one table row per run (table.py)."""
+    return [result_row(r) for sim, lv in groups for r in list(sim) + list(lv or [])]
