@@ -11,6 +11,7 @@ truncate_pagecache_range()), mm/memory.c:unmap_mapping_range(), mm/shmem.c, mm/m
 import errno
 import itertools
 import operator
+import weakref
 
 from . import _core
 from .constants import (DEFAULT_MAX_MAP_COUNT, DEFAULT_MMAP_BASE, F_SEAL_FUTURE_WRITE,
@@ -279,13 +280,32 @@ class System:
         # is reported as SIGBUS BUS_MCEERR_AR, without it as BUS_ADRERR.
         self.memory_failure = bool(memory_failure)
         self.tmpdir = tmpdir.rstrip("/")
-        self.mms = []
+        # The live processes, held weakly: a process lives until exit(), but one its user
+        # dropped cannot be exited any more, so it goes (with a ResourceWarning, see
+        # MM.__del__) and takes its address space with it. The reverse mapping below sees
+        # exactly the processes that can still be used.
+        self._processes = weakref.WeakValueDictionary()
+        self._slots = itertools.count()
         self._ino = itertools.count(12)
         self._names = set()
 
     @property
     def new_vma_flags(self):
         return VM_SOFTDIRTY if self.soft_dirty else 0
+
+    @property
+    def processes(self):
+        """The live processes (MMs not exited and still referenced), oldest first."""
+        return [mm for mm in self._processes.values() if not mm.dead]
+
+    def _attach(self, mm):
+        """Register a new process; returns its slot for _detach()."""
+        slot = next(self._slots)
+        self._processes[slot] = mm
+        return slot
+
+    def _detach(self, slot):
+        self._processes.pop(slot, None)
 
     def spawn(self, **options):
         """A new, empty process address space."""
@@ -324,7 +344,7 @@ class System:
 
     # --- reverse mapping ----------------------------------------------------------------
     def mappings_of(self, inode):
-        for mm in self.mms:
+        for mm in self.processes:
             for vma in mm.vma_tree:
                 if vma.file is not None and vma.file.inode is inode:
                     yield mm, vma
