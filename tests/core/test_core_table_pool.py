@@ -1,10 +1,12 @@
 """The page-table pool belongs to a System's Frames: a System that is gone gives its tables
-back to the host. Measured as the process's VmRSS in a child interpreter (a clean heap,
+(and its pages' contents) back to the host. Measured as the process's VmRSS in a child interpreter (a clean heap,
 nothing else of the test run resident), before, at the peak and after `del` and
 gc.collect()."""
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 PROGRAM = textwrap.dedent("""
     import gc
@@ -16,7 +18,7 @@ PROGRAM = textwrap.dedent("""
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) << 10
 
-    def wasm_like(gib):
+    def guards(gib):
         # Linear memories as wasm runtimes reserve them: PROT_NONE, MAP_NORESERVE, every
         # page a guard marker, so the tables are all there is.
         system = pt.System()
@@ -25,31 +27,51 @@ PROGRAM = textwrap.dedent("""
         a = mm.mmap(0, length, pt.PROT_NONE,
                     pt.MAP_PRIVATE | pt.MAP_ANONYMOUS | pt.MAP_NORESERVE)
         mm.madvise(a, length, pt.MADV_GUARD_INSTALL)
-        return system, mm
+        return system, [mm]
 
-    system, mm = wasm_like(1)               # warm up: imports, first allocations
-    del system, mm
+    def contents(mib):
+        # Pages with contents, and a forked child that copies half of them on write.
+        system = pt.System()
+        mm = system.spawn()
+        length = mib << 20
+        a = mm.mmap(0, length, pt.PROT_READ | pt.PROT_WRITE, pt.MAP_PRIVATE | pt.MAP_ANONYMOUS)
+        for off in range(0, length, 4096):
+            mm.write(a + off, b"parent")
+        child = mm.fork()
+        for off in range(0, length, 8192):
+            child.write(a + off, b"child")
+        return system, [mm, child]
+
+    def held(system, procs):
+        return (sum(p.pt.pgtables_bytes for p in procs)
+                + system.frames.nr_data * pt.PAGE_SIZE)
+
+    make = {"guards": guards, "contents": contents}[SCENARIO]
+    system, procs = make(1)                 # warm up: imports, first allocations
+    del system, procs
     gc.collect()
     before = rss()
-    system, mm = wasm_like(GIB)
-    tables = mm.pt.pgtables_bytes
+    system, procs = make(SIZE)
+    simulated = held(system, procs)
     peak = rss()
-    del system, mm
+    del system, procs
     gc.collect()
-    print(before, peak, rss(), tables)
+    print(before, peak, rss(), simulated)
 """)
 
 
-def test_a_system_that_is_gone_returns_its_page_tables():
-    gib = 32                                # 64 MiB of PTE tables
-    out = subprocess.run([sys.executable, "-c", f"GIB = {gib}\n" + PROGRAM],
+@pytest.mark.parametrize("scenario, size", [("guards", 32),       # GiB: 64 MiB of tables
+                                            ("contents", 64)])    # MiB of written pages
+def test_a_system_that_is_gone_returns_its_memory(scenario, size):
+    out = subprocess.run([sys.executable, "-c",
+                          f"SCENARIO, SIZE = {scenario!r}, {size}\n" + PROGRAM],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    before, peak, after, tables = map(int, out.stdout.split())
-    assert tables >= (gib << 30) >> 9       # one 4 KiB PTE table per 2 MiB
-    assert peak - before >= 0.9 * tables    # the measurement sees the tables
-    # What stays behind is noise next to what the tables took.
-    assert after - before < 0.05 * tables, (before, peak, after, tables)
+    before, peak, after, simulated = map(int, out.stdout.split())
+    assert simulated >= 32 << 20            # tables or page contents the System held
+    assert peak - before >= 0.9 * simulated  # the measurement sees them
+    # What stays behind is noise next to what the System held.
+    assert after - before < 0.05 * simulated, (before, peak, after, simulated)
 
 
 def test_each_system_has_its_own_table_pool():
