@@ -15,9 +15,11 @@ Everything declared here is C that runs without the GIL and never raises; the Py
 validation lives in ``_core.pyx`` (its ``def`` methods check every argument, then call
 these). Return conventions of the nogil entry points: ``>= 0`` is a result, ``< 0`` is
 ``-errno`` (only ``-ENOMEM`` today). Callers pass validated, page-aligned ranges inside user
-space. Nothing here locks: all PageTables over one Frames share its free list and counts,
-so a C caller that releases the GIL must serialise access per Frames itself (the Python
-methods simply keep the GIL).
+space. Nothing here locks, and nothing is process-global: a Frames holds the free list and
+counts of its frames and the pool its PageTables take their tables from. So the walkers of
+PageTables over *different* Frames (two Systems) may run at the same time in different
+threads without the GIL; all PageTables over *one* Frames share its state, and a C caller
+that releases the GIL must serialise them itself (the Python methods simply keep the GIL).
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
@@ -223,6 +225,15 @@ cdef struct frame_store:
     int64_t free_head           # first free pfn, -1 if none
     int64_t nr_used             # frames in use, the zero pages excluded
     int64_t nr_data             # frames with a data page allocated
+    # The page-table pool of every PageTables over these frames (one System): tables are
+    # carved from chunks mapped with mmap(), recycled through a free list, and the chunks
+    # are unmapped when the Frames is freed, so a System that is gone returns its tables.
+    uint64_t *table_free        # free tables, linked through each one's first word
+    char *chunk_next            # the unused tail [chunk_next, chunk_end) of the newest
+    char *chunk_end             # chunk: its pages stay untouched (not resident) until used
+    void **chunks               # every chunk mapped (nr_chunks of cap_chunks slots)
+    int64_t nr_chunks
+    int64_t cap_chunks
 
 # nogil frame primitives (used by the walkers; callers have validated the pfn)
 cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil     # pfn, or -ENOMEM

@@ -21,8 +21,8 @@ from libc.string cimport memcpy, memset
 
 from .errors import InvariantError
 
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void **memptr, size_t alignment, size_t size)
+from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
+                         mmap, munmap)
 
 # ---------------------------------------------------------------------------------------
 # Constants shared with Python
@@ -351,6 +351,8 @@ cdef class Frames:
         free(self.fs.free_next)
         free(self.fs.free_prev)
         free(self.fs.block_free)
+        # Every PageTables over these frames holds a reference to them: all are gone.
+        _free_table_pool(&self.fs)
 
     cdef int64_t _pfn(self, object pfn, bint allow_zero) except -1:
         """A pfn of a frame in use (the zero page only if allow_zero)."""
@@ -567,51 +569,72 @@ cdef class Frames:
 # ---------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------
-# Table pages come from a pool: chunks of TABLE_CHUNK pages, carved into 4 KiB tables, and
-# a free list threaded through the first word of each free table. posix_memalign() of a
-# single page costs twice its size in the heap; a chunk costs its size. Freed tables are
-# kept for reuse, never returned (like the kernel's page-table caches, they are recycled).
-# The pool is shared by every PageTables; its callers hold the GIL (see the .pxd).
+# Table pages come from a pool per Frames (per System): chunks of TABLE_CHUNK pages mapped
+# with mmap(), handed out 4 KiB at a time from the newest chunk's untouched tail, and a free
+# list threaded through the first word of each freed table. Freed tables are kept for reuse
+# while the System lives (like the kernel's page-table caches, they are recycled); the
+# chunks are unmapped with the Frames, so the host gets back what a System's tables took.
+# mmap() rather than malloc(): the heap would keep freed chunks, and a page of a chunk is
+# resident only once a table is carved from it.
 cdef enum:
     TABLE_CHUNK = 128
 
-cdef uint64_t *_table_free_list = NULL
 
-
-cdef int _grow_table_pool() noexcept nogil:
-    cdef void *p = NULL
-    cdef int i
-    cdef uint64_t *t
-    if posix_memalign(&p, PAGE_SIZE_, PAGE_SIZE_ * TABLE_CHUNK) != 0:
+cdef int _grow_table_pool(frame_store *fs) noexcept nogil:
+    cdef void *p
+    cdef void **chunks
+    cdef int64_t cap
+    if fs.nr_chunks == fs.cap_chunks:
+        cap = 2 * fs.cap_chunks if fs.cap_chunks else 16
+        chunks = <void **>realloc(fs.chunks, cap * sizeof(void *))
+        if chunks == NULL:
+            return -1
+        fs.chunks = chunks
+        fs.cap_chunks = cap
+    p = mmap(NULL, PAGE_SIZE_ * TABLE_CHUNK, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if p == MAP_FAILED:
         return -1
     if (<uint64_t>p + PAGE_SIZE_ * (TABLE_CHUNK - 1)) & ~PTE_PFN_MASK:
-        free(p)                             # the host pointer must fit in bits 12..51
+        munmap(p, PAGE_SIZE_ * TABLE_CHUNK)  # the host pointer must fit in bits 12..51
         return -1
-    global _table_free_list
-    for i in range(TABLE_CHUNK):
-        t = <uint64_t *>(<char *>p + i * PAGE_SIZE_)
-        t[0] = <uint64_t>_table_free_list
-        _table_free_list = t
+    fs.chunks[fs.nr_chunks] = p
+    fs.nr_chunks += 1
+    fs.chunk_next = <char *>p
+    fs.chunk_end = <char *>p + PAGE_SIZE_ * TABLE_CHUNK
     return 0
 
 
-cdef inline uint64_t *_new_table() noexcept nogil:
+cdef inline uint64_t *_new_table(frame_store *fs) noexcept nogil:
     """A zeroed 4 KiB-aligned table from the pool; NULL if memory ran out."""
-    global _table_free_list
-    cdef uint64_t *t
-    if _table_free_list == NULL and _grow_table_pool() < 0:
+    cdef uint64_t *t = fs.table_free
+    if t != NULL:
+        fs.table_free = <uint64_t *>t[0]
+        memset(t, 0, PAGE_SIZE_)
+        return t
+    if fs.chunk_next == fs.chunk_end and _grow_table_pool(fs) < 0:
         return NULL
-    t = _table_free_list
-    _table_free_list = <uint64_t *>t[0]
-    memset(t, 0, PAGE_SIZE_)
+    t = <uint64_t *>fs.chunk_next          # fresh from mmap(): already zero
+    fs.chunk_next += PAGE_SIZE_
     return t
 
 
-cdef inline void _release_table(uint64_t *t) noexcept nogil:
+cdef inline void _release_table(frame_store *fs, uint64_t *t) noexcept nogil:
     """Give a table back to the pool."""
-    global _table_free_list
-    t[0] = <uint64_t>_table_free_list
-    _table_free_list = t
+    t[0] = <uint64_t>fs.table_free
+    fs.table_free = t
+
+
+cdef void _free_table_pool(frame_store *fs) noexcept nogil:
+    """Unmap every chunk (the Frames is going away, and every PageTables over it is gone)."""
+    cdef int64_t i
+    for i in range(fs.nr_chunks):
+        munmap(fs.chunks[i], PAGE_SIZE_ * TABLE_CHUNK)
+    free(fs.chunks)
+    fs.chunks = NULL
+    fs.nr_chunks = fs.cap_chunks = 0
+    fs.table_free = NULL
+    fs.chunk_next = fs.chunk_end = NULL
 
 
 cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept nogil:
@@ -626,7 +649,7 @@ cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept no
 
 cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
     """Fill the none entry (of the level with shift level_shift) with a new zeroed table."""
-    cdef uint64_t *t = _new_table()
+    cdef uint64_t *t = _new_table(mm.fs)
     if t == NULL:
         return -ENOMEM
     entry[0] = <uint64_t>t | PTE_TABLE
@@ -635,7 +658,7 @@ cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept no
 
 
 cdef inline void _free_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
-    _release_table(entry_table(entry[0]))
+    _release_table(mm.fs, entry_table(entry[0]))
     entry[0] = 0
     _count_table(mm, level_shift, -1)
 
@@ -715,7 +738,7 @@ cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
         pmd[0] = 0
         _unmap_frames(mm, head, PT_HPAGE_NR, (v & PTE_DIRTY) != 0)
         return 0
-    t = _new_table()
+    t = _new_table(mm.fs)
     if t == NULL:
         return -ENOMEM
     flags = v & ~(PTE_PFN_MASK | PTE_PSE)
@@ -1826,7 +1849,7 @@ cdef class PageTables:
 
     def __cinit__(self, Frames frames not None):
         memset(&self.mm, 0, sizeof(pt_mm))
-        self.mm.pgd = _new_table()
+        self.mm.pgd = _new_table(&frames.fs)
         if self.mm.pgd == NULL:
             raise MemoryError()
         self.frames = frames
@@ -1839,7 +1862,7 @@ cdef class PageTables:
         # exit_mmap(): unmap everything, then free every table.
         pt_zap(&self.mm, 0, USER_END, ZAP_DROP_MARKERS)
         pt_free_pgtables(&self.mm, 0, USER_END, 0, 0, False, &bad)
-        _release_table(self.mm.pgd)
+        _release_table(self.mm.fs, self.mm.pgd)
         self.mm.pgd = NULL
 
     # --- counters ---------------------------------------------------------------------
@@ -2141,17 +2164,26 @@ cdef class PageTables:
         _check_err(r)
         return r
 
-    def pagemap(self, start, end, uint64_t[:] out not None, bint vma_softdirty=False):
+    def pagemap(self, start, end, out, bint vma_softdirty=False):
         """Fill out (one u64 per page) with /proc/pid/pagemap entries as CAP_SYS_ADMIN
         reads them; vma_softdirty adds PM_SOFT_DIRTY to every entry."""
         cdef uint64_t s, e
+        cdef uint64_t[:] view
+        # A read-only buffer or one of another item type is the wrong type of argument,
+        # not a bad value (Cython reports them as BufferError and ValueError).
+        if out is None:
+            raise TypeError("out must be a writable u64 buffer, not None")
+        try:
+            view = out
+        except (BufferError, ValueError) as err:
+            raise TypeError(f"out must be a writable u64 buffer: {err}") from None
         _user_range(start, end, &s, &e)
-        if out.shape[0] != <Py_ssize_t>((e - s) >> PT_PAGE_SHIFT):
-            raise ValueError(f"out has {out.shape[0]} entries for "
+        if view.shape[0] != <Py_ssize_t>((e - s) >> PT_PAGE_SHIFT):
+            raise ValueError(f"out has {view.shape[0]} entries for "
                              f"{(e - s) >> PT_PAGE_SHIFT} pages")
         if s == e:
             return
-        pt_pagemap(&self.mm, s, e, &out[0], out.strides[0] // sizeof(uint64_t),
+        pt_pagemap(&self.mm, s, e, &view[0], view.strides[0] // sizeof(uint64_t),
                    vma_softdirty)
 
     def smaps_stats(self, start, end):

@@ -4,8 +4,10 @@ from .vma cimport VMA, VMATree
 
 
 cdef class AddressSpace:
-    cdef public VMATree vma_tree
-    cdef public object pt
+    # Set once by __init__ (exit() empties the tree in place): code that reads them through
+    # this mm, compiled or cimported, can rely on their types.
+    cdef readonly VMATree vma_tree
+    cdef readonly object pt
     cdef public long long max_map_count
     cdef public long long locked_vm      # mm->locked_vm, in pages: what VmLck reports
     cdef public unsigned long long mmap_base, mmap_min_addr    # where placement searches
@@ -24,6 +26,8 @@ cdef class AddressSpace:
     cpdef split_huge_at(self, unsigned long long addr)
     cpdef get_unmapped_area(self, unsigned long long addr, unsigned long long length,
                             pgoff, bint fixed, file, bint shared, vm_flags, bint map_32bit=*)
+    cdef int check_piece(self, VMA vma, unsigned long long start,
+                         unsigned long long end) except -1
     cdef VMA _split_at(self, VMA vma, unsigned long long addr)
     cdef int _check_split(self) except -1
     cdef object _arch_area(self, unsigned long long addr, unsigned long long length,

@@ -1,4 +1,4 @@
-# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True, auto_pickle=False
 # Python semantics for indexing and division, and None checks on typed objects:
 # the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """The VMA half of an mm_struct and the plumbing every syscall shares (mm/vma.c).
@@ -19,7 +19,7 @@ from . import _core
 from . import constants as C
 from .errors import raise_errno
 from .vma cimport (VMA, VMATree, AnonVma, anon_vma_compatible, can_merge_after,
-                   can_merge_before, vm_start_gap)
+                   can_merge_before, vm_start_gap, vma_piece, vma_required)
 from .vma import anon_vma_reusable
 
 import errno
@@ -43,11 +43,16 @@ cdef unsigned long long MAP_32BIT_BASE = 0x40000000, MAP_32BIT_END = 0x80000000
 KEEP = object()
 
 
+# auto_pickle=False (above, and in the syscall classes built on this one): an mm is not
+# picklable (its page tables are host memory), and a generated __setstate__ would
+# overwrite its fields behind its back.
 cdef class AddressSpace:
     """The VMAs and page tables of one mm, and the mm/vma.c operations on them (fields in
     addrspace.pxd)."""
 
     def __init__(self, frames, long long max_map_count):
+        if self.pt is not None:
+            raise ValueError("an address space is initialised once")
         self.pt = _core.PageTables(frames)
         self.vma_tree = VMATree()
         self.max_map_count = max_map_count
@@ -56,6 +61,15 @@ cdef class AddressSpace:
     @property
     def map_count(self):
         return len(self.vma_tree)
+
+    cdef int check_piece(self, VMA vma, unsigned long long start,
+                         unsigned long long end) except -1:
+        """The typed per-VMA steps (modify, mprotect_fixup, advice) take a VMA of this mm
+        and a page-aligned piece of it: anything else is refused before a change."""
+        cdef Py_ssize_t k
+        vma_piece(vma, start, end)
+        self.vma_tree._position(vma, &k)
+        return 0
 
     # --- split and modify ----------------------------------------------------------------
     cdef VMA _split_at(self, VMA vma, unsigned long long addr):
@@ -79,6 +93,7 @@ cdef class AddressSpace:
         """vma_modify(): give [start, end) (inside vma) new flags and/or anon name, merging
         into a neighbour where the merge rules allow, else splitting. Returns the VMA now
         covering [start, end). ENOMEM if a needed split would pass max_map_count."""
+        self.check_piece(vma, start, end)
         cdef unsigned long long nflags = vma.flags if flags is None else flags
         cdef object nname = vma.anon_name if anon_name is KEEP else anon_name
         cdef VMA prev, nxt
@@ -141,6 +156,10 @@ cdef class AddressSpace:
         another anon_vma is not merged with. Returns the VMA."""
         cdef VMATree tree = self.vma_tree
         cdef VMA prev, nxt, vma
+        if start >= end or end > TASK_SIZE or (start | end) & ~PAGE_MASK:
+            raise ValueError(f"map_range: bad range [{start:#x}, {end:#x})")
+        if not tree.range_is_free(start, end):
+            raise ValueError(f"map_range: [{start:#x}, {end:#x}) is not free")
         prev, nxt = tree.prev_next(start, end)
         cdef unsigned long long npages = (end - start) >> PAGE_SHIFT
         cdef bint merge_left = can_merge_after(prev, start, flags, pgoff, file, anon_vma,
@@ -176,9 +195,12 @@ cdef class AddressSpace:
         first VMA is split before the others are looked at, so a sealed VMA further on
         (EPERM) leaves that split behind; splitting one VMA in three at max_map_count is
         ENOMEM before anything changes (a two-way split may pass the limit)."""
-        cdef list vmas = self.vma_tree.overlapping(start, end)
+        cdef list vmas
         cdef VMA first, vma
         cdef Py_ssize_t i
+        if start > end or (start | end) & ~PAGE_MASK:
+            raise ValueError(f"gather_unmap: bad range [{start:#x}, {end:#x})")
+        vmas = self.vma_tree.overlapping(start, end)
         if not vmas:
             return vmas
         first = vmas[0]
@@ -200,6 +222,7 @@ cdef class AddressSpace:
         """vms_complete_munmap_vmas(): take gathered VMAs out of the tree, uncharge their
         mlocked pages, zap their entries (markers too) and free the page tables no
         remaining VMA needs."""
+        _check_vma_list(vmas, self.vma_tree)
         cdef VMA first = vmas[0], last = vmas[-1], vma
         cdef VMA prev = self.vma_tree._neighbours(first)[0]
         cdef VMA nxt = self.vma_tree._neighbours(last)[1]
@@ -222,6 +245,7 @@ cdef class AddressSpace:
         """mm/memory.c:free_pgtables(): free the tables under the removed VMAs, gathering
         VMAs closer than a PMD into one free_pgd_range() call, bounded by the neighbours
         that stay (floor, ceiling; 0 = no ceiling)."""
+        _check_vma_list(vmas, None)
         cdef Py_ssize_t i = 0, n = len(vmas)
         cdef unsigned long long addr, top
         while i < n:
@@ -237,6 +261,7 @@ cdef class AddressSpace:
     cpdef anon_vma_prepare(self, VMA vma):
         """mm/rmap.c:anon_vma_prepare(): give vma an anon_vma, reusing a neighbour's when
         they could merge later (find_mergeable_anon_vma())."""
+        vma_required(vma)
         if vma.anon_vma is None:
             prev, nxt = self.vma_tree._neighbours(vma)
             vma.anon_vma = (anon_vma_reusable(vma, nxt) or anon_vma_reusable(vma, prev)
@@ -314,6 +339,26 @@ cdef class AddressSpace:
             return padded
         off_sub = ((pgoff << PAGE_SHIFT) - padded) & (PMD_SIZE - 1)
         return padded + PMD_SIZE if off_sub == 0 else padded + off_sub
+
+
+cdef int _check_vma_list(list vmas, VMATree tree) except -1:
+    """remove_vmas() and free_pgtables() take a non-empty list of VMAs in address order
+    (those of `tree`, if given, all still in it) and read them through unchecked casts:
+    anything else is refused before the first change."""
+    cdef VMA v, prev = None
+    cdef Py_ssize_t k
+    if vmas is None or not vmas:
+        raise ValueError("expected a non-empty list of VMAs")
+    for item in vmas:
+        if not isinstance(item, VMA):
+            raise TypeError(f"expected VMAs, got {type(item).__name__}")
+        v = item
+        if prev is not None and prev.end > v.start:
+            raise ValueError(f"VMAs out of order: {prev!r}, {v!r}")
+        if tree is not None:
+            tree._position(v, &k)
+        prev = v
+    return 0
 
 
 def _thp_aligns(addr, file, shared, length, pgoff):

@@ -1,4 +1,4 @@
-# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True, auto_pickle=False
 # Python semantics for indexing and division, and None checks on typed objects:
 # the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """madvise(2), process_madvise(2), guard regions and poison markers.
@@ -11,7 +11,7 @@ import errno
 
 from . import _core
 from . import constants as C
-from .vma cimport VMA, u64
+from .vma cimport VMA, u64, vma_required
 from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
                         MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_HWPOISON,
@@ -54,6 +54,7 @@ _DONE, _SKIP, _STOP = 0, 1, 2
 
 cpdef bint is_valid_guard_vma(VMA vma, bint allow_locked):
     """mm/madvise.c:is_valid_guard_vma()."""
+    vma_required(vma)
     cdef u64 disallowed = c_VM_SPECIAL | c_VM_HUGETLB | (0 if allow_locked else c_VM_LOCKED)
     return not vma.flags & disallowed
 
@@ -108,7 +109,7 @@ def new_behaviour_flags(vma, advice):
         return f | VM_MERGEABLE
     if advice == MADV_UNMERGEABLE:
         return f & ~VM_MERGEABLE
-    raise AssertionError(advice)
+    raise ValueError(f"unknown advice {advice!r}")
 
 
 cdef class AdviceSyscalls(ProtectionSyscalls):
@@ -149,6 +150,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
 
     cpdef VMA _advise_vma(self, VMA vma, u64 start, u64 end, int advice):
         """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""
+        self.check_piece(vma, start, end)
         if vma.flags & c_VM_SEALED and advice in DISCARD_ADVICE and is_ro_anon(vma):
             raise_errno(errno.EPERM)
         if advice in FLAG_ADVICE:
@@ -181,13 +183,14 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         elif advice == MADV_COLLAPSE:
             self._collapse(vma, start, end)
         else:
-            raise AssertionError(advice)
+            raise ValueError(f"unknown advice {advice!r}")
         return vma
 
     # --- guard regions -------------------------------------------------------------------
     cpdef _guard_install(self, VMA vma, u64 start, u64 end):
         """madvise_guard_install(): flag the VMA (VM_MAYBE_GUARD, no split), prepare its
         anon_vma, then install markers; populated entries are zapped and the walk retried."""
+        self.check_piece(vma, start, end)
         if not is_valid_guard_vma(vma, False):
             raise_errno(errno.EINVAL)
         if self.system.profile.maybe_guard:
@@ -206,6 +209,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         raise RuntimeError("guard install would restart forever")
 
     cpdef _guard_remove(self, VMA vma, u64 start, u64 end):
+        self.check_piece(vma, start, end)
         if not is_valid_guard_vma(vma, True):
             raise_errno(errno.EINVAL)
         self.pt.remove_guards(start, end)

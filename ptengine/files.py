@@ -12,6 +12,7 @@ import errno
 import itertools
 import operator
 import os
+import weakref
 
 from . import _core
 from . import profile as host_profiles
@@ -273,7 +274,12 @@ class System:
                              f"simulated")
         self.mmap_base = operator.index(mmap_base)
         self.tmpdir = tmpdir.rstrip("/")
-        self.mms = []
+        # The live processes, held weakly: a process lives until exit(), but one its user
+        # dropped cannot be exited any more, so it goes (with a ResourceWarning, see
+        # MM.__del__) and takes its address space with it. The reverse mapping below sees
+        # exactly the processes that can still be used.
+        self._processes = weakref.WeakValueDictionary()
+        self._slots = itertools.count()
         self._ino = itertools.count(12)
         self._names = set()
         self._paths = {}            # path -> Inode of the files open() has named
@@ -286,6 +292,20 @@ class System:
     @property
     def new_vma_flags(self):
         return VM_SOFTDIRTY if self.profile.soft_dirty else 0
+
+    @property
+    def processes(self):
+        """The live processes (MMs not exited and still referenced), oldest first."""
+        return [mm for mm in self._processes.values() if not mm.dead]
+
+    def _attach(self, mm):
+        """Register a new process; returns its slot for _detach()."""
+        slot = next(self._slots)
+        self._processes[slot] = mm
+        return slot
+
+    def _detach(self, slot):
+        self._processes.pop(slot, None)
 
     def spawn(self, **options):
         """A new, empty process address space."""
@@ -359,7 +379,7 @@ class System:
 
     # --- reverse mapping ----------------------------------------------------------------
     def mappings_of(self, inode):
-        for mm in self.mms:
+        for mm in self.processes:
             for vma in mm.vma_tree:
                 if vma.file is not None and vma.file.inode is inode:
                     yield mm, vma

@@ -58,7 +58,6 @@ class ProcessLifecycle:
             return
         self.pt.zap(0, 1 << 47, _core.ZAP_DROP_MARKERS)
         self.pt.free_pgtables(0, 1 << 47, 0, 0)
-        self.vma_tree = type(self.vma_tree)()
+        self.vma_tree.clear()
         self.dead = True
-        if self in self.system.mms:
-            self.system.mms.remove(self)
+        self.system._detach(self._slot)

@@ -1,4 +1,4 @@
-# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True, auto_pickle=False
 # Python semantics for indexing and division, and None checks on typed objects:
 # the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """mmap, munmap, mremap and brk (mm/mmap.c, mm/mremap.c, mm/vma.c).
@@ -198,6 +198,9 @@ cdef class MappingSyscalls(AddressSpace):
         cdef u64 end = start + length, recharged = 0
         cdef list old
         cdef VMA v
+        if (not length or (start | length) & c_PAGE_OFFSET or start > c_TASK_SIZE
+                or length > c_TASK_SIZE - start):
+            raise ValueError(f"_mmap_region: bad range {start:#x} + {length:#x}")
         if file is not None and file.inode.kind == "memfd" and vm_flags & c_VM_SHARED:
             if file.inode.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
                 if vm_flags & c_VM_WRITE:
@@ -357,6 +360,8 @@ cdef class MappingSyscalls(AddressSpace):
     def _expand_in_place(self, vma, delta):
         """vma_merge_extend(): grow the VMA, absorbing the next one if it then touches and
         is compatible."""
+        if not 0 < delta <= TASK_SIZE - vma.end or delta & c_PAGE_OFFSET:
+            raise ValueError(f"cannot grow {vma!r} by {delta:#x}")
         end = vma.end + delta
         _, nxt = self.vma_tree.neighbours(vma)
         if can_merge_before(nxt, end, vma.flags, vma.pgoff, (end - vma.start) >> PAGE_SHIFT,

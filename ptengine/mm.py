@@ -8,6 +8,7 @@ mixins (fault.py, lifecycle.py, procview.py). This module holds the rest of the 
 state.
 """
 import errno
+import warnings
 
 from . import _core
 from .addrspace import AddressSpace
@@ -47,10 +48,28 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
         self.dead = False
         self.start_stack = None      # set by an exec layout: the VMA holding it is [stack]
         self.gate_vma = None         # [vsyscall] of an exec'd process (get_gate_vma())
-        system.mms.append(self)
+        self._slot = system._attach(self)
         if exec_layout:
             from .exec_layout import setup_exec_layout
             setup_exec_layout(self)
+
+    # --- lifetime: a process lives until exit(), as subprocess.Popen's until wait() -------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.exit()
+
+    def __del__(self, _warn=warnings.warn):
+        # The System holds its processes weakly: dropping the last reference to one that
+        # never exited frees its address space here, which the kernel would have kept
+        # until exit(). Say so, as Popen does for a child still running, unless it is the
+        # last live process of its System (the whole machine goes; nothing outlives it).
+        if getattr(self, "dead", True):         # exited, or __init__ failed
+            return
+        if any(mm is not self for mm in self.system.processes):
+            _warn(f"process {self!r} dropped without exit(); its address space is freed",
+                  ResourceWarning, source=self)
 
     # --- introspection basics -----------------------------------------------------------
     def vmas(self):

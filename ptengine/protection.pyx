@@ -1,4 +1,4 @@
-# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True, auto_pickle=False
 # Python semantics for indexing and division, and None checks on typed objects:
 # the hot loops index through PyList_GET_ITEM and C arrays, not through these.
 """mprotect, the mlock family, mseal and anonymous VMA names.
@@ -162,6 +162,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     cpdef VMA _mprotect_fixup(self, VMA vma, u64 start, u64 end, u64 newflags):
         """mm/mprotect.c:mprotect_fixup(): seal check, VM_ACCOUNT bookkeeping, vma_modify,
         then change_protection() on the PTEs."""
+        self.check_piece(vma, start, end)
         cdef u64 oldflags = vma.flags
         if oldflags & c_VM_SEALED:
             raise_errno(errno.EPERM)

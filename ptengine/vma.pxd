@@ -16,6 +16,12 @@ cdef class VMA:
     cpdef VMA copy(self, object start=*, object end=*)
 
 
+# cpdef functions cannot declare `VMA vma not None`: theirs check with these before any
+# use, so a stranger is a TypeError (or a bad range a ValueError), never a cast.
+cdef int vma_required(VMA vma) except -1
+cdef int vma_piece(VMA vma, u64 start, u64 end) except -1
+
+
 cpdef unsigned long long vm_start_gap(VMA vma)
 cpdef bint same_file(object a_file, object b_file)
 cpdef bint anon_vma_compatible(object a, object b)

@@ -44,6 +44,10 @@ cdef class VMA:
     def __init__(self, unsigned long long start, unsigned long long end,
                  unsigned long long flags, unsigned long long pgoff=0, file=None,
                  anon_vma=None, anon_name=None):
+        # Once only: a VMA in a tree must not get new bounds behind the tree's back (one
+        # that never had an end, a new one or an empty one, is in no tree).
+        if self.end:
+            raise TypeError(f"{self!r} is already initialised")
         if end < start:
             raise ValueError(f"VMA end {end:#x} below start {start:#x}")
         self.start = start
@@ -91,14 +95,24 @@ cdef class VMA:
 
     def pgoff_at(self, unsigned long long addr):
         """File page index that `addr` maps (linear_page_index())."""
+        if not self.start <= addr <= self.end:
+            raise ValueError(f"{addr:#x} is outside {self!r}")
         return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
 
     cpdef VMA copy(self, start=None, end=None):
         """vm_area_dup(): same identity, optionally clipped (pgoff follows the start)."""
         cdef unsigned long long lo = self.start if start is None else start
         cdef unsigned long long hi = self.end if end is None else end
+        if not self.start <= lo <= hi <= self.end:
+            raise ValueError(f"[{lo:#x}, {hi:#x}) is not a piece of {self!r}")
         return VMA(lo, hi, self.flags, self.pgoff + ((lo - self.start) >> PAGE_SHIFT),
                    self.file, self.anon_vma, self.anon_name)
+
+    def __reduce__(self):
+        # A copy is made by the constructor: no state is written into a live VMA (whose
+        # bounds the tree keys).
+        return VMA, (self.start, self.end, self.flags, self.pgoff, self.file, self.anon_vma,
+                     self.anon_name)
 
     def __repr__(self):
         return (f"VMA({self.start:#x}-{self.end:#x} {VmFlag(self.flags)!s} "
@@ -112,12 +126,30 @@ cdef class VMA:
                 and self.pgoff == o.pgoff and self.file is o.file
                 and self.anon_name == o.anon_name)
 
-    def __hash__(self):
-        return id(self) >> 4           # identity, as before __eq__ compared fields
+    # Equal VMAs are equal records (what tests and users compare: maps before and after);
+    # a VMA is mutable (flags, pgoff, the tree moves its bounds), so it cannot hash by value,
+    # and an identity hash would break "equal objects hash equal". The tree keys VMAs by
+    # identity and never hashes them; key a dict by id(vma) where identity is meant.
+    __hash__ = None
+
+
+cdef int vma_required(VMA vma) except -1:
+    if vma is None:
+        raise TypeError("expected a VMA, got None")
+    return 0
+
+
+cdef int vma_piece(VMA vma, u64 start, u64 end) except -1:
+    """A per-VMA step works on a page-aligned piece [start, end) of its VMA."""
+    vma_required(vma)
+    if not vma.start <= start < end <= vma.end or (start | end) & ((1 << PAGE_SHIFT) - 1):
+        raise ValueError(f"[{start:#x}, {end:#x}) is not a page-aligned piece of {vma!r}")
+    return 0
 
 
 cpdef unsigned long long vm_start_gap(VMA vma):
     """The lowest address a new mapping may end at below `vma` (stack guard gap)."""
+    vma_required(vma)
     return _start_gap(vma)
 
 
@@ -176,7 +208,7 @@ cpdef bint can_merge_before(VMA nxt, unsigned long long end, unsigned long long 
     return pgoff + npages == nxt.pgoff
 
 
-def anon_vma_reusable(VMA vma, VMA neighbour):
+def anon_vma_reusable(VMA vma not None, VMA neighbour):
     """reusable_anon_vma()/anon_vma_compatible() in mm/rmap.c: a neighbour's anon_vma can be
     shared by `vma` when they touch, map contiguous offsets and differ at most in access
     and soft-dirty flags, so that a later mprotect can merge them."""
@@ -266,6 +298,8 @@ cdef class VMATree:
     def __init__(self, Py_ssize_t block_load=64):
         if block_load < 2:
             raise ValueError("block_load must be at least 2")
+        if self._count:
+            raise ValueError("a tree's block size is chosen while it is empty")
         self._load = block_load
 
     def __dealloc__(self):
@@ -481,6 +515,7 @@ cdef class VMATree:
         cdef list block, upper
         cdef Py_ssize_t k, j, n, half
         cdef VMA prev, nxt
+        vma_required(vma)
         if vma.start >= vma.end:
             raise ValueError(f"{vma!r} is empty")
         if not self._count:
@@ -514,6 +549,7 @@ cdef class VMATree:
         range stays covered, say so: no hole grew, and the free-area cache stands."""
         cdef Py_ssize_t k, j, n
         cdef list block, other
+        vma_required(vma)
         j = self._position(vma, &k)
         block = self._blocks[k]
         del block[j]
@@ -548,10 +584,11 @@ cdef class VMATree:
         """Move a VMA's end within its neighbours. Only a shrink can grow a hole."""
         cdef Py_ssize_t k, j
         cdef VMA nxt
+        vma_required(vma)
         j = self._position(vma, &k)
         nxt = self._item(k, j + 1)
-        if end < vma.start or (nxt is not None and end > nxt.start):
-            raise ValueError(f"{vma!r}: end {end:#x} would overlap a neighbour")
+        if end <= vma.start or (nxt is not None and end > nxt.start):
+            raise ValueError(f"{vma!r}: end {end:#x} would empty it or overlap a neighbour")
         if end < vma.end:
             self._mark(k)
         vma.end = end
@@ -561,10 +598,12 @@ cdef class VMATree:
         range stays covered, as remove(range_stays_mapped=True)."""
         cdef Py_ssize_t k, j
         cdef VMA prev
+        vma_required(vma)
         j = self._position(vma, &k)
         prev = self._item(k, j - 1)
-        if start > vma.end or (prev is not None and start < prev.end):
-            raise ValueError(f"{vma!r}: start {start:#x} would overlap a neighbour")
+        if start >= vma.end or (prev is not None and start < prev.end):
+            raise ValueError(f"{vma!r}: start {start:#x} would empty it or overlap a "
+                             f"neighbour")
         if start > vma.start:
             # The hole below grows; it belongs to the block of the VMA below.
             self._mark(k if j else k - 1)
@@ -577,14 +616,32 @@ cdef class VMATree:
         """Fill an empty tree with VMAs in address order, in one go (dup_mmap())."""
         cdef Py_ssize_t i, n
         cdef list items = list(vmas)
+        cdef VMA v, prev = None
         if self._count:
             raise ValueError("load() fills an empty tree")
+        # The blocks are read through unchecked casts: only non-empty VMAs, in order and
+        # apart, may enter them.
+        for item in items:
+            if not isinstance(item, VMA):
+                raise TypeError(f"load() takes VMAs, not {type(item).__name__}")
+            v = item
+            if v.start >= v.end or (prev is not None and prev.end > v.start):
+                raise ValueError(f"load() takes non-empty VMAs in address order: {v!r}")
+            prev = v
         n = len(items)
         for i in range(0, n, self._load):
             self._add_block(PyList_GET_SIZE(self._blocks), items[i:i + self._load])
         self._count = n
 
-    def inherit_search_state(self, VMATree parent):
+    def clear(self):
+        """Drop every VMA (exit_mmap(), once the page tables are torn down)."""
+        self._blocks = []
+        self._count = 0
+        self._seg_n = 0
+        self._cache_valid = False
+        self._hit_upper = None
+
+    def inherit_search_state(self, VMATree parent not None):
         """A forked child's tree has the parent's holes: it keeps its free-area cache."""
         self._cache_valid = parent._cache_valid
         self._cache_high = parent._cache_high
@@ -621,7 +678,7 @@ cdef class VMATree:
         j = self._position(vma, &k)
         return self._item(k, j - 1), self._item(k, j + 1)
 
-    def neighbours(self, VMA vma):
+    def neighbours(self, VMA vma not None):
         """(the VMA before vma, the VMA after it), None where there is none."""
         return self._neighbours(vma)
 

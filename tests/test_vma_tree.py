@@ -42,10 +42,9 @@ def brute_force_highest_gap(mm, length):
 @pytest.mark.parametrize("seed", range(24))
 def test_cached_search_matches_a_plain_scan(seed, block_load):
     """With small blocks the hole index passes over many blocks per search."""
-    from ptengine.vma import VMATree
     rng = random.Random(seed)
     mm = pt.MM()
-    mm.vma_tree = VMATree(block_load=block_load)
+    mm.vma_tree.__init__(block_load=block_load)
     live = []
     for _ in range(120):
         action = rng.random()

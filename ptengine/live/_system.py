@@ -177,6 +177,11 @@ class LiveSystem:
         """The LiveFile of this system that is the inode a VMA maps, if any."""
         return self._files.get((*dev, inode))
 
+    @property
+    def processes(self):
+        """The live processes (System.processes): those not exited or closed."""
+        return [mm for mm in self._mms if mm.alive]
+
     def _register(self, mm):
         self._mms.add(mm)
 

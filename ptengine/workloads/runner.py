@@ -157,11 +157,12 @@ def open_backend(backend="sim", max_map_count=None, system_options=None, profile
 
 
 def close_backend(system, mms):
-    """Release live server processes; simulated state is just dropped."""
+    """Release live server processes; simulated processes exit (a System warns about
+    live processes dropped while it has others)."""
     for obj in list(mms) + [system]:
-        close = getattr(obj, "close", None)
-        if close is not None:
-            close()
+        end = getattr(obj, "close", None) or getattr(obj, "exit", None)
+        if end is not None:
+            end()
 
 
 def _max_map_count(system, backend):

@@ -2,12 +2,13 @@
 """A tiny extension that builds on ptengine's compiled core from C, as another simulator
 would: it cimports ptengine._core, runs its own nogil callback under the core's generic
 page-table walk, and uses the documented entry encoding."""
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
 from ptengine._core cimport (GUARD_PTE, PT_PAGE_SHIFT, PTE_MARKER_GUARD, WALK_NEXT,
-                             PageTables, entry_table, make_marker_pte, pt_index, pt_walk,
-                             pt_walk_ops, pt_walk_range, pte_is_guard)
+                             ZAP_DROP_MARKERS, PageTables, entry_table, make_marker_pte,
+                             pt_free_pgtables, pt_index, pt_install_guards, pt_walk,
+                             pt_walk_ops, pt_walk_range, pt_zap, pte_is_guard)
 
 
 cdef int _count_guards(pt_walk *w, uint64_t *pmd, uint64_t addr,
@@ -37,6 +38,25 @@ def count_guards(PageTables pt not None, uint64_t start, uint64_t end):
     with nogil:
         pt_walk_range(&w, start, end)
     return w.count
+
+
+def churn(PageTables pt not None, uint64_t start, uint64_t end, int rounds):
+    """Install guards over [start, end), zap them and free the tables, `rounds` times,
+    without the GIL: what the .pxd allows to run beside the same on another System.
+    Returns the entries zapped in all (-1 if the walker ran out of memory)."""
+    cdef uint64_t stop, bad
+    cdef int64_t total = 0
+    cdef int i
+    if start > end or end > (<uint64_t>1) << 47 or (start | end) & 0xFFF:
+        raise ValueError("bad range")
+    with nogil:
+        for i in range(rounds):
+            if pt_install_guards(&pt.mm, start, end, &stop) < 0:
+                total = -1
+                break
+            total += pt_zap(&pt.mm, start, end, ZAP_DROP_MARKERS)
+            pt_free_pgtables(&pt.mm, start, end, 0, 0, False, &bad)
+    return total
 
 
 def guard_marker():

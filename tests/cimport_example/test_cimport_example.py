@@ -61,6 +61,38 @@ def test_extension_walks_ptengine_tables(guard_walk):
         guard_walk.count_guards(None, 0, 0)
 
 
+def test_two_systems_walk_concurrently_without_the_gil(guard_walk):
+    """_core.pxd: walkers over different Frames share nothing (each Frames has its own
+    table pool) and may run at once in two threads without the GIL. Each thread installs a
+    guard, zaps it and frees its tables again and again on its own System; afterwards both
+    are intact and hold no tables. (A race is not certain to show in one run; that the
+    pools are apart is shown exactly by test_core_table_pool.)"""
+    import threading
+    # One page per round: three tables taken from the pool and given back each time.
+    rounds, base, span = 100000, 0x7F0000000000, 4096
+    systems = [(_core.Frames(),) for _ in range(2)]
+    tables = [_core.PageTables(f) for (f,) in systems]
+    results = [None, None]
+    start = threading.Barrier(2)
+
+    def run(i):
+        start.wait()
+        results[i] = guard_walk.churn(tables[i], base, base + span, rounds)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (frames,), pt, zapped in zip(systems, tables, results):
+        # pt_zap counts what it cleared: every guard of every round.
+        assert zapped == rounds * (span >> 12)
+        pt.check()
+        frames.check([pt])
+        assert pt.pgtables_bytes == 0
+        assert pt.count(0, 1 << 47)["none"] == 1 << 35
+
+
 def test_extension_reads_the_vma_layer(guard_walk):
     """The extension walks an MM's VMA tree through addrspace.pxd and vma.pxd."""
     from ptengine.constants import (MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_PRIVATE,

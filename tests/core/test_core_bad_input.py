@@ -5,7 +5,7 @@ import pytest
 
 from ptengine import _core
 from ptengine.errors import InvariantError
-from .conftest import BASE, PAGE, PROT_PRIVATE
+from .conftest import BASE, PAGE, PMD, PROT_PRIVATE
 
 TOP = 1 << 47
 BAD_ADDRS = [1, PAGE + 1, -PAGE, TOP + PAGE, 1 << 64, 1 << 200, -1]
@@ -156,3 +156,71 @@ def test_dealloc_releases_every_reference(frames):
     del pt
     assert frames.nr_used == 0
     frames.check()
+
+
+# --- every entry point, fed strangers ------------------------------------------------------
+STRANGERS = [None, "x", 1.5, object(), -1, 1 << 64, 1 << 200, [None], [object()], (1, 2),
+             b"\x00" * 8, np.zeros(1, np.int8)]
+
+
+def _entry_points():
+    """(owner, name, parameters) of every def in _core: module functions and the methods of
+    Frames and PageTables, parameters read from the embedded signatures."""
+    import re
+    for owner in (_core, _core.Frames, _core.PageTables):
+        for name, fn in sorted(vars(owner).items()):
+            doc = (getattr(fn, "__doc__", None) or "").split("\n")[0]
+            m = re.match(r"(?:\w+\.)?(\w+)\((.*)\)", doc)
+            if m is None or name.startswith("_") or m.group(1) != name:
+                continue
+            params = [p.split("=")[0].split()[-1] for p in m.group(2).split(",") if p.strip()]
+            yield owner, name, [p for p in params if p != "self"]
+
+
+def _plausible(name, pt, pt2, frames, pfn):
+    table = {"start": BASE, "addr": BASE, "old_start": BASE, "end": BASE + PAGE,
+             "new_start": BASE + PMD, "length": PAGE, "pfn": pfn, "head": pfn,
+             "src_pfn": pfn, "dst_pfn": pfn, "kind": _core.FRAME_ANON,
+             "pte_flags": PROT_PRIVATE, "bits": _core.PTE_MARKER_GUARD, "data": b"x",
+             "dst": pt2, "out": np.zeros(1, np.uint64), "tables": [pt, pt2],
+             "raw": _core.make_swap_pte(0, 1), "n": 1, "frames": frames}
+    return table.get(name, 0)
+
+
+def test_every_entry_point_refuses_strangers_and_keeps_invariants(monkeypatch):
+    """Each def of the core, called once per parameter and stranger (the other arguments
+    plausible) on tables holding pages, guards and a swap entry: it may raise, but
+    afterwards both tables and the frames pass check(), and no exception was lost inside
+    C code (sys.unraisablehook, what prints "Exception ignored")."""
+    lost = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: lost.append(repr(u.exc_value)))
+    problems, calls = [], 0
+    for owner, name, params in _entry_points():
+        for i in range(len(params)):
+            for stranger in STRANGERS:
+                frames = _core.Frames()
+                pt, pt2 = _core.PageTables(frames), _core.PageTables(frames)
+                pt.fault_anon(BASE, BASE + 4 * PAGE, True, PROT_PRIVATE)
+                pt.install_guards(BASE + 8 * PAGE, BASE + 10 * PAGE)
+                pt.set_swap(BASE + 12 * PAGE, 0, 1)
+                pfn = frames.alloc(_core.FRAME_ANON)
+                target = {_core.Frames: frames, _core.PageTables: pt}.get(owner, _core)
+                args = [_plausible(p, pt, pt2, frames, pfn) for p in params]
+                args[i] = stranger
+                calls += 1
+                what = f"{getattr(owner, '__name__', owner)}.{name}({params[i]}={stranger!r:.30})"
+                try:
+                    getattr(target, name)(*args)
+                except (TypeError, ValueError, OverflowError, IndexError, MemoryError):
+                    pass
+                except Exception as e:
+                    problems.append(f"{what}: {type(e).__name__}: {e}")
+                try:
+                    pt.check()
+                    pt2.check()
+                    frames.check([pt, pt2])
+                except AssertionError as e:
+                    problems.append(f"{what}: left {type(e).__name__}: {e}")
+    assert calls > 500                          # the sweep found the entry points
+    assert not problems, "\n".join(problems[:40])
+    assert not lost, lost[:10]
