@@ -194,10 +194,14 @@ def build_mm(entries, system=None, *, files=None, start_brk=None, **spawn_option
     FileTable to take files from (a new one on the system if None). The break starts at
     [heap], else at `start_brk`, else right after the lowest mapped (undeleted) file's last
     VMA and the anonymous VMA after it (the executable and its bss, where binfmt_elf puts the break);
-    [stack] sets the stack start. The gate line ([vsyscall]) is not a VMA and is skipped."""
+    [stack] sets the stack start. The gate line ([vsyscall]) is not a VMA: it becomes the
+    mm's gate_vma, which maps() prints last (get_gate_vma())."""
     system = system if system is not None else System()
     files = files if files is not None else FileTable(system)
     mm = system.spawn(**spawn_options)
+    gate = [e for e in entries if e.special_name == GATE]
+    if gate:
+        mm.gate_vma = SpecialVMA(gate[0].start, gate[0].end, vm_flags_of(gate[0]), GATE)
     entries = [e for e in entries if e.special_name != GATE]
     vmas = []
     for e in entries:
