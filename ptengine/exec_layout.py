@@ -1,26 +1,51 @@
-"""The mappings every exec'd process starts with: [vvar], [vvar_vclock], [vdso], [stack].
+"""What exec sets up besides the program's own segments: the mmap base, the stack with the
+argument strings, the vDSO and the vsyscall gate.
 
-A real process never has an empty address space: exec (fs/binfmt_elf.c, arch/x86/entry/vdso/
-vma.c:map_vdso()) sets up the vDSO just below mmap_base and the stack at the top of the
-user range, and touches them, so the page tables over the top of the address space exist
-before the program's first mmap. `spawn(exec_layout=True)` reproduces that layout as a
-non-randomised process on the reference machines has it (read off a live server process),
-so page-table figures of top-down workloads match the host kernel's to the byte.
+Mirrors, for a non-randomised x86-64 process (ADDR_NO_RANDOMIZE, or randomize_va_space=0):
+  arch/x86/mm/mmap.c:mmap_base()            where top-down placement starts;
+  fs/exec.c (__bprm_mm_init(), copy_strings(), setup_arg_pages())   the [stack] VMA;
+  fs/binfmt_elf.c:create_elf_tables()       argc, argv, envp and auxv below the strings;
+  arch/x86/entry/vdso/vma.c:map_vdso()      [vvar], [vvar_vclock], [vdso], top-down;
+  arch/x86/entry/vsyscall/vsyscall_64.c     the [vsyscall] gate page (get_gate_vma()): in
+                                            maps and smaps, never in the VMA tree.
+fs/binfmt_elf.py maps the program and its interpreter and calls these in the kernel's order.
+`spawn(exec_layout=True)` uses them for a process whose program is left out: the stack and
+the vDSO as a small static program has them, touched as its C library's start-up leaves
+them, so that the page tables over the top of the address space exist as in a real process
+and page-table figures of top-down workloads match the host kernel's to the byte.
 """
+import errno
+
 from . import _core
-from .constants import (PAGE_SIZE, VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC,
-                        VM_GROWSDOWN, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP,
-                        VM_READ, VM_WRITE)
+from .constants import (MMAP_MIN_ADDR, PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
+                        VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO,
+                        VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_WRITE)
+from .errors import raise_errno
 from .vma import VMA
 
 P = PAGE_SIZE
+MiB = 1 << 20
 VVAR_FLAGS = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
 VDSO_FLAGS = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_DONTEXPAND
+# VM_STACK_FLAGS: VM_DATA_DEFAULT_FLAGS (no READ_IMPLIES_EXEC on x86-64), growing down,
+# charged to the commit limit.
 STACK_FLAGS = (VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_GROWSDOWN
                | VM_ACCOUNT)
-STACK_TOP = 0x7FFFFFFFF000
-STACK_PAGES = 33            # what a small environment needs, as observed
-STACK_TOUCHED = 2           # argv/envp and the first frames
+STACK_TOP = TASK_SIZE           # STACK_TOP_MAX: no randomisation shifts it
+STACK_EXPAND = 128 << 10        # setup_arg_pages(): room for the program's first frames
+# The host's vDSO image: 4 [vvar] pages and 2 [vvar_vclock] pages below 2 pages of text.
+VVAR_PAGES, VCLOCK_PAGES, VDSO_PAGES = 4, 2, 2
+# create_elf_tables() on this kernel: 23 auxv entries with AT_NULL (AT_SYSINFO_EHDR ...
+# AT_PLATFORM, AT_RSEQ_FEATURE_SIZE, AT_RSEQ_ALIGN), and the "x86_64" platform string.
+AUXV_ENTRIES = 23
+PLATFORM = b"x86_64\0"
+AT_RANDOM_BYTES = 16
+# bprm_stack_limits(): the strings and pointers may take a quarter of the stack limit,
+# at most 3/4 of _STK_LIM (8 MiB) and at least ARG_MAX (32 pages).
+STK_LIM = 8 * MiB
+ARG_MAX = 32 * P
+MAX_ARG_STRLEN = 32 * P
+VSYSCALL_ADDR = 0xFFFFFFFFFF600000
 
 
 class SpecialVMA(VMA):
@@ -42,21 +67,92 @@ class SpecialVMA(VMA):
         return self.special_name
 
 
+# The vsyscall page (CONFIG_LEGACY_VSYSCALL_XONLY: execute-only, no page behind it):
+# get_gate_vma() adds it after the last VMA in maps and smaps; it is no VMA of the mm, so
+# map_count, VmSize and every syscall leave it out.
+GATE_VMA = SpecialVMA(VSYSCALL_ADDR, VSYSCALL_ADDR + P, VM_EXEC, "[vsyscall]")
+
+
+# mirrors arch/x86/mm/mmap.c:mmap_base() with no random offset
+def mmap_base(stack_rlimit):
+    """Where top-down placement starts below a stack of `stack_rlimit` bytes: the limit
+    plus the stack guard gap, kept between 128 MiB and 5/6 of the address space."""
+    gap = stack_rlimit + STACK_GUARD_GAP
+    gap = min(max(gap, 128 * MiB), TASK_SIZE // 6 * 5)
+    return (TASK_SIZE - gap + P - 1) & PAGE_MASK
+
+
+def copy_strings(filename, argv, envp, stack_rlimit):
+    """do_execveat_common(): where bprm->p ends after the file name, the environment and
+    the arguments are copied below the top of the stack (one pointer's room is left
+    above them), in bytes as given. E2BIG as bprm_stack_limits()/copy_strings() decide."""
+    strings = [filename, *envp, *argv]
+    sizes = [len(s) + 1 for s in strings]
+    if any(n > MAX_ARG_STRLEN for n in sizes):
+        raise_errno(errno.E2BIG)
+    limit = max(min(STK_LIM // 4 * 3, stack_rlimit // 4), ARG_MAX)
+    if sum(sizes[1:]) + (len(argv) + len(envp)) * 8 > limit:
+        raise_errno(errno.E2BIG)
+    return STACK_TOP - 8 - sum(sizes)
+
+
+# mirrors fs/exec.c:setup_arg_pages() (after __bprm_mm_init() and get_arg_page())
+def setup_arg_pages(mm, p, stack_rlimit, executable_stack):
+    """Install [stack]: the pages the strings reached, plus 128 KiB below (no more than
+    the stack limit in all). `executable_stack`: True/False from PT_GNU_STACK, None
+    without one (x86-64 then gives no VM_EXEC)."""
+    vm_start = min(STACK_TOP - P, p & PAGE_MASK)
+    rlim = stack_rlimit & PAGE_MASK
+    if STACK_TOP - vm_start + STACK_EXPAND > rlim:
+        vm_start = STACK_TOP - rlim
+    else:
+        vm_start -= STACK_EXPAND
+    if vm_start < MMAP_MIN_ADDR:
+        raise_errno(errno.ENOMEM)
+    flags = STACK_FLAGS | mm.def_flags | (VM_EXEC if executable_stack else 0)
+    mm.vma_tree.insert(VMA(vm_start, STACK_TOP, flags | mm.system.new_vma_flags,
+                           vm_start // P))
+
+
+# mirrors fs/binfmt_elf.c:create_elf_tables()
+def create_elf_tables(mm, p, argc, envc):
+    """Write the platform string, AT_RANDOM bytes, auxv, envp, argv and argc below the
+    strings at p, faulting in every stack page from there to the top as the kernel's
+    copy_to_user() does; the lowest address is the process's initial stack pointer
+    (mm->start_stack, which names [stack] in maps)."""
+    p &= ~0xF                                   # arch_align_stack() without randomisation
+    p -= len(PLATFORM) + AT_RANDOM_BYTES
+    sp = p - 2 * AUXV_ENTRIES * 8
+    sp = (sp - ((argc + 1) + (envc + 1) + 1) * 8) & ~0xF      # STACK_ROUND()
+    mm.touch(sp, STACK_TOP - sp, write=True)
+    mm.start_stack = sp
+    return sp
+
+
+# mirrors arch/x86/entry/vdso/vma.c:map_vdso(image, 0)
+def map_vdso(mm):
+    """[vvar], [vvar_vclock] and [vdso], placed together top-down (below the interpreter
+    when there is one: exec maps that first). Returns the vDSO text's address."""
+    size = (VVAR_PAGES + VCLOCK_PAGES + VDSO_PAGES) * P
+    addr = mm.get_unmapped_area(0, size, 0, False, None, False, 0)
+    text = addr + (VVAR_PAGES + VCLOCK_PAGES) * P
+    for name, start, end, flags in (("[vvar]", addr, addr + VVAR_PAGES * P, VVAR_FLAGS),
+                                     ("[vvar_vclock]", addr + VVAR_PAGES * P, text, VVAR_FLAGS),
+                                     ("[vdso]", text, text + VDSO_PAGES * P, VDSO_FLAGS)):
+        mm.vma_tree.insert(SpecialVMA(start, end, flags | mm.system.new_vma_flags, name))
+    mm.gate_vma = GATE_VMA
+    return text
+
+
 def setup_exec_layout(mm):
-    """Map and touch the vDSO and the stack the way exec leaves them."""
-    vdso_end = mm.mmap_base
-    layout = (("[vvar]", vdso_end - 8 * P, vdso_end - 4 * P, VVAR_FLAGS),
-              ("[vvar_vclock]", vdso_end - 4 * P, vdso_end - 2 * P, VVAR_FLAGS),
-              ("[vdso]", vdso_end - 2 * P, vdso_end, VDSO_FLAGS))
-    for name, start, end, flags in layout:
-        mm.vma_tree.insert(SpecialVMA(start, end, flags, name))
-    # The vDSO text page the C library reads at start-up.
+    """spawn(exec_layout=True): the stack and the vDSO of a small static program run as
+    `a.out` with an empty environment, and what its C library's start-up touches next:
+    the page below the initial stack pointer and the vDSO text it reads."""
+    p = copy_strings(b"a.out", [b"a.out"], [], 8 * MiB)
+    setup_arg_pages(mm, p, 8 * MiB, False)
+    vdso = map_vdso(mm)
+    sp = create_elf_tables(mm, p, 1, 0)
+    mm.touch((sp & PAGE_MASK) - P, P, write=True)
     page = mm.frames.alloc(_core.FRAME_FILE)
-    mm.pt.map_page(vdso_end - 2 * P, page,
-                   _core.PTE_PRESENT | _core.PTE_USER | _core.PTE_ACCESSED)
+    mm.pt.map_page(vdso, page, _core.PTE_PRESENT | _core.PTE_USER | _core.PTE_ACCESSED)
     mm.frames.put(page)
-    stack = VMA(STACK_TOP - STACK_PAGES * P, STACK_TOP, STACK_FLAGS,
-                (STACK_TOP - STACK_PAGES * P) // P)
-    mm.vma_tree.insert(stack)
-    mm.start_stack = STACK_TOP - P
-    mm.touch(STACK_TOP - STACK_TOUCHED * P, STACK_TOUCHED * P, write=True)

@@ -11,6 +11,7 @@ truncate_pagecache_range()), mm/memory.c:unmap_mapping_range(), mm/shmem.c, mm/m
 import errno
 import itertools
 import operator
+import os
 
 from . import _core
 from .constants import (DEFAULT_MAX_MAP_COUNT, DEFAULT_MMAP_BASE, F_SEAL_FUTURE_WRITE,
@@ -282,6 +283,7 @@ class System:
         self.mms = []
         self._ino = itertools.count(12)
         self._names = set()
+        self._paths = {}            # path -> Inode of the files open() has named
 
     @property
     def new_vma_flags(self):
@@ -291,6 +293,13 @@ class System:
         """A new, empty process address space."""
         from .mm import MM
         return MM(system=self, **options)
+
+    def execve(self, path, argv=None, *, envp=None, stack_rlimit=8 << 20):
+        """A new process whose address space is what Linux's execve(path, argv, envp)
+        leaves with ASLR off (fs/binfmt_elf.c; see ptengine/binfmt_elf.py). `envp`: a
+        mapping or "NAME=value" strings, empty by default; with argv it sizes the stack."""
+        from .binfmt_elf import execve
+        return execve(self, path, argv, envp, stack_rlimit)
 
     def create_file(self, name, size=0):
         """A regular file on the root file system, opened read-write."""
@@ -303,6 +312,32 @@ class System:
         if size:
             f.truncate(size)
         return f
+
+    def open(self, path):
+        """The regular file at `path`, opened read-write; every open of one path shares its
+        inode (and page cache). A path naming a file of this host is resolved as the kernel
+        resolves it (symlinks followed: maps shows the real path) and takes that file's
+        size, device and inode numbers, so maps lines of its mappings read as the kernel's;
+        its contents are not read (pages read in as zeros). Any other path is a new empty
+        file on the root file system: size it with truncate(), e.g. to replay a log taken
+        on another machine."""
+        if not isinstance(path, str):
+            raise TypeError("path must be str")
+        try:
+            real = os.path.realpath(path, strict=True)
+            st = os.stat(real)
+        except OSError:
+            real, st = path, None
+        inode = self._paths.get(real)
+        if inode is None:
+            if st is None:
+                inode = Inode(self, "file", real, EXT4_DEV, next(self._ino))
+            else:
+                inode = Inode(self, "file", real, (os.major(st.st_dev), os.minor(st.st_dev)),
+                              st.st_ino, st.st_size)
+            inode.seals = 0
+            self._paths[real] = inode
+        return File(inode)
 
     def memfd_create(self, name, flags=0):
         """memfd_create(2): a shmem file, with seals if MFD_ALLOW_SEALING."""

@@ -20,6 +20,7 @@ class ProcessLifecycle:
                    start_brk=self.start_brk, mmap_min_addr=self.mmap_min_addr)
         child.brk_end = self.brk_end
         child.start_stack = self.start_stack
+        child.gate_vma = self.gate_vma
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
         skipped = False
         copies = []

@@ -15,7 +15,7 @@ from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MA
                         MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
                         MAP_SHARED_VALIDATE, MAP_STACK, MAP_SYNC, MAP_TYPE, MAP_DENYWRITE,
                         MAP_EXECUTABLE, MAP_UNINITIALIZED, MREMAP_DONTUNMAP, MREMAP_FIXED,
-                        MREMAP_MAYMOVE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_WRITE,
+                        MREMAP_MAYMOVE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_WRITE, VM_EXEC,
                         TASK_SIZE, VM_ACCOUNT, VM_DONTEXPAND, VM_GROWSDOWN, VM_LOCKED,
                         VM_LOCKED_MASK, VM_LOCKONFAULT, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
                         VM_MAYWRITE, VM_NOHUGEPAGE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE,
@@ -25,7 +25,7 @@ from .errors import raise_errno
 from .addrspace import AddressSpace
 from .args import U64_MAX, as_ulong
 from .files import File
-from .vma import can_merge_before, vm_start_gap
+from .vma import can_merge_after, can_merge_before, vm_start_gap
 
 # Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).
 LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE
@@ -434,31 +434,69 @@ cdef class MappingSyscalls(AddressSpace):
         addr = as_ulong(addr or 0, "addr")
         if addr < self.start_brk:
             return self.brk_end
-        newbrk, oldbrk = page_align(addr), page_align(self.brk_end)
+        # PAGE_ALIGN() wraps in C: a break near 2**64 asks for a length no check passes.
+        newbrk, oldbrk = page_align(addr) & U64_MAX, page_align(self.brk_end)
         if oldbrk == newbrk:
             self.brk_end = addr
             return addr
         if addr <= self.brk_end:
+            # Shrinking needs a VMA in [newbrk, oldbrk): a heap unmapped by munmap stays
+            # where it was, and so does the break.
+            brkvma = self.vma_tree.find(newbrk)
+            if brkvma is None or brkvma.start >= oldbrk:
+                return self.brk_end
             try:
                 self.unmap_range(newbrk, oldbrk)
             except OSError:
                 return self.brk_end
             self.brk_end = addr
             return addr
+        length = (newbrk - oldbrk) & U64_MAX
+        if length > TASK_SIZE or oldbrk > TASK_SIZE - length:
+            return self.brk_end                 # check_brk_limits()
         nxt = self.vma_tree.find(oldbrk)
         if nxt is not None and newbrk + PAGE_SIZE > vm_start_gap(nxt):
             return self.brk_end
-        if newbrk > TASK_SIZE or self.map_count > self.max_map_count:
-            return self.brk_end
+        # vma_prev_limit(start_brk): only a VMA reaching above start_brk is the heap; the
+        # bss ending at start_brk is never grown (a new [heap] VMA starts there).
+        brkvma = self.vma_tree.prev_next(oldbrk, newbrk)[0]
+        if brkvma is not None and brkvma.end <= self.start_brk:
+            brkvma = None
         try:
-            self.vm_enough_memory((newbrk - oldbrk) >> PAGE_SHIFT)
+            self._do_brk_flags(brkvma, oldbrk, length, 0)
         except OSError:
             return self.brk_end
-        flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.system.new_vma_flags
-        self.map_range(oldbrk, newbrk, flags, oldbrk >> PAGE_SHIFT, None)
-        if flags & VM_LOCKED:
-            self.locked_vm += (newbrk - oldbrk) >> PAGE_SHIFT
         self.brk_end = addr
         if self.def_flags & VM_LOCKED and not self.def_flags & VM_LOCKONFAULT:
             self.populate_range(oldbrk, newbrk, ignore_errors=True)
         return addr
+
+    # mirrors mm/mmap.c:vm_brk_flags()
+    def vm_brk_flags(self, addr, length, flags):
+        """exec's mapping of a bss beyond the file (fs/binfmt_elf.c:elf_load()): brk's
+        kind of VMA at a given place, over whatever was there; flags may add VM_EXEC."""
+        addr, length = as_ulong(addr, "addr"), page_align(as_ulong(length, "length"))
+        if flags & ~VM_EXEC:
+            raise_errno(errno.EINVAL)
+        if not length:
+            return
+        self.get_unmapped_area(addr, length, 0, True, None, False, 0)   # check_brk_limits()
+        self.unmap_range(addr, addr + length)
+        self._do_brk_flags(self.vma_tree.prev_next(addr, addr + length)[0], addr, length,
+                           flags)
+
+    def _do_brk_flags(self, prev, addr, length, flags):
+        """mm/vma.c:do_brk_flags(): anonymous data at [addr, addr + length), charged to the
+        commit limit. Only `prev` may grow over it (when it ends at addr and could merge):
+        brk never joins the VMA above, nor any VMA the caller did not pass."""
+        flags |= VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.system.new_vma_flags
+        if self.map_count > self.max_map_count:
+            raise_errno(errno.ENOMEM)
+        self.vm_enough_memory(length >> PAGE_SHIFT)
+        pgoff = addr >> PAGE_SHIFT
+        if can_merge_after(prev, addr, flags, pgoff, None, None, None):
+            self.vma_tree.set_end(prev, addr + length)
+        else:
+            self.vma_tree.insert(VMA(addr, addr + length, flags, pgoff))
+        if flags & VM_LOCKED:
+            self.locked_vm += length >> PAGE_SHIFT

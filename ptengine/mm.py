@@ -49,6 +49,7 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
         self.majflt = 0
         self.dead = False
         self.start_stack = None      # set by an exec layout: the VMA holding it is [stack]
+        self.gate_vma = None         # [vsyscall] of an exec'd process (get_gate_vma())
         system.mms.append(self)
         if exec_layout:
             from .exec_layout import setup_exec_layout

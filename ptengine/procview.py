@@ -4,6 +4,7 @@ mirrors fs/proc/task_mmu.c (show_map_vma(), show_smap(), pagemap_read(),
 do_pagemap_scan()) and fs/proc/task_mmu.c:task_mem().
 """
 import errno
+import itertools
 
 from . import _core
 from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZERO,
@@ -31,19 +32,27 @@ class ProcView:
     def _heap(self):
         return (self.start_brk, self.brk_end)
 
+    def _gate(self):
+        """show_map()/show_smap() go on past the last VMA to get_gate_vma(): [vsyscall]."""
+        return () if self.gate_vma is None else (self.gate_vma,)
+
     def maps(self):
-        return procfs.render_maps(self.vma_tree, heap=self._heap(), stack=self.start_stack)
+        return procfs.render_maps(itertools.chain(self.vma_tree, self._gate()),
+                                  heap=self._heap(), stack=self.start_stack)
 
     def maps_line_count(self):
-        """len(maps().splitlines()) without rendering: one line per VMA."""
-        return len(self.vma_tree)
+        """len(maps().splitlines()) without rendering: one line per VMA, and the gate."""
+        return len(self.vma_tree) + len(self._gate())
 
     def smaps(self):
         heap = self._heap()
+        # The gate page has no page tables of the mm: its counters are all zero.
+        gate = "".join(procfs.render_smaps(v, None, heap=heap, stack=self.start_stack)
+                       for v in self._gate())
         return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,
                                            thp_eligible=thp_eligible(v),
                                            locked_bytes=stats["locked"])
-                       for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree))
+                       for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree)) + gate
 
     def _smaps_stats(self, vma):
         """smap_gather_stats() for one VMA: the page-table walk, under the names the
