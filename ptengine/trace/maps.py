@@ -16,7 +16,6 @@ mapped of it), the kernel's special mappings rebuilt with the flags the kernel g
 and brk and the stack start taken from [heap] and [stack]. What a maps line cannot show is
 inferred, and the inference is stated where it is made (vm_flags_of(), _needs_anon_vma()).
 """
-import os
 import re
 
 from .. import procfs
@@ -98,17 +97,17 @@ class FileTable:
         node = self.inodes.get(key)
         if node is not None:
             return node
-        size = 0
-        if kind == "file" and self.host and not ino:
-            try:
-                st = os.stat(path)
-            except OSError:
-                pass
-            else:
-                dev, ino, size = (os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino, st.st_size
+        if kind == "file" and self.host:
+            # System.open(): the host file's size, device and inode number, and the same
+            # inode System.execve() mapped the program and its interpreter from.
+            node = self.system.open(path).inode
+            if ino:
+                node.dev, node.ino = tuple(dev), ino     # the listing's numbers win
+            self.inodes[key] = node
+            return node
         if dev is None:
             dev = EXT4_DEV if kind == "file" else SHMEM_DEV
-        node = Inode(self.system, kind, path, tuple(dev), ino or next(self.system._ino), size)
+        node = Inode(self.system, kind, path, tuple(dev), ino or next(self.system._ino), 0)
         node.seals = 0
         self.inodes[key] = node
         return node

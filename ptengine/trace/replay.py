@@ -291,12 +291,16 @@ class Replayer:
         threads) starts a new image; by a CLONE_VM child, it leaves the mm."""
         if call.name not in ("execve", "execveat") or call.ret != 0:
             return
-        if (self.mm is None and call.pid == self.root) or \
-                self.members.get(call.pid) == "thread":
-            self._new_image(call)
-            self.root = call.pid
-        elif self.members.pop(call.pid, None) is not None:
-            self.outsiders.add(call.pid)
+        if self.mm is None:
+            if call.pid == self.root:
+                self._new_image(call)
+        elif self._member(call):
+            if self.members[call.pid] == "thread":
+                self._new_image(call)
+                self.root = call.pid
+            else:
+                del self.members[call.pid]
+                self.outsiders.add(call.pid)
 
     # --- handlers: each returns the simulated result (or raises OSError) ----------------
     def _mmap(self, call):
