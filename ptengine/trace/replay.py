@@ -244,17 +244,16 @@ class Replayer:
             if handler is Replayer._bookkeeping:
                 handler(self, call)
                 continue
-            r.calls += 1
             try:
                 got = handler(self, call)
             except NotAddressSpace:
-                r.calls -= 1
                 continue
             except NotReplayable as e:
                 self._not_replayed(call, e.args[0])
                 continue
             except OSError as e:
                 got = -e.errno
+            r.calls += 1
             r.replayed += 1
             if got is None:
                 got = 0
