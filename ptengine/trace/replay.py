@@ -240,6 +240,7 @@ class Replayer:
                     r.no_vma_effect += 1
                 elif name in UNSUPPORTED or name.startswith("syscall_"):
                     self._not_replayed(call, UNSUPPORTED.get(name, "unknown system call"))
+                    self._sample()
                 continue
             if handler is Replayer._bookkeeping:
                 handler(self, call)
@@ -250,6 +251,7 @@ class Replayer:
                 continue
             except NotReplayable as e:
                 self._not_replayed(call, e.args[0])
+                self._sample()
                 continue
             except OSError as e:
                 got = -e.errno
@@ -259,13 +261,17 @@ class Replayer:
                 got = 0
             if got != call.ret:
                 self._mismatch(position, call, call.ret, got)
-            count = self.mm.map_count
-            r.vma_counts.append(count)
-            if count > r.peak_map_count:
-                r.peak_map_count = count
+            self._sample()
         r.mm = self.mm
         r.counter = self.counted.counter if self.counted else None
         return r
+
+    def _sample(self):
+        """The VMA count after a call, for the plot and the peak."""
+        count = self.mm.map_count
+        self.result.vma_counts.append(count)
+        if count > self.result.peak_map_count:
+            self.result.peak_map_count = count
 
     def _mismatch(self, position, call, expected, got):
         self.mismatch_positions.append(position)
