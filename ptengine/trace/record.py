@@ -7,21 +7,28 @@ space: strace's %memory class, the calls it leaves out (process_madvise; mseal a
 map_shadow_stack where this strace knows them), process creation and exit (clone, clone3,
 fork, vfork, execve, execveat, exit, exit_group: they say which threads share an mm),
 prctl (PR_SET_VMA_ANON_NAME), shmat/shmdt and io_setup (mappings strace shows no mmap
-for), and openat/open/memfd_create/read/pread64 (how a mapped file was opened, and the
-/proc/PID/maps text the program read). ASLR is switched off with
+for), openat/open/memfd_create/read/pread64/lseek (how a mapped file was opened, and
+the /proc/PID/maps text the program read), and prlimit64/getrlimit (the stack limit,
+which places mmap_base). execve is printed with its environment (`abbrev=!execve`):
+with argv it sizes the initial stack. The log therefore holds the program's environment;
+remove secrets before sharing one. ASLR is switched off with
 personality(ADDR_NO_RANDOMIZE) in strace's own process, which the program inherits, so
 the log begins at the program's execve and addresses are those of the exec layout.
 
-Maps just before exit (`maps_at_exit`): strace fails the first exit_group of each
-process with ERESTARTNOINTR and delivers it a SIGSTOP (its syscall-tampering `inject`).
-The process stops before returning to user space; record sees strace's "stopped by
-SIGSTOP" line, saves /proc/PID/maps and smaps if the process is the traced program, and
-sends SIGCONT: the kernel restarts the exit_group, which strace now lets through. The
-injected line is marked (INJECTED) in the log and replay skips it. A program that ends
-without exit_group (killed by a signal, or its last thread calling exit) gets no dump.
+Maps just before exit (`maps_at_exit`): strace holds the first exit_group of each
+process at its entry for 0.1 s (its `inject=...:delay_enter`). Record watches the
+program's threads (/proc/PID/task/*/syscall); when one sits at exit_group's entry, it
+stops the program with SIGSTOP (its parent is strace: nobody else is told), saves
+/proc/PID/maps and smaps, and sends SIGCONT; strace then lets the exit_group run. (Failing
+the call with ERESTARTNOINTR and a SIGSTOP does not work: strace skips an injected call
+by setting its number to -1, so the kernel does not restart it and glibc's _exit() falls
+through to exit(), which ends only the calling thread.) A program that ends without
+exit_group (killed by a signal, or its last thread calling exit) gets no dump; each
+forked child's exit is 0.1 s later than it would be.
 """
 import ctypes
 import dataclasses
+import glob
 import os
 import re
 import shutil
@@ -34,8 +41,9 @@ STRING_LIMIT = 65536          # >= IOV_MAX (1024) iovecs, and the maps text of o
 SYSCALLS = ("%memory", "process_madvise", "mseal", "map_shadow_stack", "clone", "clone3",
             "fork", "vfork", "execve", "execveat", "exit", "exit_group", "prctl", "shmat",
             "shmdt", "io_setup", "io_destroy", "openat", "open", "memfd_create", "read",
-            "pread64")
-STOP_AT_EXIT = "exit_group:error=ERESTARTNOINTR:signal=SIGSTOP:when=1"
+            "pread64", "lseek", "prlimit64", "getrlimit")
+# strace holds each process's first exit_group at its entry this long (microseconds).
+STOP_AT_EXIT = "exit_group:delay_enter=100000:when=1"
 _INVALID = re.compile(r"invalid system call '([^']+)'")
 
 
@@ -64,7 +72,7 @@ def traceable(strace="strace", names=SYSCALLS):
 def command(log, argv, names, maps_at_exit=False, strace="strace"):
     """The strace command line that records `argv` into `log`."""
     cmd = [strace, "-f", "--decode-fds=path,pidfd", "-s", str(STRING_LIMIT), "-o", log,
-           "-e", "trace=" + ",".join(names)]
+           "-e", "abbrev=!execve", "-e", "trace=" + ",".join(names)]
     if maps_at_exit:
         cmd += ["-e", "inject=" + STOP_AT_EXIT]
     return cmd + ["--"] + list(argv)
@@ -84,6 +92,11 @@ def record(argv, log, maps_at_exit=None, *, strace="strace", timeout=None):
         raise FileNotFoundError(f"{strace} is not installed (Debian package: strace)")
     if not argv:
         raise ValueError("no program to record")
+    # The program by its absolute path: replay opens the file the execve names.
+    path = shutil.which(argv[0])
+    if path is None:
+        raise FileNotFoundError(f"{argv[0]}: no such program")
+    argv = [os.path.abspath(path)] + list(argv[1:])
     names, missing = traceable(strace)
     if os.path.exists(log):
         os.unlink(log)
@@ -93,7 +106,7 @@ def record(argv, log, maps_at_exit=None, *, strace="strace", timeout=None):
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         if maps_at_exit:
-            saved = _serve_exit_stops(proc, log, maps_at_exit, deadline)
+            saved = _serve_exit_stops(proc, maps_at_exit, deadline)
         proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
     except BaseException:
         proc.kill()
@@ -102,70 +115,58 @@ def record(argv, log, maps_at_exit=None, *, strace="strace", timeout=None):
     return Recording(proc.returncode, log, saved, missing)
 
 
-def _serve_exit_stops(proc, log, maps_path, deadline):
-    """Follow the log as strace writes it (a line at a time); at each exit stop, dump the
-    traced program's maps if the stopped thread is one of it, then let it go on."""
-    root = None
+def _serve_exit_stops(proc, maps_path, deadline):
+    """Watch the traced program's threads; when one is held at the entry of exit_group,
+    stop the whole program (SIGSTOP: its parent is strace, so no one else notices), save
+    its maps and smaps, and let it go on (SIGCONT); strace then lets the exit_group run."""
+    root = _first_child(proc, deadline)
     saved = None
-    buf = ""
-    with _open_when_created(log, proc) as f:
-        while True:
-            chunk = f.read() if f else ""
-            if not chunk:
-                if proc.poll() is not None:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(proc.args, 0)
-                time.sleep(0.002)
-                continue
-            buf += chunk
-            lines = buf.split("\n")
-            buf = lines.pop()
-            for line in lines:
-                fields = line.split(None, 1)
-                if not fields or not fields[0].isdigit():
-                    continue
-                pid = int(fields[0])
-                if root is None:
-                    root = pid
-                if line.endswith("--- stopped by SIGSTOP ---"):
-                    tgid = _tgid(pid)
-                    if tgid == root:
-                        saved = _dump(pid, maps_path) or saved
-                    os.kill(pid if tgid is None else tgid, signal.SIGCONT)
+    while proc.poll() is None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, 0)
+        if root is not None and saved is None and _in_exit_group(root):
+            try:
+                os.kill(root, signal.SIGSTOP)
+                saved = _dump(root, maps_path)
+            finally:
+                _kill_quietly(root, signal.SIGCONT)
+        time.sleep(0.002)
     return saved
 
 
-class _open_when_created:
-    """The log, opened once strace has created it (None if strace ended first)."""
-
-    def __init__(self, path, proc):
-        self.path, self.proc, self.f = path, proc, None
-
-    def __enter__(self):
-        while self.f is None:
-            try:
-                self.f = open(self.path, encoding="utf-8", errors="surrogateescape")
-            except FileNotFoundError:
-                if self.proc.poll() is not None:
-                    return None
-                time.sleep(0.002)
-        return self.f
-
-    def __exit__(self, *exc):
-        if self.f:
-            self.f.close()
-
-
-def _tgid(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
+def _first_child(proc, deadline):
+    """strace's child: the traced program (the same pid across its execs)."""
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            kids = []
+        if kids:
+            return int(kids[0])
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, 0)
+        time.sleep(0.001)
     return None
+
+
+def _in_exit_group(pid):
+    """Whether a thread of process `pid` sits at the entry of exit_group (x86-64: 231)."""
+    for task in glob.glob(f"/proc/{pid}/task/*/syscall"):
+        try:
+            with open(task) as f:
+                if f.read().split(" ", 1)[0] == "231":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _kill_quietly(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _dump(pid, path):

@@ -28,6 +28,7 @@ import collections
 import dataclasses
 import errno as _errno
 import re
+import resource
 
 from .. import constants as C
 from ..errors import ERRNO_NAMES
@@ -192,7 +193,9 @@ class Replayer:
                 raise RuntimeError("this ptengine has no System.execve(): pass --start-maps")
             argv = [S.string(a)[0] for a in S.split_args(call.args[1][1:-1])] \
                 if len(call.args) > 1 and call.args[1].startswith("[") else None
-            mm = self.system.execve(path, argv, **_envp(call))
+            limit = self._stack_rlimit(line)
+            mm = self.system.execve(path, argv, **_envp(call),
+                                    **({} if limit is None else {"stack_rlimit": limit}))
         self.mm = mm
         self.counted = CountingMM(mm, self.counted.counter if self.counted else None)
         self.result.images.append((line, path))
@@ -207,6 +210,20 @@ class Replayer:
                 _, path = S.fd(c.args[4])
                 if path and path.startswith("/") and not path.endswith(" (deleted)"):
                     self.files.cover(path, S.value(c.args[5]) + S.value(c.args[1]))
+
+    def _stack_rlimit(self, after):
+        """RLIMIT_STACK as the program first read it after exec (glibc asks at start-up):
+        with ASLR off it decides mmap_base. None if the log does not say."""
+        for c in self.calls:
+            if c.line > after and c.pid == self.root and c.ret == 0 and \
+                    c.name in ("prlimit64", "getrlimit") and "RLIMIT_STACK" in c.argtext:
+                m = _RLIM_CUR.search(c.argtext)
+                if m:
+                    return _rlim(m.group(1))
+            if c.line > after and c.pid == self.root and c.name in ("execve", "execveat") \
+                    and c.ret == 0:
+                break
+        return None
 
     def _first_brk(self, after):
         for c in self.calls:
@@ -506,6 +523,19 @@ class Replayer:
                 "mincore": _range_mapped, "msync": _range_mapped,
                 **dict.fromkeys(_MSEAL, _mseal),
                 **dict.fromkeys(BOOKKEEPING, _bookkeeping)}
+
+
+_RLIM_CUR = re.compile(r"rlim_cur=([^,}]+)")
+
+
+def _rlim(text):
+    """strace's rendering of a limit: 8192*1024, RLIM64_INFINITY, or a number."""
+    if "INFINITY" in text:
+        return resource.RLIM_INFINITY
+    value = 1
+    for part in text.split("*"):
+        value *= int(part.strip(), 0)
+    return value
 
 
 def _envp(call):
