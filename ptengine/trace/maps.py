@@ -120,12 +120,27 @@ class FileTable:
 
     def open(self, node, writable=True, deleted=False):
         """An open file description of inode `node` (O_RDWR or O_RDONLY)."""
-        return (DeletedFile if deleted and node.kind == "file" else File)(node, True, writable)
+        f = TracedFile(node, True, writable)
+        f.unlinked = deleted and node.kind == "file"
+        return f
+
+    def unlink(self, path):
+        """unlink(2) of `path`: mappings of its inode now show "PATH (deleted)", and the
+        next open of the path is another file."""
+        node = self.inodes.pop(path, None)
+        node = self.system._paths.pop(path, None) or node
+        if node is not None:
+            node.unlinked = True
 
 
-class DeletedFile(File):
-    """An open file whose name was unlinked: maps shows "PATH (deleted)"."""
-    deleted = True
+class TracedFile(File):
+    """An open file whose name may have been unlinked (the listing said "(deleted)", or
+    the log unlinked it): maps shows "PATH (deleted)"."""
+
+    @property
+    def deleted(self):
+        return self.unlinked or getattr(self.inode, "unlinked", False) or \
+            self.inode.kind != "file"
 
 
 # --- building ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ map_shadow_stack where this strace knows them), process creation and exit (clone
 fork, vfork, execve, execveat, exit, exit_group: they say which threads share an mm),
 prctl (PR_SET_VMA_ANON_NAME), shmat/shmdt and io_setup (mappings strace shows no mmap
 for), openat/open/memfd_create/read/pread64/lseek (how a mapped file was opened, and
-the /proc/PID/maps text the program read), and prlimit64/getrlimit (the stack limit,
+the /proc/PID/maps text the program read), unlink/unlinkat (a mapped file's name going
+makes maps say "(deleted)"), and prlimit64/getrlimit (the stack limit,
 which places mmap_base). execve is printed with its environment (`abbrev=!execve`):
 with argv it sizes the initial stack. The log therefore holds the program's environment;
 remove secrets before sharing one. ASLR is switched off with
@@ -41,7 +42,7 @@ STRING_LIMIT = 65536          # >= IOV_MAX (1024) iovecs, and the maps text of o
 SYSCALLS = ("%memory", "process_madvise", "mseal", "map_shadow_stack", "clone", "clone3",
             "fork", "vfork", "execve", "execveat", "exit", "exit_group", "prctl", "shmat",
             "shmdt", "io_setup", "io_destroy", "openat", "open", "memfd_create", "read",
-            "pread64", "lseek", "prlimit64", "getrlimit")
+            "pread64", "lseek", "prlimit64", "getrlimit", "unlink", "unlinkat")
 # strace holds each process's first exit_group at its entry this long (microseconds).
 STOP_AT_EXIT = "exit_group:delay_enter=100000:when=1"
 _INVALID = re.compile(r"invalid system call '([^']+)'")
@@ -98,15 +99,16 @@ def record(argv, log, maps_at_exit=None, *, strace="strace", timeout=None):
         raise FileNotFoundError(f"{argv[0]}: no such program")
     argv = [os.path.abspath(path)] + list(argv[1:])
     names, missing = traceable(strace)
-    if os.path.exists(log):
-        os.unlink(log)
+    for stale in (log, maps_at_exit, maps_at_exit and maps_at_exit + ".smaps"):
+        if stale and os.path.exists(stale):
+            os.unlink(stale)
     proc = subprocess.Popen(command(log, argv, names, bool(maps_at_exit), strace),
                             preexec_fn=_no_aslr)
     saved = None
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         if maps_at_exit:
-            saved = _serve_exit_stops(proc, maps_at_exit, deadline)
+            saved = _serve_exit_stops(proc, log, maps_at_exit, deadline)
         proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
     except BaseException:
         proc.kill()
@@ -115,35 +117,39 @@ def record(argv, log, maps_at_exit=None, *, strace="strace", timeout=None):
     return Recording(proc.returncode, log, saved, missing)
 
 
-def _serve_exit_stops(proc, maps_path, deadline):
+def _serve_exit_stops(proc, log, maps_path, deadline):
     """Watch the traced program's threads; when one is held at the entry of exit_group,
     stop the whole program (SIGSTOP: its parent is strace, so no one else notices), save
     its maps and smaps, and let it go on (SIGCONT); strace then lets the exit_group run."""
-    root = _first_child(proc, deadline)
+    root = _program_pid(proc, log, deadline)
     saved = None
     while proc.poll() is None:
         if deadline is not None and time.monotonic() > deadline:
             raise subprocess.TimeoutExpired(proc.args, 0)
-        if root is not None and saved is None and _in_exit_group(root):
+        tid = _in_exit_group(root) if root is not None and saved is None else None
+        if tid is not None:
             try:
                 os.kill(root, signal.SIGSTOP)
-                saved = _dump(root, maps_path)
+                # Through the exiting thread: the leader may be gone already (a program
+                # whose main thread ended with pthread_exit has no mm in /proc/PID).
+                saved = _dump(f"/proc/{root}/task/{tid}", maps_path)
             finally:
                 _kill_quietly(root, signal.SIGCONT)
         time.sleep(0.002)
     return saved
 
 
-def _first_child(proc, deadline):
-    """strace's child: the traced program (the same pid across its execs)."""
+def _program_pid(proc, log, deadline):
+    """The traced program's pid: the first in the log (its execve). Not strace's first
+    child: strace forks short-lived children of its own at start to probe ptrace."""
     while proc.poll() is None:
         try:
-            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-                kids = f.read().split()
-        except OSError:
-            kids = []
-        if kids:
-            return int(kids[0])
+            with open(log) as f:
+                first = f.readline()
+        except FileNotFoundError:
+            first = ""
+        if first.endswith("\n") and first.split(" ", 1)[0].isdigit():
+            return int(first.split(" ", 1)[0])
         if deadline is not None and time.monotonic() > deadline:
             raise subprocess.TimeoutExpired(proc.args, 0)
         time.sleep(0.001)
@@ -151,15 +157,16 @@ def _first_child(proc, deadline):
 
 
 def _in_exit_group(pid):
-    """Whether a thread of process `pid` sits at the entry of exit_group (x86-64: 231)."""
+    """The thread of process `pid` that sits at the entry of exit_group (x86-64: 231),
+    or None."""
     for task in glob.glob(f"/proc/{pid}/task/*/syscall"):
         try:
             with open(task) as f:
                 if f.read().split(" ", 1)[0] == "231":
-                    return True
+                    return int(task.split("/")[4])
         except OSError:
             continue
-    return False
+    return None
 
 
 def _kill_quietly(pid, sig):
@@ -169,11 +176,12 @@ def _kill_quietly(pid, sig):
         pass
 
 
-def _dump(pid, path):
+def _dump(proc_dir, path):
+    """Save proc_dir's maps to `path` and its smaps to PATH.smaps; the path, or None."""
     try:
-        with open(f"/proc/{pid}/maps") as f:
+        with open(f"{proc_dir}/maps") as f:
             text = f.read()
-        with open(f"/proc/{pid}/smaps") as f:
+        with open(f"{proc_dir}/smaps") as f:
             smaps = f.read()
     except OSError:
         return None

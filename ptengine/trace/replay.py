@@ -502,6 +502,19 @@ class Replayer:
             self._mismatch(None, call, f"{call.ret} bytes", f"{len(got.encode())} bytes"
                            + ("" if len(got.encode()) != call.ret else ", other text"))
 
+    def _unlink(self, call):
+        """unlink/unlinkat: a mapped file's name goes; maps shows it "(deleted)"."""
+        if call.ret != 0:
+            return
+        a = call.args
+        name = S.string(a[0] if call.name == "unlink" else a[1])[0]
+        if call.name == "unlinkat" and not name.startswith("/"):
+            _, base = S.fd(a[0])
+            if base is None:
+                return
+            name = f"{base.rstrip('/')}/{name}"
+        self.files.unlink(name)
+
     def _lseek(self, call):
         fdnum, _ = S.fd(call.args[0])
         reader = self.readers.get(fdnum)
@@ -515,7 +528,7 @@ class Replayer:
             sub(self, call)
 
     BOOKKEEPING = {"openat": _open, "open": _open, "memfd_create": _memfd_create,
-                   "read": _read, "lseek": _lseek}
+                   "read": _read, "lseek": _lseek, "unlink": _unlink, "unlinkat": _unlink}
     HANDLERS = {"mmap": _mmap, "munmap": _munmap, "mprotect": _mprotect, "madvise": _madvise,
                 "process_madvise": _process_madvise, "mremap": _mremap, "brk": _brk,
                 "mlock": _mlock, "mlock2": _mlock, "munlock": _munlock,
