@@ -144,6 +144,7 @@ class Replayer:
         self.start_maps = start_maps
         self.system_options = dict(system_options or {})
         self.faults = faults
+        self.writes = faults == "first-write"      # assume private writable memory written
         self.result = Result(faults=faults)
         self.root = calls[0].pid if calls else 0
         self._creators = _creators(calls)
@@ -206,7 +207,8 @@ class Replayer:
         """Logs from another machine: every file the log maps exists, as long as the log
         maps it (its libraries need not be on this host)."""
         for c in self.calls:
-            if c.name == "mmap" and c.ret is not None and c.ret >= 0 and len(c.args) == 6:
+            if c.name == "mmap" and "<" in c.argtext and c.ret is not None and c.ret >= 0 \
+                    and len(c.args) == 6:
                 _, path = S.fd(c.args[4])
                 if path and path.startswith("/") and not path.endswith(" (deleted)"):
                     self.files.cover(path, S.value(c.args[5]) + S.value(c.args[1]))
@@ -241,13 +243,17 @@ class Replayer:
                 raise ValueError("the log does not start at the program's execve: pass "
                                  "the maps it started from (--start-maps)")
             self._new_image(None)
+        counts = r.vma_counts
+        mm_count = self.mm.vma_tree.__len__ if self.mm is not None else None
         for position, k in enumerate(self.order):
             call = calls[k]
             name = call.name
             if name in PROCESS_CALLS:
                 self._process_call(call)
+                mm_count = self.mm.vma_tree.__len__ if self.mm is not None else None
                 continue
-            if self.mm is None or not self._member(call):
+            if self.mm is None or (call.pid not in self.members and
+                                   not self._member(call)):
                 if name in handlers or name in UNSUPPORTED:
                     r.other_processes += 1
                 continue
@@ -278,7 +284,10 @@ class Replayer:
                 got = 0
             if got != call.ret:
                 self._mismatch(position, call, call.ret, got)
-            self._sample()
+            count = mm_count()
+            counts.append(count)
+            if count > r.peak_map_count:
+                r.peak_map_count = count
         r.mm = self.mm
         r.counter = self.counted.counter if self.counted else None
         return r
@@ -334,7 +343,7 @@ class Replayer:
         if not flags & C.MAP_ANONYMOUS and fdnum >= 0:
             file, flags = self._file(fdnum, path, flags, prot)
         ret = self.counted.mmap(addr, length, prot, flags, file, offset)
-        if self.faults != "none" and prot & C.PROT_WRITE and not flags & C.MAP_SHARED:
+        if self.writes and prot & C.PROT_WRITE and not flags & C.MAP_SHARED:
             self._first_write(ret, ret + length, stack=flags & (C.MAP_STACK | C.MAP_GROWSDOWN))
         return ret
 
@@ -373,7 +382,7 @@ class Replayer:
         a = call.args
         addr, length, prot = S.value(a[0]), S.value(a[1]), S.flags(a[2])
         before = []
-        if self.faults != "none" and prot & C.PROT_WRITE:
+        if self.writes and prot & C.PROT_WRITE:
             before = [(v.start, v.end, v.flags) for v in self._vmas(addr, addr + length)]
         ret = self.counted.mprotect(addr, length, prot)
         for start, end, flags in before:
@@ -410,7 +419,7 @@ class Replayer:
         addr = S.value(call.args[0])
         old = self.mm.brk_end
         ret = self.counted.brk(addr)
-        if self.faults != "none" and ret > old:
+        if self.writes and ret > old:
             self._first_write(old & ~(P - 1) if old % P else old, ret)
         return ret
 
@@ -590,8 +599,18 @@ def _clone_flags(call):
     m = _FLAGS.search(call.argtext)
     if not m:
         return 0
+    total = _CLONE_SEEN.get(m.group(1))
+    if total is None:
+        total = _CLONE_SEEN[m.group(1)] = _clone_flag_bits(m.group(1))
+    return total
+
+
+_CLONE_SEEN = {}
+
+
+def _clone_flag_bits(text):
     total = 0
-    for part in m.group(1).split("|"):
+    for part in text.split("|"):
         part = part.strip()
         if part.startswith("CLONE_"):
             total |= _CLONE.get(part, 0)

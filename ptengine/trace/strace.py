@@ -21,6 +21,8 @@ from .. import constants as C
 
 _PREFIX = re.compile(r"(?:\[pid +)?(\d+)\]? +(?:\d[\d:.]* +)?")
 _NO_PID = re.compile(r"(?:\d[\d:.]* +)?")
+# A whole call with a numeric result, the bulk of a log: one match instead of the steps.
+_SIMPLE_CALL = re.compile(r"(\d+) +(\w+)\((.*)\) += (-?\d+|0x[0-9a-f]+)$")
 _RESUMED = re.compile(r"<\.\.\. ([\w]+) resumed>")
 _UNFINISHED = " <unfinished ...>"
 _DURATION = re.compile(r" <\d+\.\d+>$")
@@ -91,17 +93,34 @@ def parse(lines):
     calls, events = [], []
     pending = {}                  # pid -> (entry line, name, text before <unfinished ...>)
     pid_re = None
+    plain = False                 # "PID name(...": no timestamps, split without a regex
     for n, raw in enumerate(lines, 1):
         s = raw.rstrip("\n")
         if not s:
             continue
+        if plain:
+            m = _SIMPLE_CALL.match(s)
+            if m is not None:
+                calls.append(Call(n, n, int(m.group(1)), m.group(2), m.group(3),
+                                  int(m.group(4), 0)))
+                continue
         if s.startswith("strace: "):
             continue              # strace's own messages, if they went to the log
         if pid_re is None:
             pid_re = _PREFIX if _PREFIX.match(s) else _NO_PID
-        m = pid_re.match(s)
-        pid = int(m.group(1)) if pid_re is _PREFIX and m else 0
-        body = s[m.end():] if m else s
+            m = pid_re.match(s)
+            plain = pid_re is _PREFIX and m.group(0).count(" ") == len(m.group(0)) - \
+                len(m.group(1))
+        if plain:
+            head, _, body = s.partition(" ")
+            if head.isdigit():
+                pid, body = int(head), body.lstrip(" ")
+            else:
+                pid, body = 0, s
+        else:
+            m = pid_re.match(s)
+            pid = int(m.group(1)) if pid_re is _PREFIX and m else 0
+            body = s[m.end():] if m else s
         if body.startswith("---") or body.startswith("+++"):
             kind = "signal" if body.startswith("---") else "exit"
             events.append(Event(n, pid, kind, body.strip("-+ ")))
@@ -127,19 +146,26 @@ def parse(lines):
 
 
 def _call(n, entry, pid, body):
-    body = _DURATION.sub("", body)
+    if body[-1] == ">":
+        body = _DURATION.sub("", body)
     i = body.rfind(" = ")
     open_ = body.find("(")
     if i < 0 or open_ <= 0:
         if body.endswith(")") or "exited" in body:
             return None           # e.g. "exit(0)" cut off by the process's death
         raise ParseError(n, f"not a system call line: {body[:80]!r}")
+    close = body.rfind(")", 0, i)
+    result = body[i + 3:]
+    if " " not in result and "<" not in result and result != "?":
+        try:                      # the common case: a number
+            return Call(n, entry, pid, body[:open_], body[open_ + 1:close], int(result, 0))
+        except ValueError:
+            pass
     m = _RESULT.fullmatch(body, i + 3)
     if m is None:
         raise ParseError(n, f"unreadable result {body[i + 3:][:60]!r}")
     if m.group(5):
         return None               # made by `ptengine record`, not by the program
-    close = body[:i].rstrip().rfind(")")
     name = body[:open_]
     value, path, err = m.group(1), m.group(2), m.group(3)
     if value == "?":
@@ -155,7 +181,7 @@ def split_args(text):
     """Top-level arguments of a call's text, each stripped ('a, [b, c], "d, e"' -> 3)."""
     if '"' not in text and "[" not in text and "{" not in text and "<" not in text \
             and "/*" not in text:
-        return [a.strip() for a in text.split(",")] if text.strip() else []
+        return text.split(", ") if text else []    # strace's separator, nothing nested
     out, cur, depth = [], [], 0
     for tok in _TOKEN.findall(text):
         if tok in "([{" and len(tok) == 1:
@@ -182,7 +208,12 @@ _HUGE = re.compile(r"MAP_HUGE_(\d+)([KMG])B")
 
 def value(text):
     """An integer argument: hex, decimal, octal, NULL, or a symbolic one (flags())."""
-    text = _COMMENT.sub("", text).strip()
+    try:
+        return int(text, 0)           # the common case, first: replay parses every call
+    except ValueError:
+        pass
+    if "/*" in text:
+        text = _COMMENT.sub("", text).strip()
     if text == "NULL":
         return 0
     try:
@@ -194,8 +225,18 @@ def value(text):
     return flags(text)
 
 
+_FLAGS_SEEN = {}
+
+
 def flags(text):
     """`A|B|0x10` -> the OR of the names' values (ptengine.constants, or strace's own)."""
+    out = _FLAGS_SEEN.get(text)
+    if out is None:
+        out = _FLAGS_SEEN[text] = _flags(text)
+    return out
+
+
+def _flags(text):
     text = _COMMENT.sub("", text).strip()
     out = 0
     for part in text.split("|"):
