@@ -4,8 +4,9 @@ The replayer runs the log as recorded except for the PROT_NONE idioms of private
 anonymous memory, which it turns into what glibc 2.42 does for thread stacks (map the
 stack read-write and MADV_GUARD_INSTALL its guard), generalised:
 
-  thread stack   mmap(PROT_NONE) followed by the same thread's mprotect of all of it but
-                 one end -> mmap with the mprotect's protection + guard install of that end
+  thread stack   mmap(PROT_NONE) followed by the same thread's mprotect of all of it above
+                 a guard at its low end -> mmap with the mprotect's protection + guard
+                 install of the guard
                  (glibc <= 2.41 allocate_stack(); the mprotect is absorbed);
   reservation    any other mmap(PROT_NONE) -> mmap read-write + guard install over all of
                  it; a later mprotect that opens a piece -> guard remove of the piece (and
@@ -102,7 +103,8 @@ class GuardRewrite(Replayer):
 
     def _stack_idiom(self, call, length):
         """(index, prot, guard offset, guard length) if the same thread's next call is an
-        mprotect opening all of the new mapping but one end (glibc's allocate_stack())."""
+        mprotect opening all of the new mapping above its low end (glibc's
+        allocate_stack())."""
         k = self._next_of.get(id(call))
         if k is None:
             return None
@@ -113,10 +115,10 @@ class GuardRewrite(Replayer):
         base = call.ret
         if prot == C.PROT_NONE or not 0 < n < length:
             return None
-        if start + n == base + length and start > base:          # guard below
+        # The guard below the stack (stacks grow down; glibc's guard is at the low end).
+        # An mprotect from the start of the mapping is a reservation being opened.
+        if start + n == base + length and start > base:
             return k, prot, 0, start - base
-        if start == base:                                         # guard above
-            return k, prot, n, length - n
         return None
 
     def _mprotect(self, call):
@@ -134,6 +136,8 @@ class GuardRewrite(Replayer):
             self._guard(C.MADV_GUARD_INSTALL, addr, end - addr)
             self.rewrites["guard page"] += 1
             return 0
+        if any(a < end and addr < a + n for _, a, n in self.queue):
+            self._flush()              # the guards this call opens must be there first
         guards = self.mm.pagemap_scan(addr & ~(C.PAGE_SIZE - 1), end,
                                       category_mask=PAGE_IS_GUARD,
                                       return_mask=PAGE_IS_GUARD) if private_anon else []
