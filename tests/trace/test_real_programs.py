@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from ptengine.trace import record, report, strace
+from ptengine.trace import maps, record, report, strace
 from ptengine.trace.replay import replay
 
 pytestmark = pytest.mark.skipif(not shutil.which("strace"),
@@ -27,14 +27,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 180
 
 
-def record_and_replay(tmp_path, argv):
+def record_and_replay(tmp_path, argv, start_maps=None):
     log, dump = tmp_path / "run.strace", tmp_path / "exit.maps"
     rec = record.record(argv, str(log), str(dump), timeout=TIMEOUT)
     assert rec.returncode == 0, f"{argv[0]} failed under strace"
     assert rec.maps == str(dump), "no maps dump at exit"
     with open(log, encoding="utf-8", errors="surrogateescape") as f:
         calls, _ = strace.parse(f)
-    result = replay(calls)
+    result = replay(calls, start_maps=start_maps)
     return result, report.check_maps(result, dump.read_text())
 
 
@@ -88,6 +88,23 @@ def test_c_program_that_forks_and_execs(tmp_path):
     assert len(result.images) == 1
     # It read its maps 300 bytes at a time with an mmap between two reads.
     assert result.maps_reads > 5
+    assert_exact(result, check)
+
+
+@pytest.mark.skipif(not (shutil.which("gdb") and shutil.which("cc")),
+                    reason="needs gdb and a C compiler")
+def test_c_program_from_a_gdb_listing_at_its_first_instruction(tmp_path):
+    """--start-maps: the state after exec from gdb's `info proc mappings` at `starti`
+    (ASLR off, as gdb runs programs) instead of the simulated exec layout."""
+    exe = tmp_path / "forkexec"
+    subprocess.run(["cc", "-O1", "-pthread", "-o", str(exe),
+                    os.path.join(HERE, "programs", "forkexec.c")], check=True)
+    listing = subprocess.run(["gdb", "-nx", "-batch", "-ex", "starti", "-ex",
+                              "info proc mappings", str(exe)], capture_output=True,
+                             text=True, timeout=TIMEOUT).stdout
+    start = maps.parse(listing)
+    result, check = record_and_replay(tmp_path, [str(exe)], start_maps=start)
+    assert result.images == [(1, str(exe))]
     assert_exact(result, check)
 
 
