@@ -129,3 +129,15 @@ def test_java_with_a_thread(tmp_path):
     assert result.replayed > 500
     # The one line strace cannot give: see the module docstring.
     assert_exact(result, check, unseen=lambda line: "/hsperfdata_" in line)
+
+
+def test_command_line_record_then_replay(tmp_path, capsys):
+    from ptengine import cli
+    log, dump, out = tmp_path / "true.strace", tmp_path / "true.maps", tmp_path / "r.json"
+    assert cli.main(["record", "-o", str(log), "--maps-at-exit", str(dump), "--",
+                     "/bin/true", "ignored"]) == 0
+    assert cli.main(["replay", str(log), "--check-maps", str(dump), "--json", str(out)]) == 0
+    import json
+    doc = json.loads(out.read_text())
+    assert doc["mismatches"] == [] and doc["maps_lines_differing"] == 0
+    assert doc["calls"] == doc["replayed"] > 5 and doc["maps_lines"] > 5
