@@ -254,7 +254,8 @@ class Replayer:
                 continue
             if self.mm is None or (call.pid not in self.members and
                                    not self._member(call)):
-                if name in handlers or name in UNSUPPORTED:
+                if name in UNSUPPORTED or (name in handlers and
+                                           handlers[name] is not Replayer._bookkeeping):
                     r.other_processes += 1
                 continue
             handler = handlers.get(name)
