@@ -27,6 +27,7 @@ top page of a stack, else the lowest page). `faults="none"` writes nothing. READ
 import collections
 import dataclasses
 import errno as _errno
+import os
 import re
 import resource
 
@@ -195,6 +196,7 @@ class Replayer:
             argv = [S.string(a)[0] for a in S.split_args(call.args[1][1:-1])] \
                 if len(call.args) > 1 and call.args[1].startswith("[") else None
             limit = self._stack_rlimit(line)
+            path, argv = _interpreter(path, argv or [path])
             mm = self.system.execve(path, argv, **_envp(call),
                                     **({} if limit is None else {"stack_rlimit": limit}))
         self.mm = mm
@@ -546,6 +548,24 @@ class Replayer:
                 "mincore": _range_mapped, "msync": _range_mapped,
                 **dict.fromkeys(_MSEAL, _mseal),
                 **dict.fromkeys(BOOKKEEPING, _bookkeeping)}
+
+
+def _interpreter(path, argv, depth=0):
+    """fs/binfmt_script.c: a file that starts with "#!" is run by the interpreter its
+    first line names, with that line's one optional argument, then the script's path, then
+    argv[1:] (nested up to the kernel's 5 levels). Returns (path, argv) to load."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)                 # BINPRM_BUF_SIZE
+    except OSError:
+        return path, argv
+    if not head.startswith(b"#!") or depth >= 4:
+        return path, argv
+    line = head[2:].split(b"\n", 1)[0].strip(b" \t")
+    interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
+    arg = arg.strip(b" ")
+    new = [os.fsdecode(interp)] + ([os.fsdecode(arg)] if arg else []) + [path] + argv[1:]
+    return _interpreter(new[0], new, depth + 1)
 
 
 _RLIM_CUR = re.compile(r"rlim_cur=([^,}]+)")

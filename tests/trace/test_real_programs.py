@@ -141,3 +141,15 @@ def test_command_line_record_then_replay(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["mismatches"] == [] and doc["maps_lines_differing"] == 0
     assert doc["calls"] == doc["replayed"] > 5 and doc["maps_lines"] > 5
+
+
+def test_a_script_that_execs_a_program(tmp_path):
+    """A "#!" script is run by its interpreter (binfmt_script); each exec of the program
+    starts a new image, and all of them replay."""
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/sh -e\nexec {shutil.which('true')} done\n")
+    script.chmod(0o755)
+    result, check = record_and_replay(tmp_path, [str(script)])
+    assert [os.path.realpath(p) for _, p in result.images] == \
+        [os.path.realpath("/bin/sh"), os.path.realpath(shutil.which("true"))]
+    assert_exact(result, check)
