@@ -527,6 +527,11 @@ class Replayer:
             name = f"{base.rstrip('/')}/{name}"
         self.files.unlink(name)
 
+    def _pread(self, call):
+        """pread64 of the mm's /proc maps: positioned reads are not modelled; said so."""
+        if S.fd(call.args[0])[0] in self.readers:
+            self._not_replayed(call, "pread of /proc maps (positioned reads not modelled)")
+
     def _lseek(self, call):
         fdnum, _ = S.fd(call.args[0])
         reader = self.readers.get(fdnum)
@@ -540,7 +545,7 @@ class Replayer:
             sub(self, call)
 
     BOOKKEEPING = {"openat": _open, "open": _open, "memfd_create": _memfd_create,
-                   "read": _read, "lseek": _lseek, "unlink": _unlink, "unlinkat": _unlink}
+                   "read": _read, "pread64": _pread, "lseek": _lseek, "unlink": _unlink, "unlinkat": _unlink}
     HANDLERS = {"mmap": _mmap, "munmap": _munmap, "mprotect": _mprotect, "madvise": _madvise,
                 "process_madvise": _process_madvise, "mremap": _mremap, "brk": _brk,
                 "mlock": _mlock, "mlock2": _mlock, "munlock": _munlock,
