@@ -4,6 +4,9 @@
                      [--live] [--plot FILE] [--json FILE] [--csv FILE] [--parquet FILE]
     ptengine sweep SPEC [--scheduler ADDRESS] [-o RESULTS.parquet] [--csv FILE]
                    [--plot FILE] [--resume]
+    ptengine record -o RUN.strace [--maps-at-exit FILE] -- PROGRAM ARGS
+    ptengine replay LOG [--start-maps FILE] [--check-maps FILE] [--rewrite STRATEGY]
+                    [--json FILE] [--plot FILE]
 
 A subcommand is a `Command(help, add_arguments, run)` entry in COMMANDS; `run(args)`
 returns the exit status.
@@ -278,6 +281,94 @@ def cmd_sweep(args):
     return 1 if len(failed) else 0
 
 
+# --- record ----------------------------------------------------------------------------
+def add_record_arguments(p):
+    p.add_argument("-o", "--output", required=True, metavar="RUN.strace",
+                   help="the strace log to write")
+    p.add_argument("--maps-at-exit", metavar="FILE",
+                   help="save the program's /proc/PID/maps just before it exits (and its "
+                        "smaps as FILE.smaps)")
+    p.add_argument("--timeout", type=float, metavar="S", help="kill the program after S s")
+    p.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM ARGS",
+                   help="the program to run")
+
+
+def cmd_record(args):
+    """Run a program with ASLR off under strace; exit with the program's status."""
+    from .trace import record
+    argv = args.program[1:] if args.program[:1] == ["--"] else args.program
+    if not argv:
+        print("ptengine record: no program given (ptengine record -o LOG -- PROGRAM ARGS)",
+              file=sys.stderr)
+        return 2
+    try:
+        rec = record.record(argv, args.output, args.maps_at_exit, timeout=args.timeout)
+    except (OSError, ValueError) as e:
+        print(f"ptengine record: {e}", file=sys.stderr)
+        return 2
+    if rec.untraced:
+        print(f"note: this strace cannot trace {', '.join(rec.untraced)}; such calls are "
+              f"not in the log", file=sys.stderr)
+    if args.maps_at_exit and rec.maps is None:
+        print("ptengine record: the program ended without exit_group (killed, or its last "
+              "thread called exit): no maps saved", file=sys.stderr)
+    print(f"wrote {args.output}" + (f" and {rec.maps}" if rec.maps else ""), file=sys.stderr)
+    return rec.returncode
+
+
+# --- replay ----------------------------------------------------------------------------
+def add_replay_arguments(p):
+    p.add_argument("log", metavar="LOG", help="an strace -f -y log (ptengine record)")
+    p.add_argument("--start-maps", metavar="FILE",
+                   help="the maps the program started from (/proc/PID/maps, smaps, or gdb "
+                        "'info proc mappings' right after exec) instead of the exec layout")
+    p.add_argument("--check-maps", metavar="FILE",
+                   help="a maps dump of the program to compare with line for line")
+    p.add_argument("--rewrite", choices=("guard", "guard_batched"),
+                   help="also replay with PROT_NONE guard idioms turned into guard markers")
+    p.add_argument("--faults", choices=("first-write", "none"), default="first-write",
+                   help="which page faults replay assumes (strace shows none)")
+    p.add_argument("--json", metavar="FILE", help="write machine-readable results")
+    p.add_argument("--plot", metavar="FILE", help="plot VMAs over the run (.png or .svg)")
+
+
+def cmd_replay(args):
+    """Replay a log on the simulator; exit 0 only when every result and the maps match."""
+    from .trace import maps, report, strace
+    from .trace.replay import replay
+    try:
+        with open(args.log, encoding="utf-8", errors="surrogateescape") as f:
+            calls, _ = strace.parse(f)
+        start = maps.read(args.start_maps) if args.start_maps else None
+        check_text = None
+        if args.check_maps:
+            with open(args.check_maps, encoding="utf-8", errors="surrogateescape") as f:
+                check_text = f.read()
+        result = replay(calls, start_maps=start, faults=args.faults)
+        runs = {"as recorded": result}
+        if args.rewrite:
+            runs[args.rewrite] = replay(calls, start_maps=start, faults=args.faults,
+                                        rewrite=args.rewrite)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"ptengine replay: {e}", file=sys.stderr)
+        return 2
+    check = report.check_maps(result, check_text) if check_text is not None else None
+    print(report.format_text(args.log, result, check))
+    if args.rewrite:
+        print()
+        print(report.format_side_by_side(list(runs), list(runs.values())))
+    if args.json:
+        rewritten = {k: v for k, v in runs.items() if v is not result}
+        report.write_json(args.json, report.to_json(result, check, rewritten))
+        print(f"wrote {args.json}")
+    if args.plot:
+        report.plot(runs, args.plot)
+        print(f"wrote {args.plot}")
+    matched = not result.mismatches and not result.not_replayed and (check is None or
+                                                                     check[1] == 0)
+    return 0 if matched else 1
+
+
 # --- dispatch --------------------------------------------------------------------------
 COMMANDS = {
     "compare": Command("run workload models under each guard strategy and compare costs",
@@ -288,6 +379,10 @@ COMMANDS = {
                      "against the last saved run", add_bench_arguments, cmd_bench),
     "sweep": Command("run grids of workloads x parameters x strategies on Dask into a "
                      "Parquet table", add_sweep_arguments, cmd_sweep),
+    "record": Command("run a program with ASLR off under strace, for replay",
+                      add_record_arguments, cmd_record),
+    "replay": Command("replay an strace log on the simulator and check every result",
+                      add_replay_arguments, cmd_replay),
 }
 
 
