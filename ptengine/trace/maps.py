@@ -23,7 +23,7 @@ from ..constants import (PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, 
                          VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
                          VM_SHARED, VM_WRITE)
 from ..exec_layout import STACK_FLAGS, VDSO_FLAGS, VVAR_FLAGS, SpecialVMA
-from ..files import EXT4_DEV, SHMEM_DEV, File, Inode, System
+from ..files import SHMEM_DEV, File, Inode, System
 from ..vma import VMA, AnonVma
 
 GATE = "[vsyscall]"      # the x86-64 gate area: a maps line, but not a VMA of the mm
@@ -106,7 +106,7 @@ class FileTable:
             self.inodes[key] = node
             return node
         if dev is None:
-            dev = EXT4_DEV if kind == "file" else SHMEM_DEV
+            dev = self.system.profile.root_dev if kind == "file" else SHMEM_DEV
         node = Inode(self.system, kind, path, tuple(dev), ino or next(self.system._ino), 0)
         node.seals = 0
         self.inodes[key] = node
