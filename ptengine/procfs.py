@@ -478,22 +478,25 @@ def parse_smaps(text: str) -> list[MapsEntry]:
     for line in text.splitlines():
         if not line:
             continue
+        # A maps line starts with a lowercase hex address; every field label with a capital.
+        if not line[0].isupper():
+            cur = _parse_maps_line(line)
+            out.append(cur)
+            continue
+        if cur is None:
+            raise ValueError("smaps field before any maps line: %r" % line)
         if line.startswith("VmFlags:"):
-            if cur is None:
-                raise ValueError("VmFlags before any maps line")
             cur.vmflags = line[len("VmFlags:"):].split()
             cur.flags = decode_vmflags(cur.vmflags)
             continue
         fm = _FIELD_RE.match(line)
-        if fm and cur is not None and not _MAPS_RE.match(line):
-            key, val = fm.group(1), int(fm.group(2))
-            if key == "THPeligible":
-                cur.thp_eligible = val
-            elif key == "ProtectionKey":
-                cur.protection_key = val
-            else:
-                cur.fields[key] = val
-            continue
-        cur = _parse_maps_line(line)
-        out.append(cur)
+        if fm is None:
+            continue                # a text field: Android kernels print "Name: [anon:...]"
+        key, val = fm.group(1), int(fm.group(2))
+        if key == "THPeligible":
+            cur.thp_eligible = val
+        elif key == "ProtectionKey":
+            cur.protection_key = val
+        else:
+            cur.fields[key] = val
     return out
