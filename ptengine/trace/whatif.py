@@ -202,8 +202,9 @@ def _named_side(g, below, above):
 def _sides(chain, below, above):
     """Which neighbour each guard of a run of adjacent guards belongs to. Named guards say
     it; an unnamed one goes with the named guard next to it, is the top guard of the
-    mapping below when a guard above it belongs upward (bionic's PTHREAD_GUARD_SIZE guard
-    under the next thread's), and otherwise belongs to the mapping above: a stack's guard
+    mapping below when that is a bionic "stack_and_tls:TID" mapping or when a guard above
+    it belongs upward (bionic's PTHREAD_GUARD_SIZE guard under the next thread's), and
+    otherwise belongs to the mapping above: a stack's guard
     is at its low end (glibc, musl, HotSpot, bionic, fibers) and so is a block's in the
     allocators that put one guard between blocks."""
     named = [_named_side(g, below, above) for g in chain]
@@ -212,9 +213,11 @@ def _sides(chain, below, above):
         if side is None:
             earlier = next((s for s in reversed(named[:i]) if s), None)
             later = next((s for s in named[i + 1:] if s), None)
+            bionic_top = below is not None and (below.anon_name or "").startswith(
+                "stack_and_tls:")
             if earlier == "above":
                 side = "above"
-            elif later == "below" or (later == "above" and below is not None):
+            elif later == "below" or bionic_top or (later == "above" and below is not None):
                 side = "below"
             else:
                 side = "above" if above is not None else "below"
@@ -374,17 +377,28 @@ def convert(mm, verdicts, *, reservations=False, names=True):
     writable mapping) into guard markers on `mm`, as a program would have them: the range
     gets its mapping's name (PR_SET_VMA_ANON_NAME) and protection (mprotect), which merges
     it as the kernel merges, then MADV_GUARD_INSTALL. Works on any backend (the simulator,
-    ptengine.live). A call that fails is recorded on its verdict."""
-    for v in verdicts:
-        if v.target is None or not (v.kind == "guard" or reservations and
-                                    v.kind == "reservation"):
-            continue
+    ptengine.live). A call that fails is recorded on its verdict.
+
+    Every range is made alike before any marker goes in: installing one gives its VMA an
+    anon_vma (madvise_guard_install() prepares one), and a guard that had one of its own
+    could no longer merge with both its neighbours (mm/vma.c:is_mergeable_anon_vma()), as
+    the next guard of a run [guard][guard][stack] must. A program that maps the whole
+    mapping RW and installs markers after has one VMA: that is what is predicted."""
+    chosen = [v for v in verdicts if v.target is not None and
+              (v.kind == "guard" or reservations and v.kind == "reservation")]
+    for v in chosen:
         e, t = v.entry, v.target
         try:
             if names and e.anon_name != t.anon_name and e.file is None:
                 mm.set_anon_name(e.start, e.size, t.anon_name)
             mm.mprotect(e.start, e.size, _prot(t))
-            mm.madvise(e.start, e.size, MADV_GUARD_INSTALL)
+        except OSError as err:
+            v.error = f"{os.strerror(err.errno)} ({err.errno})"
+    for v in chosen:
+        if v.error:
+            continue
+        try:
+            mm.madvise(v.entry.start, v.entry.size, MADV_GUARD_INSTALL)
         except OSError as err:
             v.error = f"{os.strerror(err.errno)} ({err.errno})"
 
