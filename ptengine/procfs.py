@@ -467,9 +467,6 @@ def parse_maps(text: str) -> list[MapsEntry]:
     return [_parse_maps_line(l) for l in text.splitlines() if l.strip()]
 
 
-_FIELD_RE = re.compile(r"^([A-Za-z_]+):\s+(\d+)(?: kB)?$")
-
-
 def parse_smaps(text: str) -> list[MapsEntry]:
     """Parse /proc/PID/smaps text. Each record's ``flags`` is decoded from its VmFlags line
     (which carries rd/wr/ex/sh/mr/mw/me/ms and the rest); ``fields`` maps labels to kB."""
@@ -489,10 +486,11 @@ def parse_smaps(text: str) -> list[MapsEntry]:
             cur.vmflags = line[len("VmFlags:"):].split()
             cur.flags = decode_vmflags(cur.vmflags)
             continue
-        fm = _FIELD_RE.match(line)
-        if fm is None:
+        key, _, rest = line.partition(":")
+        words = rest.split()
+        if not words or not words[0].isdigit():
             continue                # a text field: Android kernels print "Name: [anon:...]"
-        key, val = fm.group(1), int(fm.group(2))
+        val = int(words[0])
         if key == "THPeligible":
             cur.thp_eligible = val
         elif key == "ProtectionKey":
