@@ -372,3 +372,19 @@ def test_android_snapshots(name):
     assert r["conversion_failures"] == 0
     assert r["vmas_markers"] <= r["vmas_now"] - r["guards"]
     assert r["address_bits"] == 64
+
+
+def test_readme_android_table_is_what_whatif_says():
+    """The README's derived Android figures are whatif's output on data/android."""
+    import re
+    readme = (DATA.parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| (system_server|app)\b.*?\| ([\d,]+) → ([\d,]+) .*?\| ([\d,]+) → "
+                      r"([\d,]+) KiB \| (\d+) / (\d+) / (\d+) \|$", readme, re.M)
+    assert len(rows) == 2
+    files = {"system_server": "system_server.smaps.gz", "app": "app.maps.gz"}
+    for name, *figures in rows:
+        r = W.whatif(W.load_file(str(DATA / files[name])))
+        got = (r["vmas_now"], r["vmas_markers"], r["pte_bytes_now"] >> 10,
+               r["pte_bytes_markers"] >> 10, r["guards"], r["reservations"],
+               r["unclassified"])
+        assert tuple(int(f.replace(",", "")) for f in figures) == got
