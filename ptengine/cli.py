@@ -264,7 +264,13 @@ def cmd_whatif(args):
     if args.max_map_count:
         for snap in snaps:
             snap.max_map_count = args.max_map_count
-    reports = [W.whatif(s, reservations=args.reservations) for s in snaps]
+    reports = []
+    for snap in snaps:
+        try:
+            reports.append(W.whatif(snap, reservations=args.reservations))
+        except (OSError, ValueError) as e:     # a listing the simulator cannot hold
+            print(f"ptengine whatif: {snap.source}: {e}", file=sys.stderr)
+            skipped += 1
     print(W.format_text(reports, verbose=args.verbose, skipped=skipped))
     if args.json:
         with open(args.json, "w") as f:

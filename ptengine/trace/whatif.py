@@ -228,7 +228,7 @@ def _sides(chain, below, above):
 def _idiom(g, target, side):
     name = target.anon_name or target.special_name or ""
     if target.special_name == "[stack]":
-        return "guard below the main thread's [stack] (ART's protected page)"
+        return "guard below the main thread's [stack]"
     if name.startswith("stack_and_tls:") or g.anon_name == "thread stack guard":
         return "bionic thread stack guard"
     if name in ("thread signal stack", "bionic TLS"):

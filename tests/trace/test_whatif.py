@@ -280,6 +280,33 @@ def test_markers_program_matches_prediction(backend):
     assert len(_region(mm, top)) == predicted["vmas_markers"] == 1
 
 
+def test_in_place_conversion_of_written_stacks_differs_from_prediction(backend):
+    """What whatif does not predict: converting a running glibc <= 2.41 process in place.
+    Each stack, mapped on its own and written, has its own anon_vma, so after its guard
+    folds in, it still cannot merge with the next stack (mm/vma.c:is_mergeable_anon_vma());
+    the prediction (one VMA, as glibc 2.42 has) is for the program using markers from the
+    start (test_markers_program_matches_prediction). Kernel and simulator agree on it."""
+    name, mm = backend
+    n, size = 3, 64 * P
+    top = FAR + n * (P + size)
+    for t in range(n):                      # glibc <= 2.41 allocate_stack(), top-down
+        base = top - (t + 1) * (P + size)
+        mm.mmap(base, P + size, pt.PROT_NONE, ANON | pt.MAP_FIXED_NOREPLACE)
+        mm.mprotect(base + P, size, RW)
+        mm.write(base + P + size - 8, b"stacktop")
+    before = _region(mm, top)
+    predicted = W.whatif(W.Snapshot("t", before))
+    assert (predicted["vmas_now"], predicted["vmas_markers"]) == (2 * n, 1)
+    W.convert(mm, W.classify(before), names=False)
+    after = _region(mm, top)
+    # n VMAs, not one: each guard joined one neighbour, the stack below it when there is
+    # one (the previous VMA is tried first when both cannot join), the lowest its own.
+    b = [FAR + i * (P + size) for i in range(n)]
+    assert [(e.start, e.end) for e in after] == \
+        [(b[0], b[1] + P)] + [(b[i] + P, b[i + 1] + P) for i in range(1, n - 1)] + \
+        [(b[n - 1] + P, top)]
+
+
 # --- live processes --------------------------------------------------------------------
 CHILD = """
 import threading, sys
