@@ -338,6 +338,13 @@ def test_pid_of_a_threaded_child(tmp_path):
             expected = _expected_guards(f.read())
         out = tmp_path / "w.json"
         assert cli.main(["whatif", "--pid", str(child.pid), "--json", str(out)]) == 0
+        # The same process from files: its smaps and, with --status, its real VmPTE.
+        for leaf in ("smaps", "status"):
+            with open(f"/proc/{child.pid}/{leaf}") as f:
+                (tmp_path / leaf).write_text(f.read())
+        from_files = tmp_path / "f.json"
+        assert cli.main(["whatif", str(tmp_path / "smaps"), "--status",
+                         str(tmp_path / "status"), "--json", str(from_files)]) == 0
     finally:
         child.stdin.write("\n")
         child.stdin.close()
@@ -351,6 +358,12 @@ def test_pid_of_a_threaded_child(tmp_path):
     assert len(stack_guards) == expected
     assert proc["vmas_markers"] <= proc["vmas_now"] - expected
     assert proc["headroom_now"] == proc["max_map_count"] - proc["vmas_now"]
+    (files,) = json.loads(from_files.read_text())["processes"]
+    assert files["pte_now_from"] == "status"
+    assert (files["vmas_now"], files["vmas_markers"], files["guards"]) == \
+        (proc["vmas_now"], proc["vmas_markers"], proc["guards"])
+    assert files["pte_bytes_markers"] - files["pte_bytes_now"] == \
+        proc["pte_bytes_markers"] - proc["pte_bytes_now"]
 
 
 def test_pid_that_cannot_be_read(capsys):
