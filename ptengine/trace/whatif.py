@@ -204,9 +204,9 @@ def _sides(chain, below, above):
     it; an unnamed one goes with the named guard next to it, is the top guard of the
     mapping below when that is a bionic "stack_and_tls:TID" mapping or when a guard above
     it belongs upward (bionic's PTHREAD_GUARD_SIZE guard under the next thread's), and
-    otherwise belongs to the mapping above: a stack's guard
-    is at its low end (glibc, musl, HotSpot, bionic, fibers) and so is a block's in the
-    allocators that put one guard between blocks."""
+    otherwise belongs to the mapping above: a stack's guard is at its low end (glibc, musl,
+    HotSpot, bionic, fibers), and so is a block's in allocators that put one guard between
+    blocks."""
     named = [_named_side(g, below, above) for g in chain]
     sides = []
     for i, side in enumerate(named):
@@ -242,6 +242,11 @@ def _idiom(g, target, side):
     return "guard above an anonymous mapping"
 
 
+GAP = ("gap in a library", "alignment padding the loader left PROT_NONE between a "
+       "library's segments: not next to a stack or heap mapping, and no neighbour it could "
+       "merge with")
+
+
 def _not_a_guard(e, below, above):
     """(kind, idiom, reason) for a PROT_NONE record that is not a guard candidate, or None
     if it may be one."""
@@ -268,11 +273,6 @@ def _not_a_guard(e, below, above):
     return None
 
 
-GAP = ("gap in a library", "alignment padding the loader left PROT_NONE between a "
-       "library's segments: not next to a stack or heap mapping, and no neighbour it could "
-       "merge with")
-
-
 def _other_reason(e, below, above):
     if below is None and above is None:
         return "isolated", "no neighbour to fold into (a fault sentinel page)"
@@ -293,9 +293,11 @@ def classify(entries):
                      key=lambda e: e.start)
     n = len(entries)
 
-    def neighbour(j, addr):
-        return entries[j] if 0 <= j < n and addr in (entries[j].start, entries[j].end) \
-            else None
+    def below_of(i):
+        return entries[i - 1] if i and entries[i - 1].end == entries[i].start else None
+
+    def above_of(j, end):
+        return entries[j] if j < n and entries[j].start == end else None
 
     verdicts = []
     i = 0
@@ -304,21 +306,20 @@ def classify(entries):
         if e.flags & ACCESS:
             i += 1
             continue
-        below = neighbour(i - 1, e.start)
-        single = _not_a_guard(e, below, neighbour(i + 1, e.end))
+        below, above = below_of(i), above_of(i + 1, e.end)
+        single = _not_a_guard(e, below, above)
         if single is not None:
             kind, idiom, reason = single
-            target = _reservation_target(e, below, neighbour(i + 1, e.end)) \
-                if kind == "reservation" else None
+            target = _reservation_target(e, below, above) if kind == "reservation" else None
             verdicts.append(Verdict(e, kind, idiom, reason, target))
             i += 1
             continue
         chain, j = [e], i + 1          # a run of adjacent guards: [guard][guard]...
         while j < n and entries[j].start == chain[-1].end and not entries[j].flags & ACCESS \
-                and _not_a_guard(entries[j], chain[-1], neighbour(j + 1, entries[j].end)) is None:
+                and _not_a_guard(entries[j], chain[-1], above_of(j + 1, entries[j].end)) is None:
             chain.append(entries[j])
             j += 1
-        above = neighbour(j, chain[-1].end)
+        above = above_of(j, chain[-1].end)
         ok = {"below": _foldable(chain, below, True), "above": _foldable(chain, above, False)}
         for g, side in zip(chain, _sides(chain, below, above)):
             if not ok[side]:
