@@ -7,6 +7,7 @@
     ptengine record -o RUN.strace [--maps-at-exit FILE] -- PROGRAM ARGS
     ptengine replay LOG [--start-maps FILE] [--check-maps FILE] [--rewrite STRATEGY]
                     [--json FILE] [--plot FILE]
+    ptengine whatif MAPS_OR_SMAPS... | --pid PID... | --all [--json FILE]
 
 A subcommand is a `Command(help, add_arguments, run)` entry in COMMANDS; `run(args)`
 returns the exit status.
@@ -369,12 +370,90 @@ def cmd_replay(args):
     return 0 if matched else 1
 
 
+# --- whatif ---------------------------------------------------------------------------
+def add_whatif_arguments(p):
+    p.add_argument("snapshots", nargs="*", metavar="MAPS_OR_SMAPS",
+                   help="/proc/PID/maps or smaps files (.gz accepted), of any architecture")
+    p.add_argument("--pid", nargs="+", type=int, metavar="PID",
+                   help="live processes of this host (their smaps and status)")
+    p.add_argument("--all", action="store_true",
+                   help="every process of this host that can be read")
+    p.add_argument("--status", action="append", default=[], metavar="FILE",
+                   help="the /proc/PID/status of a snapshot (its real VmPTE), in the order "
+                        "of the snapshots")
+    p.add_argument("--reservations", action="store_true",
+                   help="also turn reservations into markers (to see what they would cost)")
+    p.add_argument("--max-map-count", type=int, metavar="N",
+                   help="vm.max_map_count for the headroom (default: 65530 for files, the "
+                        "host's for --pid/--all)")
+    p.add_argument("--json", metavar="FILE", help="write machine-readable results")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="list every PROT_NONE VMA and what it was taken for")
+
+
+def cmd_whatif(args):
+    """What each process would have with guard markers instead of PROT_NONE guard VMAs."""
+    import json
+    import os
+
+    from .trace import whatif as W
+    sources = bool(args.snapshots) + bool(args.pid) + bool(args.all)
+    if sources != 1:
+        print("ptengine whatif: give snapshot files, or --pid PID..., or --all",
+              file=sys.stderr)
+        return 2
+    if len(args.status) > len(args.snapshots):
+        print("ptengine whatif: more --status files than snapshots", file=sys.stderr)
+        return 2
+    skipped = 0
+    try:
+        if args.all:
+            snaps, skipped = W.load_all(exclude={os.getpid()})
+        elif args.pid:
+            snaps = []
+            for pid in args.pid:
+                try:
+                    snap = W.load_pid(pid, args.max_map_count)
+                except OSError as e:
+                    print(f"ptengine whatif: pid {pid}: {e.strerror}", file=sys.stderr)
+                    skipped += 1
+                    continue
+                if snap is not None:
+                    snaps.append(snap)
+        else:
+            statuses = args.status + [None] * (len(args.snapshots) - len(args.status))
+            snaps = [W.load_file(path, status, args.max_map_count or W.DEFAULT_MAX_MAP_COUNT)
+                     for path, status in zip(args.snapshots, statuses)]
+    except (OSError, ValueError) as e:
+        print(f"ptengine whatif: {e}", file=sys.stderr)
+        return 2
+    if args.max_map_count:
+        for snap in snaps:
+            snap.max_map_count = args.max_map_count
+    reports = []
+    for snap in snaps:
+        try:
+            reports.append(W.whatif(snap, reservations=args.reservations))
+        except (OSError, ValueError) as e:     # a listing the simulator cannot hold
+            print(f"ptengine whatif: {snap.source}: {e}", file=sys.stderr)
+            skipped += 1
+    print(W.format_text(reports, verbose=args.verbose, skipped=skipped))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(W.to_json(reports, skipped), f, indent=1)
+        print(f"wrote {args.json}")
+    return 0 if reports else 1
+
+
 # --- dispatch --------------------------------------------------------------------------
 COMMANDS = {
     "compare": Command("run workload models under each guard strategy and compare costs",
                        add_compare_arguments, cmd_compare),
     "verify": Command("fuzz the simulator against the host kernel, step by step",
                       add_verify_arguments, cmd_verify),
+    "whatif": Command("what guard markers would do to real processes' VMAs and page tables "
+                      "(from maps/smaps snapshots or live processes)",
+                      add_whatif_arguments, cmd_whatif),
     "bench": Command("check deterministic figures against the baseline, or timing ratios "
                      "against the last saved run", add_bench_arguments, cmd_bench),
     "sweep": Command("run grids of workloads x parameters x strategies on Dask into a "

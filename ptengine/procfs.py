@@ -467,9 +467,6 @@ def parse_maps(text: str) -> list[MapsEntry]:
     return [_parse_maps_line(l) for l in text.splitlines() if l.strip()]
 
 
-_FIELD_RE = re.compile(r"^([A-Za-z_]+):\s+(\d+)(?: kB)?$")
-
-
 def parse_smaps(text: str) -> list[MapsEntry]:
     """Parse /proc/PID/smaps text. Each record's ``flags`` is decoded from its VmFlags line
     (which carries rd/wr/ex/sh/mr/mw/me/ms and the rest); ``fields`` maps labels to kB."""
@@ -478,22 +475,26 @@ def parse_smaps(text: str) -> list[MapsEntry]:
     for line in text.splitlines():
         if not line:
             continue
+        # A maps line starts with a lowercase hex address; every field label with a capital.
+        if not line[0].isupper():
+            cur = _parse_maps_line(line)
+            out.append(cur)
+            continue
+        if cur is None:
+            raise ValueError("smaps field before any maps line: %r" % line)
         if line.startswith("VmFlags:"):
-            if cur is None:
-                raise ValueError("VmFlags before any maps line")
             cur.vmflags = line[len("VmFlags:"):].split()
             cur.flags = decode_vmflags(cur.vmflags)
             continue
-        fm = _FIELD_RE.match(line)
-        if fm and cur is not None and not _MAPS_RE.match(line):
-            key, val = fm.group(1), int(fm.group(2))
-            if key == "THPeligible":
-                cur.thp_eligible = val
-            elif key == "ProtectionKey":
-                cur.protection_key = val
-            else:
-                cur.fields[key] = val
-            continue
-        cur = _parse_maps_line(line)
-        out.append(cur)
+        key, _, rest = line.partition(":")
+        words = rest.split()
+        if not words or not words[0].isdigit():
+            continue                # a text field: Android kernels print "Name: [anon:...]"
+        val = int(words[0])
+        if key == "THPeligible":
+            cur.thp_eligible = val
+        elif key == "ProtectionKey":
+            cur.protection_key = val
+        else:
+            cur.fields[key] = val
     return out
