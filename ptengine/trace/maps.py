@@ -210,7 +210,11 @@ def build_mm(entries, system=None, *, files=None, start_brk=None, **spawn_option
     VMA and the anonymous VMA after it (the executable and its bss, where binfmt_elf puts the break);
     [stack] sets the stack start. The gate line ([vsyscall]) is not a VMA: it becomes the
     mm's gate_vma, which maps() prints last (get_gate_vma())."""
-    system = system if system is not None else System()
+    if system is None:
+        # A listing that shows [anon:NAME] lines came from a kernel with
+        # CONFIG_ANON_VMA_NAME (an Android one, say): its names go on merging as they did.
+        named = any(e.anon_name for e in entries)
+        system = System(**({"anon_vma_name": True} if named else {}))
     files = files if files is not None else FileTable(system)
     mm = system.spawn(**spawn_options)
     gate = [e for e in entries if e.special_name == GATE]
