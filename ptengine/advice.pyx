@@ -284,23 +284,24 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
                 inode.get_page(index)
 
     def _cold(self, vma, start, end):
-        if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
-            raise_errno(errno.EINVAL)
+        """madvise_cold(): exclusive pages in the range become old (cleared young bits)."""
+        self._reclaim(vma, start, end, False)
 
     def _pageout(self, vma, start, end):
-        """MADV_PAGEOUT with no swap device: reclaim unmaps every page-cache page (file or
-        shmem) that only this PTE maps; anonymous pages cannot be written out and stay.
-        The page cache keeps the data (a clean file page would be re-read from disk).
-        Markers are untouched."""
-        self._cold(vma, start, end)
-        if vma.file is None:
-            return
-        frames = self.frames
-        for addr in range(start, end, PAGE_SIZE):
-            kind, pfn, _ = self.pt.lookup(addr)
-            if kind == _core.ENTRY_PRESENT and pfn != frames.zero_pfn \
-                    and frames.kind(pfn) != _core.FRAME_ANON and frames.mapcount(pfn) == 1:
-                self.pt.zap(addr, addr + PAGE_SIZE, _core.ZAP_KEEP_UFFD_WP)
+        """madvise_pageout(), then shrink_folio_list() as on a host with no swap device:
+        page-cache pages (file or shmem) that only this PTE maps are unmapped whatever
+        their protection, clean lazily freed anonymous pages are discarded, other
+        anonymous pages stay. Markers are untouched. Whether the kernel's per-CPU LRU
+        batches were drained is not modelled: every page counts as on the LRU."""
+        self._reclaim(vma, start, end, True)
+
+    def _reclaim(self, vma, start, end, pageout):
+        """madvise_cold_or_pageout_pte_range() over one VMA: EINVAL on a locked, PFN-map
+        or hugetlb VMA (can_madv_lru_vma())."""
+        if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
+            raise_errno(errno.EINVAL)
+        self.pt.reclaim(start, end, pageout,
+                        0 if vma.file is None else _core.ZAP_KEEP_UFFD_WP)
 
     # --- MADV_COLLAPSE (mm/khugepaged.c:madvise_collapse(), 6.18) -------------------------
     def _collapse(self, vma, start, end):
