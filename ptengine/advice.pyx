@@ -19,13 +19,14 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM,
                         MADV_REMOVE, MADV_SEQUENTIAL, MADV_SOFT_OFFLINE, MADV_UNMERGEABLE,
                         MADV_WILLNEED, MADV_WIPEONFORK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
-                        UIO_MAXIOV, VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE,
+                        VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE,
                         VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYBE_GUARD, VM_MAYSHARE,
                         VM_MAYWRITE, VM_MERGEABLE, VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP,
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
 from .errors import raise_errno
-from .args import as_int, page_range
+from .args import as_int, as_ulong, page_range
+from .iov import import_iovec, iterated
 from .fault import pte_flags_for
 from .protection import ProtectionSyscalls
 
@@ -433,31 +434,32 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             if addr & (PMD_SIZE - 1):
                 self.split_huge_at(addr)
 
-    # --- process_madvise (mm/madvise.c:vector_madvise()) ----------------------------------
+    # --- process_madvise (mm/madvise.c) -----------------------------------------------
     def process_madvise(self, iovecs, advice, flags=0):
+        """process_madvise(2) on this process's own mm: the bytes advised."""
         self._alive()
         advice, flags = as_int(advice, "advice"), as_int(flags, "flags")
-        vec = [(as_int(a, "iov_base"), as_int(n, "iov_len")) for a, n in iovecs]
+        vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
         if flags:
             raise_errno(errno.EINVAL)
-        if len(vec) > UIO_MAXIOV:
-            raise_errno(errno.EINVAL)
-        if any(n < 0 for _, n in vec):
-            raise_errno(errno.EINVAL)
-        if advice not in VALID_ADVICE:
-            raise_errno(errno.EINVAL)
-        total = 0
-        for addr, length in vec:
-            if length == 0:
-                continue
+        return self._vector_madvise(import_iovec(vec), advice)
+
+    def _vector_madvise(self, segments, advice):
+        """vector_madvise(): each segment as madvise() would take it, in order, stopping at
+        the first error. The result is the bytes of the segments done before the error,
+        or its errno when there are none (a failing segment's partial work is kept but not
+        counted). Invalid advice fails at the first segment, so with no bytes to advise
+        the call returns 0 whatever the advice."""
+        done = 0
+        for base, n in iterated(segments):
             try:
-                self._madvise(addr, length, advice)
+                self._madvise(base, n, advice)
             except OSError:
-                if total == 0:
-                    raise
-                break
-            total += length
-        return total
+                if done:
+                    return done
+                raise
+            done += n
+        return done
 
     # --- poison (UFFDIO_POISON) ----------------------------------------------------------
     def install_poison(self, addr, length):

@@ -16,8 +16,9 @@ import weakref
 from ..constants import (DEFAULT_MMAP_BASE, MADV_COLD, MADV_PAGEOUT, MAP_ANONYMOUS,
                          MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_SHARED,
                          MREMAP_FIXED, PAGE_SIZE, PROT_NONE,
-                         STACK_GUARD_GAP, TASK_SIZE, UIO_MAXIOV, VM_EXEC)
+                         STACK_GUARD_GAP, TASK_SIZE, VM_EXEC)
 from ..errors import fault_for, syscall_error
+from ..iov import import_iovec
 from . import _procfs
 from ._server import U64, Access, Connection, LiveServerError, Op, ServerDied
 from ._lru import drain_lru_batches
@@ -261,9 +262,12 @@ class LiveMM:
             if isinstance(e, TypeError) and "must be an integer" in str(e):
                 raise
             raise TypeError("iovecs must be a sequence of (addr, length) pairs") from None
-        if len(vec) <= UIO_MAXIOV:
-            for a, n in vec:
-                self._guard(a, n)
+        try:
+            reach = import_iovec(vec)       # the ranges the call can reach (ptengine/iov.py)
+        except OSError:
+            reach = []                      # refused before any advice: the kernel says so
+        for a, n in reach:
+            self._guard(a, n)
         payload = b"".join(struct.pack("<2Q", a, n) for a, n in vec[:_MAX_IOVECS])
         if advice in _RECLAIM_ADVICE:
             drain_lru_batches()
