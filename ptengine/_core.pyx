@@ -926,18 +926,22 @@ cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept 
 # ---------------------------------------------------------------------------------------
 # Zap (mm/memory.c zap_pte_range / zap_pmd_range, mm/pt_reclaim.c)
 # ---------------------------------------------------------------------------------------
+cdef inline void _unmap_pte(pt_mm *mm, uint64_t *p, uint64_t e, bint keep_uffd) noexcept nogil:
+    """Clear one present PTE and drop its page's mapping. A file VMA registered for
+    uffd-wp keeps the protection as a marker."""
+    _unmap_frames(mm, pte_pfn(e), 1, (e & PTE_DIRTY) != 0)
+    p[0] = UFFD_WP_PTE if keep_uffd and (e & PTE_UFFD_WP) else 0
+
+
 cdef inline int _zap_one(pt_mm *mm, uint64_t *p, uint64_t e, int flags) noexcept nogil:
     """Zap one non-none PTE as zap_present_ptes()/zap_nonpresent_ptes() decide; returns 1
     if the entry was cleared, 0 if it is kept."""
     cdef bint keep_uffd = (flags & ZAP_KEEP_UFFD_WP) and not (flags & ZAP_DROP_MARKERS)
-    cdef uint64_t pfn, m
+    cdef uint64_t m
     if pte_present(e):
-        pfn = pte_pfn(e)
-        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pfn) == FRAME_ANON:
+        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pte_pfn(e)) == FRAME_ANON:
             return 0
-        _unmap_frames(mm, pfn, 1, (e & PTE_DIRTY) != 0)
-        # A file VMA registered for uffd-wp keeps the protection as a marker.
-        p[0] = UFFD_WP_PTE if keep_uffd and (e & PTE_UFFD_WP) else 0
+        _unmap_pte(mm, p, e, keep_uffd)
         return 1
     if swp_type(e) == SWP_TYPE_PTE_MARKER:
         m = swp_offset(e)
@@ -1549,7 +1553,8 @@ cdef int _reclaim_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
         if not w.arg:
             pte[i] = e & ~PTE_ACCESSED          # COLD makes the PTE old
         elif not _reclaim_keeps(fs, pfn, 1, e):
-            w.count += _zap_one(w.mm, pte + i, e, <int>w.arg2)
+            _unmap_pte(w.mm, pte + i, e, w.arg2 != 0)
+            w.count += 1
     return WALK_NEXT
 
 
@@ -1571,7 +1576,7 @@ cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
 
 
 cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
-                        int zap_flags) noexcept nogil:
+                        bint keep_uffd) noexcept nogil:
     cdef pt_walk_ops ops
     cdef pt_walk w
     cdef int r
@@ -1581,7 +1586,7 @@ cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
     ops.alloc = False
     _walk_init(&w, mm, &ops, start)
     w.arg = pageout
-    w.arg2 = <uint64_t>zap_flags
+    w.arg2 = keep_uffd
     r = pt_walk_range(&w, start, end)
     return r if r < 0 else w.count
 
@@ -2123,15 +2128,14 @@ cdef class PageTables:
         _check_err(r)
         return r
 
-    def reclaim(self, start, end, bint pageout, zap_flags=0):
+    def reclaim(self, start, end, bint pageout, bint keep_uffd=False):
         """MADV_COLD (pageout False) or MADV_PAGEOUT over [start, end) as pt_reclaim() does
-        it; zap_flags (ZAP_KEEP_UFFD_WP) apply to the entries reclaim unmaps. Returns the
-        pages unmapped."""
+        it; keep_uffd (a file VMA) leaves a uffd-wp marker where reclaim unmaps a
+        write-protected PTE. Returns the pages unmapped."""
         cdef uint64_t s, e
         cdef int64_t r
-        cdef int f = <int>_u64(zap_flags, "zap_flags", ZAP_KEEP_UFFD_WP)
         _user_range(start, end, &s, &e)
-        r = pt_reclaim(&self.mm, s, e, pageout, f)
+        r = pt_reclaim(&self.mm, s, e, pageout, keep_uffd)
         _check_err(r)
         return r
 

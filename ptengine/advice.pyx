@@ -301,8 +301,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         or hugetlb VMA (can_madv_lru_vma())."""
         if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise_errno(errno.EINVAL)
-        self.pt.reclaim(start, end, pageout,
-                        0 if vma.file is None else _core.ZAP_KEEP_UFFD_WP)
+        self.pt.reclaim(start, end, pageout, vma.file is not None)
 
     # --- MADV_COLLAPSE (mm/khugepaged.c:madvise_collapse(), 6.18) -------------------------
     def _collapse(self, vma, start, end):
