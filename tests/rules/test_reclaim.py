@@ -18,9 +18,10 @@ import itertools
 
 import pytest
 
-from ptengine.constants import (MADV_COLD, MADV_FREE, MADV_HUGEPAGE, MADV_PAGEOUT,
-                                MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PMD_SIZE,
-                                PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE)
+from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_FREE, MADV_HUGEPAGE,
+                                MADV_PAGEOUT, MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE,
+                                PM_PRESENT, PMD_SIZE, PROT_EXEC, PROT_NONE, PROT_READ,
+                                PROT_WRITE)
 
 from .conftest import (ANON, CACHE, EINVAL, NONE, ZERO, Delta, P, errno_of, page_byte,
                        smaps_block)
@@ -243,3 +244,30 @@ def test_reclaim_advice_on_an_anon_thp(s, advice, state, whole, cow):
     if child is not None:
         assert child.read(p, 1) == b"x"
         child.exit()
+
+
+@pytest.mark.parametrize("advice", ["PAGEOUT", "COLD"])
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "part"])
+@pytest.mark.parametrize("kind", ["shmem", "shmem_private"])
+def test_reclaim_advice_on_a_shmem_thp(s, advice, whole, kind):
+    """A memfd PMD collapsed into a THP (MADV_COLLAPSE). PAGEOUT unmaps the PMD whole
+    however much of it the range covers; COLD over all of it makes it old, over a part
+    splits the PMD, which unmaps it (the pages refault from the cache)."""
+    mm = s.mm
+    f = s.system.memfd_create("reclaim_thp", 0)
+    f.truncate(H * P)
+    for i in range(0, H, 64):
+        f.pwrite(i * P, page_byte(i))
+    p = s.map(kind, H, RW, at=0, fd=f)
+    mm.read(p, H * P)
+    mm.madvise(p, H * P, MADV_COLLAPSE)
+    assert smaps_block(mm.smaps(), p)["ShmemPmdMapped"] == 2048
+    with Delta(s) as d:
+        mm.madvise(p, (H if whole else 16) * P,
+                   MADV_PAGEOUT if advice == "PAGEOUT" else MADV_COLD)
+    kept = advice == "COLD" and whole
+    assert s.pm(p, H) == [CACHE if kept else NONE] * H
+    assert (d["RssShmem"], d["VmPTE"]) == (0 if kept else -2048, 0)
+    block = smaps_block(mm.smaps(), p)
+    assert (block["ShmemPmdMapped"], block["Referenced"]) == ((2048, 0) if kept else (0, 0))
+    assert mm.read(p + 64 * P, 1) == page_byte(64)
