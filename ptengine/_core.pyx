@@ -1556,6 +1556,7 @@ cdef int _reclaim_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
 
 
 cdef inline bint _all_zero(frame_store *fs, uint64_t pfn) noexcept nogil:
+    """The page holds only zero bytes (memchr_inv(page, 0, PAGE_SIZE) finds nothing)."""
     cdef const uint8_t *d = fs.data[pfn]
     cdef Py_ssize_t i
     if d == NULL:
@@ -1613,17 +1614,19 @@ cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
     elif not (fs.flags[head] & FRAME_LAZYFREE):
         # add_to_swap() fails for the THP; shrink_folio_list() splits it to retry its pages
         # one by one, which fail too and stay.
-        return _split_for_reclaim(w.mm, pmd)
+        r = _split_for_reclaim(w.mm, pmd)
+        return r if r < 0 else WALK_NEXT
     else:
         # try_to_unmap(TTU_SPLIT_HUGE_PMD) of a lazyfree THP: the PMD is split (into the
         # deposited PTE table, which stays); then every page is dropped, unless the THP
         # was written since MADV_FREE: it is swap-backed again and stays, as PTEs.
-        if (v & PTE_DIRTY) or (fs.flags[head] & FRAME_DIRTY):
-            for i in range(PT_HPAGE_NR):
-                fs.flags[head + i] &= ~FRAME_LAZYFREE
-            return pt_split_huge_pmd(w.mm, pmd)
         r = pt_split_huge_pmd(w.mm, pmd)
-        return r if r < 0 else WALK_DESCEND
+        if r < 0:
+            return r
+        if not ((v & PTE_DIRTY) or (fs.flags[head] & FRAME_DIRTY)):
+            return WALK_DESCEND
+        for i in range(PT_HPAGE_NR):
+            fs.flags[head + i] &= ~FRAME_LAZYFREE
     return WALK_NEXT
 
 
