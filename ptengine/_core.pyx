@@ -949,18 +949,22 @@ cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept 
 # ---------------------------------------------------------------------------------------
 # Zap (mm/memory.c zap_pte_range / zap_pmd_range, mm/pt_reclaim.c)
 # ---------------------------------------------------------------------------------------
+cdef inline void _unmap_pte(pt_mm *mm, uint64_t *p, uint64_t e, bint keep_uffd) noexcept nogil:
+    """Clear one present PTE and drop its page's mapping. A file VMA registered for
+    uffd-wp keeps the protection as a marker."""
+    _unmap_frames(mm, pte_pfn(e), 1, (e & PTE_DIRTY) != 0)
+    p[0] = UFFD_WP_PTE if keep_uffd and (e & PTE_UFFD_WP) else 0
+
+
 cdef inline int _zap_one(pt_mm *mm, uint64_t *p, uint64_t e, int flags) noexcept nogil:
     """Zap one non-none PTE as zap_present_ptes()/zap_nonpresent_ptes() decide; returns 1
     if the entry was cleared, 0 if it is kept."""
     cdef bint keep_uffd = (flags & ZAP_KEEP_UFFD_WP) and not (flags & ZAP_DROP_MARKERS)
-    cdef uint64_t pfn, m
+    cdef uint64_t m
     if pte_present(e):
-        pfn = pte_pfn(e)
-        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pfn) == FRAME_ANON:
+        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pte_pfn(e)) == FRAME_ANON:
             return 0
-        _unmap_frames(mm, pfn, 1, (e & PTE_DIRTY) != 0)
-        # A file VMA registered for uffd-wp keeps the protection as a marker.
-        p[0] = UFFD_WP_PTE if keep_uffd and (e & PTE_UFFD_WP) else 0
+        _unmap_pte(mm, p, e, keep_uffd)
         return 1
     if swp_type(e) == SWP_TYPE_PTE_MARKER:
         m = swp_offset(e)
@@ -1532,6 +1536,140 @@ cdef int64_t pt_change_prot(pt_mm *mm, uint64_t start, uint64_t end, uint64_t ne
 
 
 # ---------------------------------------------------------------------------------------
+# MADV_COLD / MADV_PAGEOUT (mm/madvise.c madvise_cold_or_pageout_pte_range(), then for
+# PAGEOUT mm/vmscan.c reclaim_pages() -> shrink_folio_list() with no swap device)
+# ---------------------------------------------------------------------------------------
+cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t pfn, uint64_t e) noexcept nogil:
+    """shrink_folio_list() on an exclusive page mapped by PTE e: True if it stays mapped.
+    With no swap, add_to_swap() fails for a swap-backed anon page; a lazyfree one is
+    discarded by try_to_unmap_one() unless written since MADV_FREE, which makes it
+    swap-backed again. A page-cache page (file or shmem) is unmapped whatever its
+    protection; its data stays in the cache (dirty shmem cannot be written out, a clean
+    file page would be re-read)."""
+    if _kind(fs, pfn) != FRAME_ANON:
+        return False
+    if not (fs.flags[pfn] & FRAME_LAZYFREE):
+        return True
+    if (e & PTE_DIRTY) or (fs.flags[pfn] & FRAME_DIRTY):
+        fs.flags[pfn] &= ~FRAME_LAZYFREE
+        return True
+    return False
+
+
+cdef int _reclaim_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
+    cdef frame_store *fs = w.mm.fs
+    cdef uint64_t e, pfn
+    for i in range(n):
+        e = pte[i]
+        if not pte_present(e):
+            continue
+        pfn = pte_pfn(e)
+        # vm_normal_folio() has none for the zero page; a folio mapped elsewhere too is
+        # left alone (folio_mapcount() != folio_nr_pages()).
+        if pfn_is_zero(pfn) or fs.mapcount[pfn] != 1:
+            continue
+        if not w.arg:
+            pte[i] = e & ~PTE_ACCESSED          # COLD makes the PTE old
+        elif not _reclaim_keeps(fs, pfn, e):
+            _unmap_pte(w.mm, pte + i, e, w.arg2 != 0)
+            w.count += 1
+    return WALK_NEXT
+
+
+cdef inline bint _all_zero(frame_store *fs, uint64_t pfn) noexcept nogil:
+    """The page holds only zero bytes (memchr_inv(page, 0, PAGE_SIZE) finds nothing)."""
+    cdef const uint8_t *d = fs.data[pfn]
+    cdef Py_ssize_t i
+    if d == NULL:
+        return True
+    for i in range(PAGE_SIZE_):
+        if d[i]:
+            return False
+    return True
+
+
+cdef int _split_for_reclaim(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    """split_folio() of an exclusive anon THP (RMP_USE_SHARED_ZEROPAGE): the PMD becomes
+    PTEs, and each subpage that holds only zeroes is freed and maps the shared zero page
+    instead (mm/migrate.c try_to_map_unused_to_zeropage())."""
+    cdef uint64_t *pte
+    cdef uint64_t e, pfn
+    cdef Py_ssize_t i
+    cdef int r = pt_split_huge_pmd(mm, pmd)
+    if r < 0:
+        return r
+    pte = entry_table(pmd[0])
+    for i in range(PT_HPAGE_NR):
+        e = pte[i]
+        pfn = pte_pfn(e)
+        if _all_zero(mm.fs, pfn):
+            _unmap_frames(mm, pfn, 1, False)
+            pte[i] = (<uint64_t>FRAME_ZERO_PFN << PT_PAGE_SHIFT) | PTE_SPECIAL | \
+                (e & ~(PTE_PFN_MASK | PTE_RW | PTE_DIRTY | PTE_ACCESSED | PTE_SOFT_DIRTY))
+    return 0
+
+
+cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    cdef frame_store *fs = w.mm.fs
+    cdef uint64_t v = pmd[0], head = pte_pfn(v)
+    cdef int64_t i
+    cdef int r
+    if pfn_is_zero(head) or fs.mapcount[head] != 1:
+        return WALK_NEXT
+    if _kind(fs, head) != FRAME_ANON:
+        if end - addr != PMD_SIZE_:
+            r = pt_split_huge_pmd(w.mm, pmd)    # a file THP's PMD is just unmapped
+            return r if r < 0 else WALK_DESCEND
+        if not w.arg:
+            pmd[0] = v & ~PTE_ACCESSED
+        else:
+            _zap_huge_pmd(w.mm, pmd)
+            w.count += PT_HPAGE_NR
+        return WALK_NEXT
+    if end - addr != PMD_SIZE_:
+        # Part of the THP: it is split, and the pages in the range handled one by one.
+        r = _split_for_reclaim(w.mm, pmd)
+        return r if r < 0 else WALK_DESCEND
+    if not w.arg:
+        pmd[0] = v & ~PTE_ACCESSED
+    elif not (fs.flags[head] & FRAME_LAZYFREE):
+        # add_to_swap() fails for the THP; shrink_folio_list() splits it to retry its pages
+        # one by one, which fail too and stay.
+        r = _split_for_reclaim(w.mm, pmd)
+        return r if r < 0 else WALK_NEXT
+    else:
+        # try_to_unmap(TTU_SPLIT_HUGE_PMD) of a lazyfree THP: the PMD is split (into the
+        # deposited PTE table, which stays); then every page is dropped, unless the THP
+        # was written since MADV_FREE: it is swap-backed again and stays, as PTEs.
+        r = pt_split_huge_pmd(w.mm, pmd)
+        if r < 0:
+            return r
+        if not ((v & PTE_DIRTY) or (fs.flags[head] & FRAME_DIRTY)):
+            return WALK_DESCEND
+        for i in range(PT_HPAGE_NR):
+            fs.flags[head + i] &= ~FRAME_LAZYFREE
+    return WALK_NEXT
+
+
+cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
+                        bint keep_uffd) noexcept nogil:
+    cdef pt_walk_ops ops
+    cdef pt_walk w
+    cdef int r
+    ops.pte_range = _reclaim_ptes
+    ops.huge_pmd = _reclaim_huge
+    ops.hole = NULL
+    ops.alloc = False
+    _walk_init(&w, mm, &ops, start)
+    w.arg = pageout
+    w.arg2 = keep_uffd
+    r = pt_walk_range(&w, start, end)
+    return r if r < 0 else w.count
+
+
+# ---------------------------------------------------------------------------------------
 # /proc/pid/pagemap (fs/proc/task_mmu.c pte_to_pagemap_entry, pagemap_pmd_range)
 # ---------------------------------------------------------------------------------------
 cdef struct pm_out:
@@ -2065,6 +2203,17 @@ cdef class PageTables:
         if f & ~ZAP_ALL_FLAGS:
             raise ValueError(f"unknown zap flags {f:#x}")
         r = pt_zap(&self.mm, s, e, f)
+        _check_err(r)
+        return r
+
+    def reclaim(self, start, end, bint pageout, bint keep_uffd=False):
+        """MADV_COLD (pageout False) or MADV_PAGEOUT over [start, end) as pt_reclaim() does
+        it; keep_uffd (a file VMA) leaves a uffd-wp marker where reclaim unmaps a
+        write-protected PTE. Returns the pages unmapped."""
+        cdef uint64_t s, e
+        cdef int64_t r
+        _user_range(start, end, &s, &e)
+        r = pt_reclaim(&self.mm, s, e, pageout, keep_uffd)
         _check_err(r)
         return r
 

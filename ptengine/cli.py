@@ -145,7 +145,8 @@ def cmd_compare(args):
                         wl.name, s, p, small=default_suite,
                         backend="live" if backend == "live" else "sim",
                         max_map_count=args.max_map_count if backend != "live" else None,
-                        profile=live.host_profile() if backend == "host" else None))
+                        profile=live.host_profile() if backend == "host" else None,
+                        record_calls=args.live))
                     if backend != "host":
                         bar.update(1)
             checked = got.get("host", got["sim"])
