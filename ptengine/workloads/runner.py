@@ -292,7 +292,8 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
         return RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline, final,
                          mm.counter.as_dict(), wall, limit, peak,
                          wl.expected_vmas(strategy, p), r.extra,
-                         getattr(getattr(system, "profile", None), "name", "host"), calls)
+                         getattr(getattr(system, "profile", None), "name", "host"),
+                         list(calls))       # the run's calls, not the teardown's exits
     finally:
         close_backend(system, r.processes)
 
