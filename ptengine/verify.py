@@ -60,9 +60,8 @@ EDGE_LENGTHS = ("to_task_size", "past_task_size", "to_2**64", "past_2**64", "u64
 # Addresses at the ends of the address space and of the C type (page numbers as strings).
 # (At and above TASK_SIZE only: below it the live server has its stack and libraries.)
 EDGE_PAGES = ("task_size", "1<<47", "2**64-1")
-# Ranges that fault pages in (populate, mlock) are kept this small: the kernel side of a
-# multi-GiB one would use that much of the host's memory.
-POPULATE_LIMIT = PMD_PAGES
+# Wide pages are drawn aligned in the address space, not from WINDOW_BASE.
+ALIGN_PAGES = (0x100000000000 - WINDOW_BASE) // P
 FILE_PAGES = 64
 PAGEMAP_BITS = PM_PRESENT | PM_SWAP | PM_FILE | PM_MMAP_EXCLUSIVE | PM_GUARD_REGION | PM_UFFD_WP
 # The live server's own stack and buffers move its Rss a little, so resident memory is
@@ -106,21 +105,25 @@ def generate_op(choose):
         if r < 12:
             return choose(0, WINDOW_PAGES - 1)
         if r == 12:
-            return choose(1, (WIDE_END - WINDOW_BASE) // PMD_SIZE - 1) * PMD_PAGES
+            return choose(1, (WIDE_END - WINDOW_BASE) // PMD_SIZE - 2) * PMD_PAGES + ALIGN_PAGES
         if r == 13:
-            return choose(1, 63) * PUD_PAGES - (PMD_PAGES if choose(0, 1) else 0)
+            return (choose(1, 62) * PUD_PAGES + ALIGN_PAGES
+                    - (PMD_PAGES if choose(0, 1) else 0))
         return pick(EDGE_PAGES)
 
-    def npages(big=True):
-        """Page counts across scales: small ones, a PMD, a PUD, multi-GiB, and (symbolic)
-        lengths that reach TASK_SIZE or 2**64. big=False: only what may be faulted in."""
-        r = choose(0, 15) if big else 0
+    def npages(reach=3):
+        """Page counts across scales: small ones and a PMD (reach 0: what may be faulted
+        in), a few PMDs and a PUD (1), multi-GiB (2), and the symbolic lengths that reach
+        TASK_SIZE or 2**64 (3). Multi-GiB ranges are kept from what faults pages in: the
+        kernel side would take that much of the host's memory."""
+        r = choose(0, 11 + 2 * reach) if reach else 0
         if r < 12:
             return pick((1, 1, 2, 3, 4, 8, 16, 32, 64, 300, PMD_PAGES - 1, PMD_PAGES))
-        if r == 12:
-            return pick((PUD_PAGES, PUD_PAGES + 1, 4 * PUD_PAGES, 16 * PUD_PAGES))
-        if r == 13:
-            return pick((PMD_PAGES + 1, 2 * PMD_PAGES, 3 * PMD_PAGES))
+        if r < 14:
+            return pick((PMD_PAGES + 1, 2 * PMD_PAGES, 3 * PMD_PAGES, PUD_PAGES,
+                         PUD_PAGES + 1))
+        if r < 16:
+            return pick((4 * PUD_PAGES, 16 * PUD_PAGES))
         return pick(EDGE_LENGTHS)
 
     total = sum(w for _, w in OPERATIONS)
@@ -131,17 +134,19 @@ def generate_op(choose):
         r -= weight
     if name == "mmap":
         mode = pick(MMAP_MODES)
-        return (name, pick(KINDS), page(), npages(mode not in ("populate", "locked")),
+        return (name, pick(KINDS), page(), npages(0 if mode in ("populate", "locked") else 3),
                 pick(PROTS), mode, choose(0, FILE_PAGES // 2))
     if name in ("munmap", "munlock", "mseal"):
         return (name, page(), npages())
     if name == "mprotect":
         return (name, page(), npages(), pick(PROTS))
     if name == "mremap":
-        return (name, page(), npages(), npages(), pick(MREMAP_MODES), page())
+        # A grown VM_LOCKED mapping is faulted in: the new size stays below multi-GiB.
+        new_n = npages(1) if choose(0, 3) else pick(EDGE_LENGTHS)
+        return (name, page(), npages(), new_n, pick(MREMAP_MODES), page())
     if name == "madvise":
         advice = pick(ADVICE)
-        return (name, page(), npages(advice not in POPULATING_ADVICE), advice)
+        return (name, page(), npages(0 if advice in POPULATING_ADVICE else 3), advice)
     if name == "process_madvise":
         advice = pick(VECTOR_ADVICE)
         if choose(0, 3):
@@ -151,7 +156,7 @@ def generate_op(choose):
         count = pick((16, 256, UIO_MAXIOV, UIO_MAXIOV + 1))
         return ("process_madvise_many", count, page(0), choose(1, 4), choose(1, 2), advice)
     if name == "mlock":
-        return (name, page(), npages(False), choose(0, 1))
+        return (name, page(), npages(0), choose(0, 1))
     # Accesses stay below TASK_SIZE: above it the hardware's answer (a #GP for a
     # non-canonical address) is not the fault path modelled here.
     if name == "read":
@@ -311,6 +316,9 @@ def apply_op(side, op):
             new_n = old_n
         addr, old_len = _range(page, old_n)
         new_len = _length(addr, new_n)
+        if hasattr(mm, "reserved"):
+            # A growth in place into the live server's own mappings would fail there only.
+            mm._guard(addr, new_len)
         target = _addr(new_page) if mode in ("fixed", "dontunmap") else 0
         return _place(side, _outcome(mm.mremap, addr, old_len, new_len, flags, target),
                       new_len)
