@@ -312,6 +312,8 @@ cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
                            uint64_t *stop) noexcept nogil
 cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept nogil
 cdef int64_t pt_zap(pt_mm *mm, uint64_t start, uint64_t end, int flags) noexcept nogil
+cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
+                        bint keep_uffd) noexcept nogil
 cdef int64_t pt_copy_range(pt_mm *src, pt_mm *dst, uint64_t start, uint64_t end,
                            int flags) noexcept nogil
 cdef int64_t pt_move_range(pt_mm *mm, uint64_t old_start, uint64_t new_start,

@@ -926,18 +926,22 @@ cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept 
 # ---------------------------------------------------------------------------------------
 # Zap (mm/memory.c zap_pte_range / zap_pmd_range, mm/pt_reclaim.c)
 # ---------------------------------------------------------------------------------------
+cdef inline void _unmap_pte(pt_mm *mm, uint64_t *p, uint64_t e, bint keep_uffd) noexcept nogil:
+    """Clear one present PTE and drop its page's mapping. A file VMA registered for
+    uffd-wp keeps the protection as a marker."""
+    _unmap_frames(mm, pte_pfn(e), 1, (e & PTE_DIRTY) != 0)
+    p[0] = UFFD_WP_PTE if keep_uffd and (e & PTE_UFFD_WP) else 0
+
+
 cdef inline int _zap_one(pt_mm *mm, uint64_t *p, uint64_t e, int flags) noexcept nogil:
     """Zap one non-none PTE as zap_present_ptes()/zap_nonpresent_ptes() decide; returns 1
     if the entry was cleared, 0 if it is kept."""
     cdef bint keep_uffd = (flags & ZAP_KEEP_UFFD_WP) and not (flags & ZAP_DROP_MARKERS)
-    cdef uint64_t pfn, m
+    cdef uint64_t m
     if pte_present(e):
-        pfn = pte_pfn(e)
-        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pfn) == FRAME_ANON:
+        if (flags & ZAP_KEEP_COWS) and _kind(mm.fs, pte_pfn(e)) == FRAME_ANON:
             return 0
-        _unmap_frames(mm, pfn, 1, (e & PTE_DIRTY) != 0)
-        # A file VMA registered for uffd-wp keeps the protection as a marker.
-        p[0] = UFFD_WP_PTE if keep_uffd and (e & PTE_UFFD_WP) else 0
+        _unmap_pte(mm, p, e, keep_uffd)
         return 1
     if swp_type(e) == SWP_TYPE_PTE_MARKER:
         m = swp_offset(e)
@@ -1509,6 +1513,85 @@ cdef int64_t pt_change_prot(pt_mm *mm, uint64_t start, uint64_t end, uint64_t ne
 
 
 # ---------------------------------------------------------------------------------------
+# MADV_COLD / MADV_PAGEOUT (mm/madvise.c madvise_cold_or_pageout_pte_range(), then for
+# PAGEOUT mm/vmscan.c reclaim_pages() -> shrink_folio_list() with no swap device)
+# ---------------------------------------------------------------------------------------
+cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t head, int64_t nr,
+                                uint64_t e) noexcept nogil:
+    """shrink_folio_list() on an exclusive folio of nr frames mapped by entry e: True if
+    it stays mapped. With no swap, add_to_swap() fails for a swap-backed anon folio; a
+    lazyfree one is discarded by try_to_unmap_one() unless written since MADV_FREE, which
+    makes it swap-backed again. A page-cache folio (file or shmem) is unmapped whatever
+    its protection; its data stays in the cache (dirty shmem cannot be written out, a
+    clean file page would be re-read)."""
+    cdef int64_t i
+    if _kind(fs, head) != FRAME_ANON:
+        return False
+    if not (fs.flags[head] & FRAME_LAZYFREE):
+        return True
+    if (e & PTE_DIRTY) or (fs.flags[head] & FRAME_DIRTY):
+        for i in range(nr):
+            fs.flags[head + i] &= ~FRAME_LAZYFREE
+        return True
+    return False
+
+
+cdef int _reclaim_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
+    cdef frame_store *fs = w.mm.fs
+    cdef uint64_t e, pfn
+    for i in range(n):
+        e = pte[i]
+        if not pte_present(e):
+            continue
+        pfn = pte_pfn(e)
+        # vm_normal_folio() has none for the zero page; a folio mapped elsewhere too is
+        # left alone (folio_mapcount() != folio_nr_pages()).
+        if pfn_is_zero(pfn) or fs.mapcount[pfn] != 1:
+            continue
+        if not w.arg:
+            pte[i] = e & ~PTE_ACCESSED          # COLD makes the PTE old
+        elif not _reclaim_keeps(fs, pfn, 1, e):
+            _unmap_pte(w.mm, pte + i, e, w.arg2 != 0)
+            w.count += 1
+    return WALK_NEXT
+
+
+cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    cdef uint64_t v = pmd[0], head = pte_pfn(v)
+    cdef int r
+    if pfn_is_zero(head) or w.mm.fs.mapcount[head] != 1:
+        return WALK_NEXT
+    if end - addr != PMD_SIZE_:
+        # Part of an exclusive THP: it is split and its pages handled one by one.
+        r = pt_split_huge_pmd(w.mm, pmd)
+        return r if r < 0 else WALK_DESCEND
+    if not w.arg:
+        pmd[0] = v & ~PTE_ACCESSED
+    elif not _reclaim_keeps(w.mm.fs, head, PT_HPAGE_NR, v):
+        _zap_huge_pmd(w.mm, pmd)
+        w.count += PT_HPAGE_NR
+    return WALK_NEXT
+
+
+cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
+                        bint keep_uffd) noexcept nogil:
+    cdef pt_walk_ops ops
+    cdef pt_walk w
+    cdef int r
+    ops.pte_range = _reclaim_ptes
+    ops.huge_pmd = _reclaim_huge
+    ops.hole = NULL
+    ops.alloc = False
+    _walk_init(&w, mm, &ops, start)
+    w.arg = pageout
+    w.arg2 = keep_uffd
+    r = pt_walk_range(&w, start, end)
+    return r if r < 0 else w.count
+
+
+# ---------------------------------------------------------------------------------------
 # /proc/pid/pagemap (fs/proc/task_mmu.c pte_to_pagemap_entry, pagemap_pmd_range)
 # ---------------------------------------------------------------------------------------
 cdef struct pm_out:
@@ -2042,6 +2125,17 @@ cdef class PageTables:
         if f & ~ZAP_ALL_FLAGS:
             raise ValueError(f"unknown zap flags {f:#x}")
         r = pt_zap(&self.mm, s, e, f)
+        _check_err(r)
+        return r
+
+    def reclaim(self, start, end, bint pageout, bint keep_uffd=False):
+        """MADV_COLD (pageout False) or MADV_PAGEOUT over [start, end) as pt_reclaim() does
+        it; keep_uffd (a file VMA) leaves a uffd-wp marker where reclaim unmaps a
+        write-protected PTE. Returns the pages unmapped."""
+        cdef uint64_t s, e
+        cdef int64_t r
+        _user_range(start, end, &s, &e)
+        r = pt_reclaim(&self.mm, s, e, pageout, keep_uffd)
         _check_err(r)
         return r
 

@@ -19,13 +19,14 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM,
                         MADV_REMOVE, MADV_SEQUENTIAL, MADV_SOFT_OFFLINE, MADV_UNMERGEABLE,
                         MADV_WILLNEED, MADV_WIPEONFORK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
-                        UIO_MAXIOV, VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE,
+                        VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE,
                         VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYBE_GUARD, VM_MAYSHARE,
                         VM_MAYWRITE, VM_MERGEABLE, VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP,
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
 from .errors import raise_errno
 from .args import as_cint, as_int, as_ulong
+from .iov import import_iovec, iterated
 from .fault import pte_flags_for
 from .protection import ProtectionSyscalls
 
@@ -286,23 +287,23 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
                 inode.get_page(index)
 
     def _cold(self, vma, start, end):
-        if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
-            raise_errno(errno.EINVAL)
+        """madvise_cold(): exclusive pages in the range become old (cleared young bits)."""
+        self._reclaim(vma, start, end, False)
 
     def _pageout(self, vma, start, end):
-        """MADV_PAGEOUT with no swap device: reclaim unmaps every page-cache page (file or
-        shmem) that only this PTE maps; anonymous pages cannot be written out and stay.
-        The page cache keeps the data (a clean file page would be re-read from disk).
-        Markers are untouched."""
-        self._cold(vma, start, end)
-        if vma.file is None:
-            return
-        frames = self.frames
-        for addr in range(start, end, PAGE_SIZE):
-            kind, pfn, _ = self.pt.lookup(addr)
-            if kind == _core.ENTRY_PRESENT and pfn != frames.zero_pfn \
-                    and frames.kind(pfn) != _core.FRAME_ANON and frames.mapcount(pfn) == 1:
-                self.pt.zap(addr, addr + PAGE_SIZE, _core.ZAP_KEEP_UFFD_WP)
+        """madvise_pageout(), then shrink_folio_list() as on a host with no swap device:
+        page-cache pages (file or shmem) that only this PTE maps are unmapped whatever
+        their protection, clean lazily freed anonymous pages are discarded, other
+        anonymous pages stay. Markers are untouched. Whether the kernel's per-CPU LRU
+        batches were drained is not modelled: every page counts as on the LRU."""
+        self._reclaim(vma, start, end, True)
+
+    def _reclaim(self, vma, start, end, pageout):
+        """madvise_cold_or_pageout_pte_range() over one VMA: EINVAL on a locked, PFN-map
+        or hugetlb VMA (can_madv_lru_vma())."""
+        if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
+            raise_errno(errno.EINVAL)
+        self.pt.reclaim(start, end, pageout, vma.file is not None)
 
     # --- MADV_COLLAPSE (mm/khugepaged.c:madvise_collapse(), 6.18) -------------------------
     def _collapse(self, vma, start, end):
@@ -434,31 +435,32 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             if addr & (PMD_SIZE - 1):
                 self.split_huge_at(addr)
 
-    # --- process_madvise (mm/madvise.c:vector_madvise()) ----------------------------------
+    # --- process_madvise (mm/madvise.c) -----------------------------------------------
     def process_madvise(self, iovecs, advice, flags=0):
+        """process_madvise(2) on this process's own mm: the bytes advised."""
         self._alive()
         advice, flags = as_int(advice, "advice"), as_int(flags, "flags")
-        vec = [(as_int(a, "iov_base"), as_int(n, "iov_len")) for a, n in iovecs]
+        vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
         if flags:
             raise_errno(errno.EINVAL)
-        if len(vec) > UIO_MAXIOV:
-            raise_errno(errno.EINVAL)
-        if any(n < 0 for _, n in vec):
-            raise_errno(errno.EINVAL)
-        if advice not in VALID_ADVICE:
-            raise_errno(errno.EINVAL)
-        total = 0
-        for addr, length in vec:
-            if length == 0:
-                continue
+        return self._vector_madvise(import_iovec(vec), advice)
+
+    def _vector_madvise(self, segments, advice):
+        """vector_madvise(): each segment as madvise() would take it, in order, stopping at
+        the first error. The result is the bytes of the segments done before the error,
+        or its errno when there are none (a failing segment's partial work is kept but not
+        counted). Invalid advice fails at the first segment, so with no bytes to advise
+        the call returns 0 whatever the advice."""
+        done = 0
+        for base, n in iterated(segments):
             try:
-                self._madvise(addr, length, advice)
+                self._madvise(base, n, advice)
             except OSError:
-                if total == 0:
-                    raise
-                break
-            total += length
-        return total
+                if done:
+                    return done
+                raise
+            done += n
+        return done
 
     # --- poison (UFFDIO_POISON) ----------------------------------------------------------
     def install_poison(self, addr, length):

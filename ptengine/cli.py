@@ -141,7 +141,8 @@ def cmd_compare(args):
                     got[backend].append(W.run(
                         wl.name, s, p, small=default_suite, backend=backend,
                         max_map_count=args.max_map_count if sim else None,
-                        system_options=sim_options if sim else None))
+                        system_options=sim_options if sim else None,
+                        record_calls=args.live))
                     bar.update(1)
             groups.append((got["sim"], got.get("live")))
             bar.clear()

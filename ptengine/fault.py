@@ -424,6 +424,11 @@ class FaultHandling:
         MADV_POPULATE_* pass and __mm_populate() does not)."""
         kind, _, raw = self.pt.lookup(page)
         if kind == _core.ENTRY_PRESENT and (not write or raw & _core.PTE_RW):
+            # FOLL_TOUCH (follow_page_pte()): the page is marked accessed, and dirty for a
+            # write (which ends a lazyfree state); the PTE's bits stand for the folio's.
+            want = _YOUNG_DIRTY if write else _core.PTE_ACCESSED
+            if raw & want != want:
+                self.pt.change_prot(page, page + PAGE_SIZE, want, want)
             return 0
         outcome = self.resolve(vma, page, write)
         if outcome == OK:
@@ -437,14 +442,16 @@ class FaultHandling:
         if bulk:
             if write:
                 self.anon_vma_prepare(vma)
-            page = self.pt.fault_anon(start, end, write, pte_flags_for(vma.flags, write))
+            page = self.pt.fault_anon(start, end, write, pte_flags_for(vma.flags, write),
+                                      touch=True)
         while page < end:
             err = self.gup_fault(vma, page, write, hwpoison)
             if err:
                 return err
             page += PAGE_SIZE
             if bulk and page < end:
-                page = self.pt.fault_anon(page, end, write, pte_flags_for(vma.flags, write))
+                page = self.pt.fault_anon(page, end, write, pte_flags_for(vma.flags, write),
+                                          touch=True)
         return 0
 
     def populate_range(self, start, end, ignore_errors):

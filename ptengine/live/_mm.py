@@ -13,12 +13,15 @@ import socket
 import struct
 import weakref
 
-from ..constants import (DEFAULT_MMAP_BASE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE,
-                         MAP_NORESERVE, MAP_SHARED, MREMAP_FIXED, PAGE_SIZE, PROT_NONE,
-                         STACK_GUARD_GAP, TASK_SIZE, UIO_MAXIOV, VM_EXEC)
+from ..constants import (DEFAULT_MMAP_BASE, MADV_COLD, MADV_PAGEOUT, MAP_ANONYMOUS,
+                         MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_SHARED,
+                         MREMAP_FIXED, PAGE_SIZE, PROT_NONE,
+                         STACK_GUARD_GAP, TASK_SIZE, VM_EXEC)
 from ..errors import fault_for, syscall_error
+from ..iov import import_iovec
 from . import _procfs
 from ._server import U64, Access, Connection, LiveServerError, Op, ServerDied
+from ._lru import drain_lru_batches
 from ._system import LiveFile, LiveSystem
 
 STACK_LIMIT = 8 << 20      # the server runs with RLIMIT_STACK = 8 MiB
@@ -27,6 +30,8 @@ _BATCH_MAX = 4000          # calls per batch request (server.c: BUF_SIZE / 64 by
 _MAX_READ = 1 << 30        # bytes per read() or write() (the wire carries u32 lengths)
 _TOP_SPAN = 1 << 30        # the server's own top-down mappings lie this close to mmap_base
 _SPECIAL = {"[vvar]", "[vvar_vclock]", "[vdso]"}
+# Reclaim advice: sent after every CPU's LRU add batch is drained (see _lru.py).
+_RECLAIM_ADVICE = {MADV_COLD, MADV_PAGEOUT}
 # Calls whose first two arguments are a range of the address space.
 _RANGE_OPS = {Op.MUNMAP, Op.MPROTECT, Op.MADVISE, Op.MLOCK, Op.MUNLOCK, Op.MSEAL,
               Op.ANON_NAME, Op.POISON, Op.UFFD_REGISTER, Op.UFFD_UNREGISTER}
@@ -243,6 +248,8 @@ class LiveMM:
 
     def madvise(self, addr, length, advice):
         addr, length, advice = _u64("addr", addr), _u64("length", length), _u64("advice", advice)
+        if advice in _RECLAIM_ADVICE:
+            drain_lru_batches()
         return self._syscall(Op.MADVISE, addr, length, advice)
 
     def process_madvise(self, iovecs, advice, flags=0):
@@ -255,10 +262,15 @@ class LiveMM:
             if isinstance(e, TypeError) and "must be an integer" in str(e):
                 raise
             raise TypeError("iovecs must be a sequence of (addr, length) pairs") from None
-        if len(vec) <= UIO_MAXIOV:
-            for a, n in vec:
-                self._guard(a, n)
+        try:
+            reach = import_iovec(vec)       # the ranges the call can reach (ptengine/iov.py)
+        except OSError:
+            reach = []                      # refused before any advice: the kernel says so
+        for a, n in reach:
+            self._guard(a, n)
         payload = b"".join(struct.pack("<2Q", a, n) for a, n in vec[:_MAX_IOVECS])
+        if advice in _RECLAIM_ADVICE:
+            drain_lru_batches()
         return self._syscall(Op.PROCESS_MADVISE, len(vec), advice, flags, payload=payload)
 
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):

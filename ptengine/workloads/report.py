@@ -4,6 +4,7 @@ import json
 from .. import __version__
 from .metrics import VMA_STRUCT_BYTES
 from .registry import get
+from .runner import call_mismatches
 
 JSON_SCHEMA = "ptengine.compare/1"
 
@@ -35,7 +36,8 @@ def param_text(params):
 
 
 def mismatches(sim, live):
-    """What the host kernel measured differently from the simulation (VMAs, VmPTE)."""
+    """What the host kernel measured differently from the simulation: VMAs, VmPTE, the
+    limit hit, syscall counts and each call's result."""
     out = []
     s, l = sim.delta, live.delta
     if s.map_count != l.map_count:
@@ -46,7 +48,7 @@ def mismatches(sim, live):
     if (sim.limit is None) != (live.limit is None):
         out.append(f"limit: sim {sim.limit.describe() if sim.limit else 'none'} vs live "
                    f"{live.limit.describe() if live.limit else 'none'}")
-    return out
+    return out + call_mismatches(sim, live)
 
 
 def _rows(results):

@@ -15,7 +15,8 @@ from .. import constants as C
 from ..errors import ERRNO_NAMES
 from . import registry
 from .blocks import Batcher, Strategy
-from .metrics import CountingMM, Snapshot
+from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
+                      Snapshot)
 
 
 @dataclasses.dataclass
@@ -93,6 +94,77 @@ class Run:
             self.peak_map_count = n
 
 
+class RecordingMM:
+    """Forwards to `inner` and logs every syscall-shaped call (the ones CountingMM counts)
+    as (name, args, result): the return value (None as 0, a forked child as 0), or -errno.
+    With it, `compare --live` checks the host kernel's answers call by call against the
+    simulator's, not only the state they leave."""
+
+    def __init__(self, inner, log):
+        self.inner = inner
+        self.log = log
+
+    @property
+    def map_count(self):
+        return self.inner.map_count
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _recorded(name):
+    def call(self, *args, **kwargs):
+        try:
+            result = getattr(self.inner, name)(*args, **kwargs)
+        except OSError as e:
+            self.log.append((name, args, -e.errno))
+            raise
+        self.log.append((name, args, 0 if result is None or name == "fork" else result))
+        return RecordingMM(result, self.log) if name == "fork" else result
+    call.__name__ = name
+    return call
+
+
+for _name in WRITE_LOCKED_CALLS + READ_LOCKED_CALLS + ("madvise", "process_madvise"):
+    setattr(RecordingMM, _name, _recorded(_name))
+del _name
+
+
+def _result_text(value):
+    if isinstance(value, int) and value < 0:
+        return f"-{ERRNO_NAMES.get(-value, -value)}"
+    return hex(value) if isinstance(value, int) and value > 0xFFFF else repr(value)
+
+
+def _flat(d, prefix=""):
+    for key, value in d.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def call_mismatches(sim, live):
+    """How two runs of one call sequence differ in what the calls returned and in the
+    syscall counts: [] when they agree. Names the first call whose result differs."""
+    out = []
+    s, l = dict(_flat(sim.syscalls)), dict(_flat(live.syscalls))
+    counts = [k for k in {**s, **l} if s.get(k, 0) != l.get(k, 0)]
+    if counts:
+        out.append("syscalls: " + ", ".join(f"{k} sim {s.get(k, 0):,} vs live {l.get(k, 0):,}"
+                                            for k in counts[:4]))
+    for i, (a, b) in enumerate(zip(sim.calls, live.calls)):
+        if a[0] != b[0] or a[2] != b[2]:
+            out.append(f"call #{i + 1} {CallRecord(a[0], a[1]).describe()}: sim "
+                       f"{_result_text(a[2])} vs live "
+                       + (_result_text(b[2]) if a[0] == b[0] else f"call {b[0]}"))
+            break
+    else:
+        if len(sim.calls) != len(live.calls):
+            out.append(f"calls: sim made {len(sim.calls):,}, live {len(live.calls):,}")
+    return out
+
+
 @dataclasses.dataclass
 class RunResult:
     workload: str
@@ -108,6 +180,7 @@ class RunResult:
     peak_map_count: int = 0         # delta, when the model observes peaks
     expected_vmas: object = None    # the closed form of workloads.md §2, if it has one
     extra: dict = dataclasses.field(default_factory=dict)
+    calls: list = dataclasses.field(default_factory=list)   # with record_calls: the log
 
     @property
     def delta(self):
@@ -173,16 +246,18 @@ def _max_map_count(system, backend):
 
 
 def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None,
-        system_options=None):
+        system_options=None, record_calls=False):
     """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
     address space). `backend` is 'sim', 'live', or a factory of (system, mm);
-    `system_options` go to ptengine.System (e.g. anon_vma_name=False)."""
+    `system_options` go to ptengine.System (e.g. anon_vma_name=False); with
+    `record_calls`, RunResult.calls logs every call and its result (see RecordingMM)."""
     wl = registry.get(name)
     strategy = Strategy(strategy)
     p = wl.params(params, small=small)
     system, raw = (open_backend(backend, max_map_count, system_options) if system_options
                    else open_backend(backend, max_map_count))
-    mm = CountingMM(raw)
+    calls = []
+    mm = CountingMM(RecordingMM(raw, calls) if record_calls else raw)
     r = Run(mm, strategy, p, system)
     backend_name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
     try:
@@ -211,7 +286,7 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
         peak = r.peak_map_count - baseline.map_count * len(r.processes)
         return RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline, final,
                          mm.counter.as_dict(), wall, limit, peak,
-                         wl.expected_vmas(strategy, p), r.extra)
+                         wl.expected_vmas(strategy, p), r.extra, calls)
     finally:
         close_backend(system, r.processes)
 

@@ -1,0 +1,178 @@
+"""MADV_COLD and MADV_PAGEOUT on every kind of page, on both backends (issue 11, item 1).
+
+The rule (mm/madvise.c madvise_cold_or_pageout_pte_range(), then for PAGEOUT
+mm/vmscan.c reclaim_pages() -> shrink_folio_list() on a host with no swap device):
+- a locked VMA is EINVAL for both advice; otherwise the call returns 0;
+- only a page whose folio this PTE alone maps is touched, whatever the VMA's protection
+  (PROT_NONE too): not the zero page, not an anonymous page shared with a fork child;
+- COLD makes such a page old (smaps Referenced drops to 0) and changes nothing else;
+- PAGEOUT unmaps a page-cache page (regular file, memfd or shared anonymous memory): its
+  data stays in the cache and the next access maps it again; it discards a lazily freed
+  anonymous page that was not written since MADV_FREE (the next read finds zeroes); every
+  other anonymous page stays, since there is no swap to write it to.
+
+The kernel side drains the per-CPU LRU batches first (LiveMM does, see live/_lru.py), so
+its answer does not depend on the CPU that faulted each page.
+"""
+import itertools
+
+import pytest
+
+from ptengine.constants import (MADV_COLD, MADV_FREE, MADV_PAGEOUT, MAP_POPULATE,
+                                PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PROT_EXEC, PROT_NONE,
+                                PROT_READ, PROT_WRITE)
+
+from .conftest import CACHE, EINVAL, NONE, ZERO, Delta, P, errno_of, page_byte, smaps_block
+
+N = 3
+RW = PROT_READ | PROT_WRITE
+PROTS = {"none": PROT_NONE, "r": PROT_READ, "rw": RW, "rx": PROT_READ | PROT_EXEC}
+# How the pages are left before the advice: read ("clean"), written ("dirty"), written
+# then MADV_FREE ("lazyfree"), or that plus a write to the middle page ("redirtied").
+STATES = ("clean", "dirty", "lazyfree", "redirtied")
+RSS_OF = {"anon": "RssAnon", "file": "RssFile", "shmem": "RssShmem"}
+
+
+def _cases():
+    for advice, prot, kind, state, cow, locked in itertools.product(
+            ("PAGEOUT", "COLD"), PROTS,
+            ("anon", "shared_anon", "file", "file_private", "shmem", "shmem_private"),
+            STATES, (False, True), (False, True)):
+        if state in ("lazyfree", "redirtied") and kind != "anon":
+            continue                    # MADV_FREE is for private anonymous memory only
+        yield pytest.param(advice, prot, kind, state, cow, locked,
+                           id=f"{advice}-{prot}-{kind}-{state}{'-cow' if cow else ''}"
+                              f"{'-locked' if locked else ''}")
+
+
+def small_folio_file(s, kind):
+    """The file a file or memfd kind maps, N pages of the usual pattern written page by
+    page: a large pwrite would leave large folios in the kernel's page cache (ext4), which
+    reclaim treats otherwise and the simulator does not model."""
+    if kind in ("anon", "shared_anon"):
+        return None
+    if kind.startswith("file"):
+        f = s.system.create_file("reclaim_test_file", 0)
+    else:
+        f = s.system.memfd_create("reclaim_test_memfd", 0)
+    f.truncate(N * P)
+    for i in range(N):
+        f.pwrite(i * P, page_byte(i) * P)
+    return f
+
+
+def expected_page(kind, state, cow, locked, page):
+    """What page `page` is before the advice: (backing, exclusive, written), where backing
+    is "zero", "anon" or the page cache's RSS class ("file" or "shmem")."""
+    if locked and kind in ("anon", "file_private", "shmem_private"):
+        # mlock() populates a private writable VMA with write faults: every page is then
+        # an anonymous page of this process alone (a COW copy, if shared or the zero page).
+        return "anon", True, True
+    written = state != "clean" and not (state == "lazyfree" or
+                                        state == "redirtied" and page != 1)
+    if kind == "anon":
+        if state == "clean":
+            return "zero", False, False
+        # fork() copies an anonymous page's PTE: the child maps the folio too.
+        return "anon", not cow, written
+    if kind.endswith("_private") and state == "dirty":
+        return "anon", not cow, True            # the COW copy of the write
+    # A page-cache page: fork() does not copy the PTEs of a VMA without an anon_vma,
+    # so the child maps nothing of it until it faults.
+    return ("file" if kind.startswith("file") else "shmem"), True, written
+
+
+def contents(kind, state, page):
+    """The byte a page reads before the advice."""
+    if state == "clean":
+        return b"\0" if kind in ("anon", "shared_anon") else page_byte(page)
+    if state == "redirtied" and page == 1:
+        return b"z"
+    return b"w"
+
+
+def pm_of(backing, exclusive):
+    if backing == "zero":
+        return ZERO
+    return PM_PRESENT | (PM_FILE if backing != "anon" else 0) | \
+        (PM_MMAP_EXCLUSIVE if exclusive else 0)
+
+
+@pytest.mark.parametrize("advice, prot, kind, state, cow, locked", list(_cases()))
+def test_reclaim_advice(s, advice, prot, kind, state, cow, locked):
+    mm = s.mm
+    p = s.map(kind, N, RW, at=0, fd=small_folio_file(s, kind))
+    if state == "clean":
+        mm.read(p, N * P)
+    else:
+        for i in range(N):
+            mm.write(p + i * P, b"w")
+    if state in ("lazyfree", "redirtied"):
+        mm.madvise(p, N * P, MADV_FREE)
+    if state == "redirtied":
+        mm.write(p + P, b"z")
+    child = mm.fork() if cow else None
+    if locked:
+        mm.mlock(p, N * P)
+    mm.mprotect(p, N * P, PROTS[prot])
+    pages = [expected_page(kind, state, cow, locked, i) for i in range(N)]
+    before = s.pm(p, N)
+    assert before == [pm_of(b, x) for b, x, _ in pages]
+    # Young pages: all that were touched, but MADV_FREE made its pages old (and mlock's
+    # populate touches every page again).
+    young = [b != "zero" and (locked or w or state not in ("lazyfree", "redirtied"))
+             for b, _, w in pages]
+    assert smaps_block(mm.smaps(), p)["Referenced"] == 4 * sum(young)
+
+    with Delta(s) as d:
+        err = errno_of(mm.madvise, p, N * P, MADV_PAGEOUT if advice == "PAGEOUT" else MADV_COLD)
+
+    gone = [False] * N
+    if locked:
+        assert err == EINVAL
+    else:
+        assert err == 0
+        if advice == "PAGEOUT":
+            # Page-cache pages are unmapped; a lazyfree page is dropped unless written since.
+            lazy = state in ("lazyfree", "redirtied")
+            gone = [x and (b in ("file", "shmem") or b == "anon" and lazy and not w)
+                    for b, x, w in pages]
+    assert s.pm(p, N) == [NONE if g else e for g, e in zip(gone, before)]
+    for rss in RSS_OF.values():
+        assert d[rss] == -4 * sum(g for g, (b, _, _) in zip(gone, pages) if RSS_OF.get(b) == rss)
+    if not locked:
+        # COLD makes exclusive pages old; PAGEOUT leaves the young bit of what stays.
+        young = [y and not g and not (advice == "COLD" and x)
+                 for y, g, (_, x, _) in zip(young, gone, pages)]
+    assert smaps_block(mm.smaps(), p)["Referenced"] == 4 * sum(young)
+
+    # Later accesses: reclaimed page-cache pages fault back in with their data; a
+    # discarded lazyfree page reads as zeroes (the zero page).
+    mm.mprotect(p, N * P, RW)
+    for i, (g, (b, _, _)) in enumerate(zip(gone, pages)):
+        want = b"\0" if g and b == "anon" else contents(kind, state, i)
+        assert mm.read(p + i * P, 1) == want
+    after = s.pm(p, N)
+    for i, (g, (b, x, _)) in enumerate(zip(gone, pages)):
+        assert after[i] == (ZERO if g and b == "anon" else pm_of(b, x))
+    if child is not None:
+        assert [child.read(p + i * P, 1) for i in range(N)] == \
+            [contents(kind, state, i) for i in range(N)]
+        child.exit()
+
+
+@pytest.mark.parametrize("advice", [MADV_PAGEOUT, MADV_COLD])
+def test_reclaim_of_a_prot_none_page_of_shared_anon(s, advice):
+    """The issue's case: 7 populated shared anonymous pages, the last made PROT_NONE; the
+    advice on that page alone. PAGEOUT unmaps it whatever its protection."""
+    p = s.map("shared_anon", 7, PROT_READ, at=0, extra=MAP_POPULATE)
+    s.mm.mprotect(p + 6 * P, P, PROT_NONE)
+    assert s.pm(p, 7) == [CACHE] * 7
+    with Delta(s) as d:
+        s.mm.madvise(p + 6 * P, P, advice)
+    gone = advice == MADV_PAGEOUT
+    assert s.pm(p, 7) == [CACHE] * 6 + [NONE if gone else CACHE]
+    assert d["RssShmem"] == (-4 if gone else 0)
+    assert s.fault(p + 6 * P)[0].name == "SIGSEGV"
+    s.mm.mprotect(p + 6 * P, P, PROT_READ)
+    assert s.mm.read(p + 6 * P, 1) == b"\0"
