@@ -97,3 +97,28 @@ def test_a_planted_divergence_is_found_and_shrunk(monkeypatch):
     small = verify.shrink(info.value.ops)
     assert small is not None and len(small.ops) <= 3
     assert "assert_same_behaviour" in small.as_test()
+
+
+def test_a_divergence_that_does_not_replay_restarts_the_sequence(monkeypatch):
+    """A divergence that does not come back on replay is noted, not reported, and the rest
+    of the sequence runs on a fresh pair of processes (not on the diverged state)."""
+    from ptengine.constants import MADV_GUARD_INSTALL
+    from ptengine.mm import MM
+    ops = [("mmap", "anon", 10, 4, 3, "fixed", 0), ("write", 11, 0, 7),
+           ("madvise", 10, 4, MADV_GUARD_INSTALL), ("access", 11, 0), ("write", 12, 0, 9),
+           ("read", 12, 0)]
+    real_install, installs = MM._guard_install, []
+
+    def forgets_the_first(self, vma, start, end):
+        installs.append(start)
+        if len(installs) > 1:
+            return real_install(self, vma, start, end)
+    monkeypatch.setattr(MM, "_guard_install", forgets_the_first)
+    real_make, made = verify.make_sides, []
+    monkeypatch.setattr(verify, "make_sides", lambda: made.append(1) or real_make())
+    summary = verify.Summary()
+    assert verify.run_sequence(0, ops, summary) == len(ops)
+    assert [d.step for _, d in summary.nondeterministic] == [2]
+    assert not summary.divergences
+    # The first run, its replay, and a fresh pair for steps 3 to 5.
+    assert len(made) == 3
