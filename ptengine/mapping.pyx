@@ -307,11 +307,12 @@ cdef class MappingSyscalls(AddressSpace):
             if new_len > vma.end - addr:
                 raise_errno(errno.EFAULT)
             self.unmap_range(new_addr, new_addr + new_len)
+            # The destination may have covered addr: looked up again before the tail goes.
+            if self.vma_tree.lookup(addr) is None:
+                raise_errno(errno.EFAULT)
             self.do_munmap((addr + new_len) & U64_MAX, old_len - new_len)
             old_len = new_len
             vma = self.vma_tree.lookup(addr)
-            if vma is None:
-                raise_errno(errno.EFAULT)
         if old_len > vma.end - addr:
             raise_errno(errno.EFAULT)
         if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
@@ -328,9 +329,6 @@ cdef class MappingSyscalls(AddressSpace):
             raise_errno(errno.ENOMEM)
         if flags & MREMAP_FIXED:
             self.unmap_range(new_addr, new_addr + new_len)
-            if old_len > new_len:
-                self.unmap_range(addr + new_len, addr + old_len)
-                old_len = new_len
             vma = self.vma_tree.lookup(addr)
         elif not flags & MREMAP_DONTUNMAP:
             shared = bool(vma.flags & VM_SHARED)
@@ -355,12 +353,18 @@ cdef class MappingSyscalls(AddressSpace):
             self.populate_range(start, end, ignore_errors=True)
 
     def _duplicate(self, vma, addr, new_len, hint):
+        """A second mapping of a shared VMA's range (old_size 0). It keeps VM_LOCKED and
+        VM_LOCKONFAULT: locked_vm grows by it and a VM_LOCKED one is faulted in, as for any
+        mremap growth (vrm_stat_account(), mm_populate())."""
         fixed = hint != 0
         pgoff = vma.pgoff_at(addr)
         start = self.get_unmapped_area(hint, new_len, pgoff, fixed, vma.file, True, vma.flags)
         if fixed:
             self.unmap_range(start, start + new_len)
-        self.map_range(start, start + new_len, vma.flags & ~VM_LOCKED_MASK, pgoff, vma.file)
+        self.map_range(start, start + new_len, vma.flags, pgoff, vma.file)
+        if vma.flags & VM_LOCKED:
+            self.locked_vm += new_len >> PAGE_SHIFT
+        self._populate_locked_growth(vma, start, start + new_len)
         return start
 
     def _expandable(self, vma, delta):

@@ -298,8 +298,9 @@ def apply_op(side, op):
                   "populate": MAP_FIXED | MAP_POPULATE, "locked": MAP_FIXED | MAP_LOCKED,
                   "noreserve": MAP_FIXED | MAP_NORESERVE}[mode]
         addr, length = _range(page, n)
-        if mode == "noreplace" and hasattr(mm, "reserved"):
-            # EEXIST on the live server's own mappings, which the simulation lacks.
+        if hasattr(mm, "reserved"):
+            # The live server's own mappings, which the simulation lacks, would make a
+            # hint or MAP_FIXED_NOREPLACE over them land elsewhere (or fail) there only.
             mm._guard(addr, length)
         return _place(side, _outcome(mm.mmap, addr, length, prot, flags, fd, fpage * P),
                       length)

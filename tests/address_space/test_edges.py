@@ -72,9 +72,12 @@ class Slots:
         return "elsewhere"
 
     def layout(self):
+        """The VMAs of both slots (pages from a, perms, VmFlags, Rss kB), and VmLck."""
         ends = (self.a, self.b + GiB)
-        return [((v.start - self.a) // P, (v.end - self.a) // P, v.perms)
-                for v in parse_smaps(self.mm.smaps()) if v.start < ends[1] and ends[0] < v.end]
+        return ([((v.start - self.a) // P, (v.end - self.a) // P, v.perms, " ".join(v.vmflags),
+                  v.stats.get("Rss"))
+                 for v in parse_smaps(self.mm.smaps()) if v.start < ends[1] and ends[0] < v.end],
+                self.mm.status()["VmLck"])
 
 
 def outcome(slots, call):
@@ -161,6 +164,33 @@ def table():
         if moves:
             add(f"mremap[{cname}] new_address", addresses(a) + (TASK_SIZE - 4 * P,),
                 lambda v, fl=fl: lambda mm, a, b: mm.mremap(a, 4 * P, 4 * P, fl, v))
+    # A FIXED shrink whose old size wraps past 2**64 passes the overlap test, so its
+    # destination may cover the old address: EFAULT once that is unmapped, before the
+    # tail is cut. (Without the wrap it overlaps: EINVAL.)
+    def covering(old_size):
+        def call(mm, a, b):
+            mm.mmap(b, 64 * P, RW, ANON | MAP_FIXED)
+            return mm.mremap(b + 32 * P, old_size(b + 32 * P), 31 * P, MAYMOVE | FIXED,
+                             b + 8 * P)
+        return call
+    # old_size ~0 rounds up to 0: a duplicate of a shared mapping, which keeps its lock.
+    def duplicate(prot, lock_flags):
+        def call(mm, a, b):
+            mm.mmap(b, 8 * P, prot, MAP_SHARED | ANON & ~MAP_PRIVATE | MAP_FIXED)
+            try:
+                mm.mlock(b, 8 * P, lock_flags)
+            except OSError:
+                pass                   # ENOMEM for PROT_NONE, with the VMA locked anyway
+            return mm.mremap(b + 2 * P, U64, 4 * P, MAYMOVE | FIXED, b + 512 * P)
+        return call
+    rows += [(f"mremap old_size ~0 duplicates a locked shared VMA, prot {prot} flags {lf}",
+              duplicate(prot, lf)) for prot in (PROT_NONE, PROT_READ) for lf in (0, MLOCK_ONFAULT)]
+    rows += [("mremap[FIXED] shrink, destination covers the old address, old_size to 2**64",
+              covering(lambda x: U64 + 1 - x)),
+             ("mremap[FIXED] shrink, destination covers the old address, old_size past 2**64",
+              covering(lambda x: U64 + 1 - x + 4 * P)),
+             ("mremap[FIXED] shrink, destination covers the old address, old_size 40P",
+              covering(lambda x: 40 * P))]
     add("mremap flags", EDGES + MISFITS + (MAYMOVE | (1 << 32),),
         lambda v: lambda mm, a, b: mm.mremap(a, 4 * P, 8 * P, v, b))
     # pagemap(addr, size) and pagemap_scan(start, end): the file ends at TASK_SIZE.
