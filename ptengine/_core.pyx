@@ -1516,22 +1516,19 @@ cdef int64_t pt_change_prot(pt_mm *mm, uint64_t start, uint64_t end, uint64_t ne
 # MADV_COLD / MADV_PAGEOUT (mm/madvise.c madvise_cold_or_pageout_pte_range(), then for
 # PAGEOUT mm/vmscan.c reclaim_pages() -> shrink_folio_list() with no swap device)
 # ---------------------------------------------------------------------------------------
-cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t head, int64_t nr,
-                                uint64_t e) noexcept nogil:
-    """shrink_folio_list() on an exclusive folio of nr frames mapped by entry e: True if
-    it stays mapped. With no swap, add_to_swap() fails for a swap-backed anon folio; a
-    lazyfree one is discarded by try_to_unmap_one() unless written since MADV_FREE, which
-    makes it swap-backed again. A page-cache folio (file or shmem) is unmapped whatever
-    its protection; its data stays in the cache (dirty shmem cannot be written out, a
-    clean file page would be re-read)."""
-    cdef int64_t i
-    if _kind(fs, head) != FRAME_ANON:
+cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t pfn, uint64_t e) noexcept nogil:
+    """shrink_folio_list() on an exclusive page mapped by PTE e: True if it stays mapped.
+    With no swap, add_to_swap() fails for a swap-backed anon page; a lazyfree one is
+    discarded by try_to_unmap_one() unless written since MADV_FREE, which makes it
+    swap-backed again. A page-cache page (file or shmem) is unmapped whatever its
+    protection; its data stays in the cache (dirty shmem cannot be written out, a clean
+    file page would be re-read)."""
+    if _kind(fs, pfn) != FRAME_ANON:
         return False
-    if not (fs.flags[head] & FRAME_LAZYFREE):
+    if not (fs.flags[pfn] & FRAME_LAZYFREE):
         return True
-    if (e & PTE_DIRTY) or (fs.flags[head] & FRAME_DIRTY):
-        for i in range(nr):
-            fs.flags[head + i] &= ~FRAME_LAZYFREE
+    if (e & PTE_DIRTY) or (fs.flags[pfn] & FRAME_DIRTY):
+        fs.flags[pfn] &= ~FRAME_LAZYFREE
         return True
     return False
 
@@ -1552,26 +1549,84 @@ cdef int _reclaim_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
             continue
         if not w.arg:
             pte[i] = e & ~PTE_ACCESSED          # COLD makes the PTE old
-        elif not _reclaim_keeps(fs, pfn, 1, e):
+        elif not _reclaim_keeps(fs, pfn, e):
             _unmap_pte(w.mm, pte + i, e, w.arg2 != 0)
             w.count += 1
     return WALK_NEXT
 
 
+cdef inline bint _all_zero(frame_store *fs, uint64_t pfn) noexcept nogil:
+    """The page holds only zero bytes (memchr_inv(page, 0, PAGE_SIZE) finds nothing)."""
+    cdef const uint8_t *d = fs.data[pfn]
+    cdef Py_ssize_t i
+    if d == NULL:
+        return True
+    for i in range(PAGE_SIZE_):
+        if d[i]:
+            return False
+    return True
+
+
+cdef int _split_for_reclaim(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    """split_folio() of an exclusive anon THP (RMP_USE_SHARED_ZEROPAGE): the PMD becomes
+    PTEs, and each subpage that holds only zeroes is freed and maps the shared zero page
+    instead (mm/migrate.c try_to_map_unused_to_zeropage())."""
+    cdef uint64_t *pte
+    cdef uint64_t e, pfn
+    cdef Py_ssize_t i
+    cdef int r = pt_split_huge_pmd(mm, pmd)
+    if r < 0:
+        return r
+    pte = entry_table(pmd[0])
+    for i in range(PT_HPAGE_NR):
+        e = pte[i]
+        pfn = pte_pfn(e)
+        if _all_zero(mm.fs, pfn):
+            _unmap_frames(mm, pfn, 1, False)
+            pte[i] = (<uint64_t>FRAME_ZERO_PFN << PT_PAGE_SHIFT) | PTE_SPECIAL | \
+                (e & ~(PTE_PFN_MASK | PTE_RW | PTE_DIRTY | PTE_ACCESSED | PTE_SOFT_DIRTY))
+    return 0
+
+
 cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    cdef frame_store *fs = w.mm.fs
     cdef uint64_t v = pmd[0], head = pte_pfn(v)
+    cdef int64_t i
     cdef int r
-    if pfn_is_zero(head) or w.mm.fs.mapcount[head] != 1:
+    if pfn_is_zero(head) or fs.mapcount[head] != 1:
+        return WALK_NEXT
+    if _kind(fs, head) != FRAME_ANON:
+        if end - addr != PMD_SIZE_:
+            r = pt_split_huge_pmd(w.mm, pmd)    # a file THP's PMD is just unmapped
+            return r if r < 0 else WALK_DESCEND
+        if not w.arg:
+            pmd[0] = v & ~PTE_ACCESSED
+        else:
+            _zap_huge_pmd(w.mm, pmd)
+            w.count += PT_HPAGE_NR
         return WALK_NEXT
     if end - addr != PMD_SIZE_:
-        # Part of an exclusive THP: it is split and its pages handled one by one.
-        r = pt_split_huge_pmd(w.mm, pmd)
+        # Part of the THP: it is split, and the pages in the range handled one by one.
+        r = _split_for_reclaim(w.mm, pmd)
         return r if r < 0 else WALK_DESCEND
     if not w.arg:
         pmd[0] = v & ~PTE_ACCESSED
-    elif not _reclaim_keeps(w.mm.fs, head, PT_HPAGE_NR, v):
-        _zap_huge_pmd(w.mm, pmd)
-        w.count += PT_HPAGE_NR
+    elif not (fs.flags[head] & FRAME_LAZYFREE):
+        # add_to_swap() fails for the THP; shrink_folio_list() splits it to retry its pages
+        # one by one, which fail too and stay.
+        r = _split_for_reclaim(w.mm, pmd)
+        return r if r < 0 else WALK_NEXT
+    else:
+        # try_to_unmap(TTU_SPLIT_HUGE_PMD) of a lazyfree THP: the PMD is split (into the
+        # deposited PTE table, which stays); then every page is dropped, unless the THP
+        # was written since MADV_FREE: it is swap-backed again and stays, as PTEs.
+        r = pt_split_huge_pmd(w.mm, pmd)
+        if r < 0:
+            return r
+        if not ((v & PTE_DIRTY) or (fs.flags[head] & FRAME_DIRTY)):
+            return WALK_DESCEND
+        for i in range(PT_HPAGE_NR):
+            fs.flags[head + i] &= ~FRAME_LAZYFREE
     return WALK_NEXT
 
 

@@ -440,7 +440,10 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         """process_madvise(2) on this process's own mm: the bytes advised."""
         self._alive()
         advice, flags = as_int(advice, "advice"), as_int(flags, "flags")
-        vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
+        try:
+            vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
+        except ValueError:
+            raise TypeError("iovecs must be a sequence of (addr, length) pairs") from None
         if flags:
             raise_errno(errno.EINVAL)
         return self._vector_madvise(import_iovec(vec), advice)

@@ -15,8 +15,8 @@ import weakref
 
 from ..constants import (DEFAULT_MMAP_BASE, MADV_COLD, MADV_PAGEOUT, MAP_ANONYMOUS,
                          MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_SHARED,
-                         MREMAP_FIXED, PAGE_SIZE, PROT_NONE,
-                         STACK_GUARD_GAP, TASK_SIZE, VM_EXEC)
+                         MREMAP_FIXED, PAGE_SIZE, PROT_NONE, STACK_GUARD_GAP, TASK_SIZE,
+                         VM_EXEC)
 from ..errors import fault_for, syscall_error
 from ..iov import import_iovec
 from . import _procfs

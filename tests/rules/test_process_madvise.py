@@ -103,3 +103,15 @@ def test_process_madvise_iovec_rules(s, case):
 def test_process_madvise_advice_and_flags(s, iovecs, advice, flags, want):
     assert (s.mm.process_madvise(iovecs, advice, flags) if want >= 0
             else -errno_of(s.mm.process_madvise, iovecs, advice, flags)) == want
+
+
+@pytest.mark.parametrize("iovecs, exc", [
+    ([(0, P, 0)], TypeError), ([P], TypeError), ([("0", P)], TypeError), (None, TypeError),
+    ([(1 << 64, P)], OverflowError), ([(0, -(1 << 63) - 1)], OverflowError),
+])
+def test_process_madvise_bad_iovec_types(s, iovecs, exc):
+    """Values that are not (addr, length) pairs of C integers are Python errors, as for
+    the os module's functions; a negative length that fits is the kernel's EINVAL."""
+    with pytest.raises(exc):
+        s.mm.process_madvise(iovecs, INSTALL)
+    assert errno_of(s.mm.process_madvise, [(0, -P)], INSTALL) == EINVAL

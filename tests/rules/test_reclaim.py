@@ -18,11 +18,13 @@ import itertools
 
 import pytest
 
-from ptengine.constants import (MADV_COLD, MADV_FREE, MADV_PAGEOUT, MAP_POPULATE,
-                                PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PROT_EXEC, PROT_NONE,
-                                PROT_READ, PROT_WRITE)
+from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_FREE, MADV_HUGEPAGE,
+                                MADV_PAGEOUT, MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE,
+                                PM_PRESENT, PMD_SIZE, PROT_EXEC, PROT_NONE, PROT_READ,
+                                PROT_WRITE)
 
-from .conftest import CACHE, EINVAL, NONE, ZERO, Delta, P, errno_of, page_byte, smaps_block
+from .conftest import (ANON, CACHE, EINVAL, NONE, ZERO, Delta, P, errno_of, page_byte,
+                       smaps_block)
 
 N = 3
 RW = PROT_READ | PROT_WRITE
@@ -176,3 +178,96 @@ def test_reclaim_of_a_prot_none_page_of_shared_anon(s, advice):
     assert s.fault(p + 6 * P)[0].name == "SIGSEGV"
     s.mm.mprotect(p + 6 * P, P, PROT_READ)
     assert s.mm.read(p + 6 * P, 1) == b"\0"
+
+
+# --- transparent huge pages ----------------------------------------------------------------
+H = PMD_SIZE // P
+
+
+@pytest.mark.parametrize("advice", ["PAGEOUT", "COLD"])
+@pytest.mark.parametrize("state", ["dirty", "lazyfree", "redirtied"])
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "part"])
+@pytest.mark.parametrize("cow", [False, True], ids=["", "cow"])
+def test_reclaim_advice_on_an_anon_thp(s, advice, state, whole, cow):
+    """An exclusive anon THP (written at pages 0 and 511; page 1 rewritten after MADV_FREE
+    when "redirtied"). Covered in part, it is split first, and its zero-filled subpages go
+    to the shared zero page (split_folio() with RMP_USE_SHARED_ZEROPAGE). Covered whole:
+    COLD makes it old; PAGEOUT finds no swap for it, so reclaim splits it (zero subpages
+    to the zero page too) and keeps its pages, or, lazyfree, splits its PMD and drops it
+    all when clean, keeps it as PTEs when written since. One shared with a child is left
+    alone."""
+    mm = s.mm
+    p = s.map("anon", 2 * H, RW, at=0)
+    mm.madvise(p, 2 * H * P, MADV_HUGEPAGE)
+    mm.write(p, b"x")
+    mm.write(p + (H - 1) * P, b"y")
+    if smaps_block(mm.smaps(), p)["AnonHugePages"] != 2048:
+        pytest.skip("no THP for the first fault here (THP disabled or no huge page free)")
+    written = {0: b"x", H - 1: b"y"}
+    if state != "dirty":
+        mm.madvise(p, H * P, MADV_FREE)
+    if state == "redirtied":
+        mm.write(p + P, b"z")
+        written[1] = b"z"
+    child = mm.fork() if cow else None
+    n = H if whole else 16
+    with Delta(s) as d:
+        mm.madvise(p, n * P, MADV_PAGEOUT if advice == "PAGEOUT" else MADV_COLD)
+
+    if cow:
+        pm, huge = [PM_PRESENT] * H, True                       # untouched
+    elif whole and advice == "COLD":
+        pm, huge = [ANON] * H, True
+    elif whole and state == "lazyfree":
+        pm, huge = [NONE] * H, False                            # dropped
+    elif whole and state == "redirtied":
+        pm, huge = [ANON] * H, False                            # split PMD, pages kept
+    else:
+        # Split folio: zero-filled subpages map the zero page; in the range, a clean
+        # lazyfree page is dropped under PAGEOUT.
+        pm = [ANON if i in written else ZERO for i in range(H)]
+        if advice == "PAGEOUT" and state == "lazyfree":
+            pm[0] = NONE
+        huge = False
+    assert s.pm(p, H) == pm
+    block = smaps_block(mm.smaps(), p)
+    assert block["AnonHugePages"] == (2048 if huge else 0)
+    rss = 2048 if cow else 4 * sum(e == ANON for e in pm)     # kB mapped afterwards
+    assert (d["RssAnon"], d["VmPTE"]) == (rss - 2048, 0)
+    if advice == "COLD" and not cow:
+        # Old: the range; young: what lies outside it and was touched since MADV_FREE.
+        young = [] if whole or state == "lazyfree" else [H - 1]
+        assert block["Referenced"] == 4 * len(young)
+    for i in (0, 1, H - 1):
+        want = b"\0" if pm[i] == NONE else written.get(i, b"\0")
+        assert mm.read(p + i * P, 1) == want
+    if child is not None:
+        assert child.read(p, 1) == b"x"
+        child.exit()
+
+
+@pytest.mark.parametrize("advice", ["PAGEOUT", "COLD"])
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "part"])
+@pytest.mark.parametrize("kind", ["shmem", "shmem_private"])
+def test_reclaim_advice_on_a_shmem_thp(s, advice, whole, kind):
+    """A memfd PMD collapsed into a THP (MADV_COLLAPSE). PAGEOUT unmaps the PMD whole
+    however much of it the range covers; COLD over all of it makes it old, over a part
+    splits the PMD, which unmaps it (the pages refault from the cache)."""
+    mm = s.mm
+    f = s.system.memfd_create("reclaim_thp", 0)
+    f.truncate(H * P)
+    for i in range(0, H, 64):
+        f.pwrite(i * P, page_byte(i))
+    p = s.map(kind, H, RW, at=0, fd=f)
+    mm.read(p, H * P)
+    mm.madvise(p, H * P, MADV_COLLAPSE)
+    assert smaps_block(mm.smaps(), p)["ShmemPmdMapped"] == 2048
+    with Delta(s) as d:
+        mm.madvise(p, (H if whole else 16) * P,
+                   MADV_PAGEOUT if advice == "PAGEOUT" else MADV_COLD)
+    kept = advice == "COLD" and whole
+    assert s.pm(p, H) == [CACHE if kept else NONE] * H
+    assert (d["RssShmem"], d["VmPTE"]) == (0 if kept else -2048, 0)
+    block = smaps_block(mm.smaps(), p)
+    assert (block["ShmemPmdMapped"], block["Referenced"]) == ((2048, 0) if kept else (0, 0))
+    assert mm.read(p + 64 * P, 1) == page_byte(64)
