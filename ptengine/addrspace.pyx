@@ -36,6 +36,7 @@ cdef unsigned long long PAGE_SIZE = C.PAGE_SIZE
 cdef unsigned long long PAGE_MASK = C.PAGE_MASK & 0xFFFFFFFFFFFFFFFF   # ~(PAGE_SIZE - 1)
 cdef unsigned long long TASK_SIZE = C.TASK_SIZE
 cdef unsigned long long TASK_UNMAPPED_BASE = C.TASK_UNMAPPED_BASE
+cdef unsigned long long MAX_ERRNO = 4095
 # find_start_end(): the window of MAP_32BIT mappings on x86-64 (not randomised).
 cdef unsigned long long MAP_32BIT_BASE = 0x40000000, MAP_32BIT_END = 0x80000000
 
@@ -284,6 +285,10 @@ cdef class AddressSpace:
         if file is None:
             pgoff = 0
         if fixed:
+            # The arch hook hands a fixed address back as it came, and the caller tests it
+            # with IS_ERR_VALUE(): one of the top 4095 values reads as an errno (-1: EPERM).
+            if addr > ~MAX_ERRNO:
+                raise_errno(<int>(-addr))
             result = addr
         elif _thp_aligns(addr, file, shared, length, pgoff):
             result = self._thp_aligned_area(addr, length, pgoff, map_32bit)

@@ -25,7 +25,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
 from .errors import raise_errno
-from .args import as_int, as_ulong, page_range
+from .args import as_cint, as_int, as_ulong
 from .iov import import_iovec, iterated
 from .fault import pte_flags_for
 from .protection import ProtectionSyscalls
@@ -118,8 +118,10 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     # mirrors mm/madvise.c:do_madvise()
     def madvise(self, addr, length, advice):
         self._alive()
-        self._madvise(as_int(addr, "addr"), as_int(length, "length"),
-                      as_int(advice, "advice"))
+        # addr and length are unsigned long (a negative one wraps as the C cast does);
+        # advice is an int: the kernel reads the low 32 bits of the register.
+        self._madvise(as_ulong(addr, "addr"), as_ulong(length, "length"),
+                      as_cint(advice, "advice"))
 
     cpdef _madvise(self, start, length, advice):
         """The checks of do_madvise() on Python integers of any size (every value out of
@@ -475,9 +477,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         an entry that is not none with EEXIST; when some pages were poisoned before the
         stop, the ioctl reports the short count as EAGAIN instead."""
         self._alive()
-        start, end = page_range(addr, length)
-        if end == start:
-            raise_errno(errno.EINVAL)
+        start, end = self.uffd_range(addr, length)
         vma = self.vma_tree.lookup(start)
         if vma is None or vma.end < end:
             raise_errno(errno.ENOENT)

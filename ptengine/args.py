@@ -31,6 +31,14 @@ def as_ulong(value, name="argument"):
     return v & U64_MAX
 
 
+def as_cint(value, name="argument"):
+    """An `int` syscall argument (madvise's advice, mlock2's flags): the kernel reads the
+    low 32 bits of the register as a signed int, so 2**32 + 4 is 4. Values that do not fit
+    in 64 bits at all are an OverflowError, as for as_ulong()."""
+    v = as_ulong(value, name) & 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
 def page_range(addr, length):
     """Validate (addr, length) as the range syscalls do: addr page aligned (EINVAL), length
     rounded up to pages, overflow EINVAL. Returns (start, end); end == start for len 0."""

@@ -10,3 +10,4 @@ cpdef bint accountable_mapping(u64 vm_flags)
 
 cdef class MappingSyscalls(AddressSpace):
     cpdef VMA _mmap_region(self, u64 start, u64 length, u64 vm_flags, u64 pgoff, file)
+    cpdef do_munmap(self, u64 start, u64 size)

@@ -85,6 +85,12 @@ def page_align(n):
     return (n + PAGE_SIZE - 1) & PAGE_MASK
 
 
+# MAP_HUGE_SHIFT/MAP_HUGE_MASK: where MAP_HUGETLB's page size (its log2) sits in flags; the
+# hstates x86-64 has (0 = the default one, 2 MiB; 1 GiB with gbpages).
+MAP_HUGE_SHIFT, MAP_HUGE_MASK = 26, 0x3F
+HUGE_PAGE_SHIFTS = (0, 21, 30)
+
+
 # MAX_LFS_FILESIZE: the largest offset a regular file (ext4, shmem) can be mapped at.
 MAX_LFS_FILESIZE = (1 << 63) - 1
 
@@ -117,8 +123,12 @@ cdef class MappingSyscalls(AddressSpace):
             if fd.closed or fd.system is not self.system:
                 raise_errno(errno.EBADF)
         if f & c_MAP_HUGETLB:
-            # No hugetlb pages are reserved on the reference machines.
-            raise_errno(errno.ENOMEM if anonymous else errno.EINVAL)
+            # ksys_mmap_pgoff(): an anonymous one names its page size in flags bits 26-31
+            # (0: the default); a size with no hstate is EINVAL. No hugetlb pages are
+            # reserved on the reference machines, so the sizes that exist fail with ENOMEM.
+            if not anonymous or (f >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK not in HUGE_PAGE_SHIFTS:
+                raise_errno(errno.EINVAL)
+            raise_errno(errno.ENOMEM)
         pgoff = off >> PAGE_SHIFT
         if size == 0:
             raise_errno(errno.EINVAL)
@@ -231,7 +241,12 @@ cdef class MappingSyscalls(AddressSpace):
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
         self._alive()
-        cdef u64 start = as_ulong(addr, "addr"), size = as_ulong(length, "length")
+        self.do_munmap(as_ulong(addr, "addr"), as_ulong(length, "length"))
+
+    cpdef do_munmap(self, u64 start, u64 size):
+        """mm/vma.c:do_vmi_munmap(), for munmap and for the tail mremap cuts off: the range
+        must start page aligned and end at or below TASK_SIZE (no wrapping past 2**64),
+        EINVAL otherwise; the length rounds up to pages."""
         if start & c_PAGE_OFFSET or start > c_TASK_SIZE or size > c_TASK_SIZE - start:
             raise_errno(errno.EINVAL)
         size = (size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
@@ -261,7 +276,8 @@ cdef class MappingSyscalls(AddressSpace):
                 raise_errno(errno.EINVAL)
             if flags & MREMAP_DONTUNMAP and old_len != new_len:
                 raise_errno(errno.EINVAL)
-            if new_addr < addr + old_len and addr < new_addr + new_len:
+            # vrm_overlaps(), in C arithmetic: the old end wraps past 2**64.
+            if new_addr < (addr + old_len) & U64_MAX and addr < new_addr + new_len:
                 raise_errno(errno.EINVAL)
             if flags & MREMAP_FIXED and self.map_count + 2 >= self.max_map_count - 3:
                 raise_errno(errno.ENOMEM)
@@ -282,9 +298,10 @@ cdef class MappingSyscalls(AddressSpace):
         if flags & MREMAP_DONTUNMAP and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
             raise_errno(errno.EINVAL)
         if not moves_to and new_len <= old_len:
-            # Shrink (or same size) in place; the old range may span several VMAs.
+            # Shrink (or same size) in place: shrink_vma() munmaps the tail, which may
+            # span several VMAs, and fails as munmap does past TASK_SIZE or 2**64.
             if new_len < old_len:
-                self.unmap_range(addr + new_len, addr + old_len)
+                self.do_munmap((addr + new_len) & U64_MAX, old_len - new_len)
             return addr
         if flags & MREMAP_FIXED and old_len > new_len:
             # remap_is_valid() checks only the part that stays against the first VMA
@@ -293,11 +310,12 @@ cdef class MappingSyscalls(AddressSpace):
             if new_len > vma.end - addr:
                 raise_errno(errno.EFAULT)
             self.unmap_range(new_addr, new_addr + new_len)
-            self.unmap_range(addr + new_len, addr + old_len)
+            # The destination may have covered addr: looked up again before the tail goes.
+            if self.vma_tree.lookup(addr) is None:
+                raise_errno(errno.EFAULT)
+            self.do_munmap((addr + new_len) & U64_MAX, old_len - new_len)
             old_len = new_len
             vma = self.vma_tree.lookup(addr)
-            if vma is None:
-                raise_errno(errno.EFAULT)
         if old_len > vma.end - addr:
             raise_errno(errno.EFAULT)
         if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
@@ -314,9 +332,6 @@ cdef class MappingSyscalls(AddressSpace):
             raise_errno(errno.ENOMEM)
         if flags & MREMAP_FIXED:
             self.unmap_range(new_addr, new_addr + new_len)
-            if old_len > new_len:
-                self.unmap_range(addr + new_len, addr + old_len)
-                old_len = new_len
             vma = self.vma_tree.lookup(addr)
         elif not flags & MREMAP_DONTUNMAP:
             shared = bool(vma.flags & VM_SHARED)
@@ -341,12 +356,18 @@ cdef class MappingSyscalls(AddressSpace):
             self.populate_range(start, end, ignore_errors=True)
 
     def _duplicate(self, vma, addr, new_len, hint):
+        """A second mapping of a shared VMA's range (old_size 0). It keeps VM_LOCKED and
+        VM_LOCKONFAULT: locked_vm grows by it and a VM_LOCKED one is faulted in, as for any
+        mremap growth (vrm_stat_account(), mm_populate())."""
         fixed = hint != 0
         pgoff = vma.pgoff_at(addr)
         start = self.get_unmapped_area(hint, new_len, pgoff, fixed, vma.file, True, vma.flags)
         if fixed:
             self.unmap_range(start, start + new_len)
-        self.map_range(start, start + new_len, vma.flags & ~VM_LOCKED_MASK, pgoff, vma.file)
+        self.map_range(start, start + new_len, vma.flags, pgoff, vma.file)
+        if vma.flags & VM_LOCKED:
+            self.locked_vm += new_len >> PAGE_SHIFT
+        self._populate_locked_growth(vma, start, start + new_len)
         return start
 
     def _expandable(self, vma, delta):

@@ -15,7 +15,7 @@ from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZE
                         VM_WRITE)
 from .errors import InvariantError, raise_errno
 from . import procfs
-from .args import as_int
+from .args import as_ulong
 
 
 def thp_eligible(vma, thp_enabled):
@@ -89,11 +89,12 @@ class ProcView:
 
     def pagemap(self, addr, size):
         """/proc/PID/pagemap entries for [addr, addr+size), as a privileged reader sees them."""
-        addr, size = as_int(addr, "addr"), as_int(size, "size")
-        if addr < 0 or size < 0:
-            raise_errno(errno.EINVAL)
+        addr, size = as_ulong(addr, "addr"), as_ulong(size, "size")
         start = addr & PAGE_MASK
-        end = (addr + size + PAGE_SIZE - 1) & PAGE_MASK
+        # fs/proc/task_mmu.c:pagemap_read(): the file ends at TASK_SIZE, so a range
+        # reaching past it (or past 2**64) reads only the entries below it.
+        end = min((addr + size + PAGE_SIZE - 1) & PAGE_MASK, TASK_SIZE) if size else start
+        end = max(start, end)
         np = _numpy()
         out = np.zeros((end - start) >> PAGE_SHIFT, dtype=np.uint64)
         for v in self.vma_tree.overlapping(start, end):
@@ -115,11 +116,13 @@ class ProcView:
                      return_mask=0, category_inverted=0, max_pages=0, vec_len=None):
         """The PAGEMAP_SCAN ioctl: coalesced (start, end, categories & return_mask) regions
         of the pages whose categories match the masks."""
-        start, end = as_int(start, "start"), as_int(end, "end")
-        masks = [as_int(m) for m in (category_mask, category_anyof_mask, return_mask,
-                                     category_inverted)]
-        max_pages = as_int(max_pages, "max_pages")
-        if any(m & ~PM_SCAN_CATEGORIES for m in masks) or start & ~PAGE_MASK or start < 0:
+        # Every field of struct pm_scan_arg is a __u64.
+        start, end = as_ulong(start, "start"), as_ulong(end, "end")
+        masks = [as_ulong(m, name) for m, name in (
+            (category_mask, "category_mask"), (category_anyof_mask, "category_anyof_mask"),
+            (return_mask, "return_mask"), (category_inverted, "category_inverted"))]
+        max_pages = as_ulong(max_pages, "max_pages")
+        if any(m & ~PM_SCAN_CATEGORIES for m in masks) or start & ~PAGE_MASK:
             raise_errno(errno.EINVAL)
         if end < start or end > TASK_SIZE:
             raise_errno(errno.EFAULT)

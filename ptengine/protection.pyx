@@ -23,7 +23,7 @@ from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFA
                         VM_UFFD_WP, VM_UFFD_MINOR)
 from .errors import raise_errno
 from .mapping import VM_UFFD_FLAGS, MappingSyscalls
-from .args import U64_MAX, as_int, as_ulong, page_range
+from .args import U64_MAX, as_cint, as_int, as_ulong, page_range
 
 UFFDIO_REGISTER_MODE_MISSING = 1
 UFFD_REGISTER_MODES = 1 | 2 | 4
@@ -186,7 +186,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         """mlock(2), or mlock2(2) when flags are given."""
         self._alive()
         addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
-        flags = as_ulong(flags, "flags")
+        flags = as_cint(flags, "flags")          # mlock2() takes an int
         if flags & ~MLOCK_ONFAULT:
             raise_errno(errno.EINVAL)
         vm_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
@@ -240,7 +240,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     def mlockall(self, flags):
         self._alive()
-        flags = as_ulong(flags, "flags")
+        flags = as_cint(flags, "flags")          # mlockall() takes an int
         if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
             raise_errno(errno.EINVAL)
         self._apply_mlockall_flags(flags)
@@ -310,14 +310,25 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         self.walk_vmas(start, end, name_vma, name)
 
     # --- userfaultfd registration (fs/userfaultfd.c) --------------------------------------
+    def uffd_range(self, addr, length):
+        """fs/userfaultfd.c:validate_range(), which every range ioctl starts with: start
+        and length page aligned (the length is not rounded), not empty, at or above
+        mmap_min_addr and inside TASK_SIZE; EINVAL otherwise. Returns (start, end)."""
+        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
+        if (start & ~PAGE_MASK or length & ~PAGE_MASK or not length
+                or start < self.mmap_min_addr or start >= TASK_SIZE
+                or length > TASK_SIZE - start):
+            raise_errno(errno.EINVAL)
+        return start, start + length
+
     def uffd_register(self, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING):
         """UFFDIO_REGISTER on the process's userfaultfd, created with UFFD_FEATURE_SIGBUS:
         a missing-page fault in a registered range raises SIGBUS (no handler thread). Only
         the VMA flags are modelled. Returns the range ioctls mask."""
         self._alive()
-        start, end = page_range(addr, length)
+        start, end = self.uffd_range(addr, length)
         mode = as_int(mode, "mode")
-        if not mode or mode & ~UFFD_REGISTER_MODES or start == end:
+        if not mode or mode & ~UFFD_REGISTER_MODES:
             raise_errno(errno.EINVAL)
         vm_flags = ((VM_UFFD_MISSING if mode & 1 else 0) | (VM_UFFD_WP if mode & 2 else 0)
                     | (VM_UFFD_MINOR if mode & 4 else 0))
@@ -340,7 +351,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     def uffd_unregister(self, addr, length):
         self._alive()
-        start, end = page_range(addr, length)
+        start, end = self.uffd_range(addr, length)
         for vma in self.vma_tree.overlapping(start, end):
             if vma.flags & VM_UFFD_FLAGS:
                 self.modify_range(vma, max(vma.start, start), min(vma.end, end),
