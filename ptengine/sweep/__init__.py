@@ -50,4 +50,4 @@ def run(spec, client=None, *, resume=None, progress=False):
     ran = execute.run_jobs(todo, client, progress) if todo else []
     fresh = {kinds.job_key(r): r for r in ran}
     rows = [kept.get(kinds.job_key(j)) or fresh[kinds.job_key(j)] for j in jobs]
-    return table.frame(rows, FRONT, execute.PROVENANCE)
+    return table.frame(rows, FRONT, kinds.columns(jobs) | execute.PROVENANCE)

@@ -6,15 +6,27 @@ identity columns, which the worker's row repeats and a failed job's row keeps.
 
 - `workloads`: workload models (ptengine.workloads), one job per (parameter point,
   max_map_count, strategy, repetition).
-- `traces` (strace logs, for `ptengine replay`) and `snapshots` (/proc maps, for
-  `ptengine whatif`): the SPEC accepts them, and they run once their modules are in the
-  build (`requires`); until then a SPEC naming them is refused before anything runs.
+- `traces`: strace logs replayed on the simulator (`ptengine replay`), one job per
+  (log, faults, max_map_count, strategy, repetition). Strategy `prot_none` replays the
+  log as recorded (the program's own guards, PROT_NONE in these logs), `guard` and
+  `guard_batched` replay it rewritten to markers (`replay --rewrite`, trace/rewrite.py).
+- `snapshots`: maps/smaps listings under `ptengine whatif`, one job per (listing,
+  convert_reservations, max_map_count, strategy, repetition). Strategy `prot_none` is the
+  process as listed ("now"), `guard` the same process with its guards as markers
+  ("markers"); whatif has no batched conversion, so `guard_batched` is not run.
+
+Files are named by path or glob, relative to the SPEC file's directory (the working
+directory for a SPEC given as text), and every worker reads them at that absolute path.
+Each is read and parsed when the SPEC is checked, so a missing or unreadable file is a
+SpecError naming the line, before anything runs.
 """
 import dataclasses
+import glob
 import hashlib
 import importlib.util
 import itertools
 import json
+import os
 
 from ..workloads import table
 from .spec import typed, values_of
@@ -27,6 +39,9 @@ class Kind:
     requires: str = ""        # the module that must be in the build
     expand: object = None     # (spec, Grid) -> [job dict]
     run: object = None        # job dict -> row dict (metrics added to the job's columns)
+    strategies: dict = dataclasses.field(       # SPEC strategy -> what it runs, in words
+        default_factory=lambda: {s: s for s in ("prot_none", "guard", "guard_batched")})
+    metrics: tuple = ()       # its figures beyond table.METRICS (table.*_METRICS)
 
     def available(self):
         if self.expand is None or self.run is None:
@@ -36,13 +51,14 @@ class Kind:
 
 def host_profile(job):
     """The name of the host profile a job's System models: a workload model runs under the
-    profile it declares (an Android model under `android`), anything else under the
-    reference machine's."""
+    profile it declares (an Android model under `android`); a log or a snapshot under the
+    reference machine's with CONFIG_ANON_VMA_NAME as its file shows it (the job's
+    `anon_vma_name`, read when the SPEC was checked: replay and build_mm set it so)."""
     from .. import profile
     if job.get("kind") == "workload":
         from ..workloads import get
         return get(job["workload"]).host_profile.name
-    return profile.get(None).name
+    return profile.get(None).with_fields(anon_vma_name=bool(job["anon_vma_name"])).name
 
 
 def cell_id(*parts):
@@ -115,15 +131,194 @@ def run_workload(job):
     return table.result_row(result)
 
 
+# --- files: traces and snapshots --------------------------------------------------------
+def _base(spec):
+    """Where a SPEC's relative paths start: its file's directory, else the working one."""
+    if spec.source != "SPEC" and os.path.isfile(spec.source):
+        return os.path.dirname(os.path.abspath(spec.source))
+    return os.getcwd()
+
+
+def _files(spec, grid):
+    """The absolute paths a grid's kind key names (paths or globs), each checked to exist."""
+    named = grid.sources if isinstance(grid.sources, list) else [grid.sources]
+    if not named:
+        raise spec.error(f"{grid.kind}: empty list, the grid would have no cells", grid.index,
+                         grid.kind)
+    out = []
+    for n in named:
+        if not isinstance(n, str) or not n:
+            raise spec.error(f"{grid.kind}: paths are strings, got {n!r}", grid.index, grid.kind)
+        path = os.path.join(_base(spec), os.path.expanduser(n))
+        if glob.has_magic(n):
+            found = sorted(glob.glob(path))
+            if not found:
+                raise spec.error(f"{grid.kind}: no file matches {n!r}", grid.index, grid.kind)
+            out.extend(found)
+        elif not os.path.isfile(path):
+            raise spec.error(f"{grid.kind}: no such file: {path}", grid.index, grid.kind)
+        else:
+            out.append(os.path.abspath(path))
+    return list(dict.fromkeys(out))
+
+
+def _read(spec, grid, key, path, parse):
+    """parse(path), or a SpecError naming the line that names the file."""
+    try:
+        return parse(path)
+    except OSError as e:
+        raise spec.error(f"{key}: cannot read {path}: {e.strerror or e}", grid.index,
+                         key) from None
+    except (ValueError, UnicodeError, EOFError) as e:
+        raise spec.error(f"{key}: {path}: {e}", grid.index, key) from None
+
+
+def _axes(spec, grid, entries, params):
+    """[(name, [values])] of a file grid's parameters ({name: (default, allowed)}) in
+    `entries`, every other key refused."""
+    axes = []
+    for key, raw in entries.items():
+        if key not in params:
+            raise spec.error(f"unknown parameter {key!r}: {grid.kind} grids take "
+                             f"{', '.join(params) or 'none'}", grid.index, key)
+        default, allowed = params[key]
+        values = [typed(spec, v, default, grid.index, key)
+                  for v in values_of(spec, raw, grid.index, key)]
+        bad = next((v for v in values if allowed and v not in allowed), None)
+        if bad is not None:
+            raise spec.error(f"{key}: wants one of {', '.join(map(repr, allowed))}, got "
+                             f"{bad!r}", grid.index, key)
+        axes.append((key, values))
+    return axes
+
+
+def _file_jobs(spec, grid, kind, files, entries, params):
+    """Jobs of a file grid: files × parameter points × max_map_count × strategy × rep.
+    `files` is [(path, {column: value} the file gives)]; `params` {name: (default, allowed)}."""
+    axes = _axes(spec, grid, entries, params)
+    given = dict(axes)
+    names = list(params)
+    jobs = []
+    for path, known in files:
+        for combo in itertools.product(*(given.get(n, [params[n][0]]) for n in names)):
+            point = dict(zip(names, combo))
+            for mmc in grid.max_map_counts:
+                cid = cell_id(kind, path, known, point, mmc)
+                for strategy in grid.strategies:
+                    for rep in range(grid.repetitions):
+                        job = dict(kind=kind, grid=grid.index + 1, cell_id=cid,
+                                   repetition=rep, max_map_count=mmc, workload=None,
+                                   strategy=strategy, backend="sim", source=path)
+                        job.update(known, **point)
+                        jobs.append(job)
+    return jobs
+
+
+# --- traces ------------------------------------------------------------------------------
+TRACE_PARAMS = {"faults": ("first-write", ("first-write", "none"))}   # replay's --faults
+
+
+def _parse_log(path):
+    from ..trace import strace
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        calls, _ = strace.parse(f)
+    if not calls:
+        raise ValueError("no system call in it: not an strace log")
+    return calls
+
+
+def expand_traces(spec, grid):
+    from ..trace.replay import _anon_vma_name
+    entries = dict(grid.entries)
+    start = entries.pop("start_maps", None)          # one listing for every log of the grid
+    if start is not None:
+        from ..trace import maps
+        if not isinstance(start, str):
+            raise spec.error(f"start_maps: a path, got {start!r}", grid.index, "start_maps")
+        start = os.path.abspath(os.path.join(_base(spec), os.path.expanduser(start)))
+        _read(spec, grid, "start_maps", start, maps.read)
+    files = [(path, {"start_maps": start, "anon_vma_name":
+                     _anon_vma_name(_read(spec, grid, "traces", path, _parse_log))})
+             for path in _files(spec, grid)]
+    return _file_jobs(spec, grid, "trace", files, entries, TRACE_PARAMS)
+
+
+def run_trace(job):
+    """The log replayed as `ptengine replay [--rewrite STRATEGY]` does, on a System with
+    the job's max_map_count."""
+    from ..trace import maps
+    from ..trace.replay import replay
+    calls = _parse_log(job["source"])
+    start = maps.read(job["start_maps"]) if job["start_maps"] else None
+    rewrite = None if job["strategy"] == "prot_none" else job["strategy"]
+    result = replay(calls, start_maps=start, faults=job["faults"], rewrite=rewrite,
+                    system_options={"anon_vma_name": job["anon_vma_name"],
+                                    "max_map_count": job["max_map_count"]})
+    return {m.column: m.get(result) for m in table.TRACE_METRICS}
+
+
+# --- snapshots ---------------------------------------------------------------------------
+SNAPSHOT_PARAMS = {"convert_reservations": (False, ())}       # whatif --reservations
+
+
+def _load_snapshot(path):
+    from ..trace import whatif
+    snap = whatif.load_file(path)
+    if not snap.entries:
+        raise ValueError("no maps line in it")
+    return snap
+
+
+def expand_snapshots(spec, grid):
+    files = [(path, {"anon_vma_name": any(e.anon_name for e in
+                                          _read(spec, grid, "snapshots", path,
+                                                _load_snapshot).entries)})
+             for path in _files(spec, grid)]
+    return _file_jobs(spec, grid, "snapshot", files, grid.entries, SNAPSHOT_PARAMS)
+
+
+def run_snapshot(job):
+    """The listing under `ptengine whatif [--reservations] --max-map-count N`; the row
+    takes the strategy's side of the report (now, or with markers)."""
+    from ..trace import whatif
+    snap = whatif.load_file(job["source"], None, job["max_map_count"])
+    report = whatif.whatif(snap, reservations=job["convert_reservations"])
+    side = SNAPSHOT_STRATEGIES[job["strategy"]]
+    return {m.column: m.get((report, side)) for m in table.SNAPSHOT_METRICS}
+
+
+SNAPSHOT_STRATEGIES = {"prot_none": "now", "guard": "markers"}
+
 # The columns every job has besides the kind's identity (table.IDENTITY and parameters).
 JOB_COLUMNS = ("kind", "grid", "cell_id", "repetition", "max_map_count")
 
 # By the grid key that selects them, in the order errors list them.
 KINDS = {
     "workloads": Kind("workload", "workload models", "", expand_workloads, run_workload),
-    "traces": Kind("trace", "replaying strace logs (ptengine replay)", "ptengine.trace"),
-    "snapshots": Kind("snapshot", "maps snapshots (ptengine whatif)", "ptengine.whatif"),
+    "traces": Kind("trace", "replaying strace logs (ptengine replay)", "ptengine.trace.replay",
+                   expand_traces, run_trace,
+                   {"prot_none": "as recorded", "guard": "rewritten: guard",
+                    "guard_batched": "rewritten: guard_batched"}, table.TRACE_METRICS),
+    "snapshots": Kind("snapshot", "maps snapshots (ptengine whatif)", "ptengine.trace.whatif",
+                      expand_snapshots, run_snapshot, SNAPSHOT_STRATEGIES,
+                      table.SNAPSHOT_METRICS),
 }
+
+
+def columns(jobs):
+    """{column: pandas type} of the figures the jobs' kinds add to table.METRICS, and of
+    the columns their files give (the table's tail, before provenance)."""
+    out = {}
+    for name in dict.fromkeys(j["kind"] for j in jobs):
+        kind = by_kind(name)
+        out |= table.kind_columns(kind.metrics)
+        if kind.metrics:
+            out |= FILE_COLUMNS
+    return out
+
+
+# What a trace or snapshot job carries besides its parameters, with its pandas type.
+FILE_COLUMNS = {"source": "string", "start_maps": "string", "anon_vma_name": "boolean"}
 
 
 def expand(spec, grids):

@@ -183,6 +183,10 @@ def positive_ints(spec, raw, grid, key):
     return out
 
 
+def _meanings(runs):
+    return ", ".join(f"{name} ({what})" for name, what in runs.items())
+
+
 @dataclasses.dataclass
 class Grid:
     """One grid's common settings, checked; `entries` are its other keys, for the kind."""
@@ -229,6 +233,18 @@ def grids(spec):
                     bad = next(s for s in vals if s not in [x.value for x in Strategy])
                     raise spec.error(f"strategies: unknown strategy {bad!r} (known: "
                                      f"{', '.join(x.value for x in Strategy)})", at, key) from None
+                # A kind runs the strategies it has a meaning for (kinds.Kind.strategies):
+                # a grid naming another is refused; defaults are narrowed to them.
+                runs = KINDS[named[0]].strategies
+                if own:
+                    bad = next((s for s in settings[key] if s not in runs), None)
+                    if bad is not None:
+                        raise spec.error(f"strategies: {named[0]} grids run "
+                                         f"{_meanings(runs)}, not {bad!r}", at, key)
+                settings[key] = [s for s in settings[key] if s in runs]
+                if not settings[key]:
+                    raise spec.error(f"strategies: none of them runs in a {named[0]} grid "
+                                     f"(it runs {_meanings(runs)})", i, named[0])
             else:
                 settings[key] = positive_ints(spec, raw, at, key)
         if len(settings["repetitions"]) != 1:

@@ -61,6 +61,61 @@ METRICS = (
 )
 METRIC = {m.column: m for m in METRICS}
 
+# The sweep's other kinds of cell (ptengine.sweep.kinds). A figure that means what a
+# METRICS column means takes that column (its name and type, `_as`), so one pivot reads
+# models, logs and snapshots alike; but here it is the whole process's figure at the end
+# (a replayed log) or in the listing (a snapshot), not a change against a baseline.
+def _as(column, get):
+    return dataclasses.replace(METRIC[column], get=get, label="")
+
+
+def _syscalls(key):
+    return lambda r: r.counter.as_dict()[key] if r.counter is not None else None
+
+
+# A replayed strace log: trace.replay's Result (as recorded, or rewritten to markers).
+TRACE_METRICS = (
+    _as("vmas", lambda r: r.final["map_count"]),
+    _as("peak_vmas", lambda r: r.peak_map_count),
+    _as("maps_lines", lambda r: len(r.mm.maps().splitlines()) if r.mm is not None else 0),
+    _as("vm_pte_bytes", lambda r: r.final["VmPTE"] * 1024),
+    _as("vma_slab_bytes", lambda r: r.final["map_count"] * VMA_STRUCT_BYTES),
+    _as("syscalls", _syscalls("total")),
+    _as("syscalls_write_locked", _syscalls("write_locked")),
+    _as("syscalls_read_locked", _syscalls("read_locked")),
+    _as("syscalls_unlocked", _syscalls("unlocked")),
+    _as("process_madvise_iovecs", _syscalls("process_madvise_iovecs")),
+    _as("syscalls_by_name", _json(_syscalls("by_name"))),
+    _as("failed_calls", _json(lambda r: _syscalls("failed")(r) or None)),
+    Metric("calls", lambda r: r.calls),                    # the followed mm's calls
+    Metric("replayed", lambda r: r.replayed),
+    Metric("not_replayed", lambda r: r.not_replayed_total),
+    Metric("not_replayed_by_reason", _json(lambda r: dict(r.not_replayed) or None),
+           dtype="string"),
+    Metric("mismatches", lambda r: len(r.mismatches)),     # results differing from the log
+    Metric("reordered", lambda r: len(r.reordered)),
+    Metric("rewrites", _json(lambda r: dict(r.rewrites) or None), dtype="string"),
+)
+
+# A maps snapshot under whatif: (its report, "now" or "markers").
+SNAPSHOT_METRICS = (
+    _as("vmas", lambda s: s[0][f"vmas_{s[1]}"]),
+    _as("vm_pte_bytes", lambda s: s[0][f"pte_bytes_{s[1]}"]),
+    _as("vma_slab_bytes", lambda s: s[0][f"vmas_{s[1]}"] * VMA_STRUCT_BYTES),
+    Metric("guards", lambda s: s[0]["guards"]),            # PROT_NONE VMAs by verdict
+    Metric("reservations", lambda s: s[0]["reservations"]),
+    Metric("unclassified", lambda s: s[0]["unclassified"]),
+    Metric("conversion_failures", lambda s: s[0]["conversion_failures"]),
+    Metric("headroom", lambda s: s[0][f"headroom_{s[1]}"]),   # max_map_count - vmas
+    Metric("vm_pte_from", lambda s: s[0]["pte_now_from"], dtype="string"),
+)
+
+
+def kind_columns(metrics):
+    """{column: pandas type} of a kind's metrics that METRICS does not define."""
+    return {m.column: m.dtype for m in metrics if m.column not in METRIC}
+
+
 # Who ran: these, then the model's parameters, then the metrics.
 IDENTITY = ("workload", "strategy", "backend", "scale_param", "scale")
 
