@@ -6,7 +6,9 @@
 `run(spec, client=None)` returns a pandas DataFrame with one row per (cell, strategy,
 repetition): the job's identity (kind, grid, cell_id, workload, strategy, repetition,
 backend, scale_param, scale, max_map_count), every model parameter, every metric of
-`ptengine.workloads.table.METRICS` (the ones `ptengine compare` reports), then `error`
+`ptengine.workloads.table.METRICS` (the ones `ptengine compare` reports), the figures
+of a `traces` or `snapshots` grid's kind (table.TRACE_METRICS, table.SNAPSHOT_METRICS,
+and the file's `source`; only when the SPEC has such a grid), then `error`
 (None, or why the row has no figures), `cell_time_s`, `worker`, `ptengine_version` and
 `host_profile`. `spec` is a path (os.PathLike, or a str with no newline and no '='), TOML
 text, or the dict tomllib would make of it; `client` is None (a local cluster started and
