@@ -139,6 +139,10 @@ def _base(spec):
     return os.getcwd()
 
 
+def _path(spec, name):
+    return os.path.abspath(os.path.join(_base(spec), os.path.expanduser(name)))
+
+
 def _files(spec, grid):
     """The absolute paths a grid's kind key names (paths or globs), each checked to exist."""
     named = grid.sources if isinstance(grid.sources, list) else [grid.sources]
@@ -149,16 +153,16 @@ def _files(spec, grid):
     for n in named:
         if not isinstance(n, str) or not n:
             raise spec.error(f"{grid.kind}: paths are strings, got {n!r}", grid.index, grid.kind)
-        path = os.path.join(_base(spec), os.path.expanduser(n))
+        path = _path(spec, n)
         if glob.has_magic(n):
-            found = sorted(glob.glob(path))
+            found = sorted(f for f in glob.glob(path) if os.path.isfile(f))
             if not found:
                 raise spec.error(f"{grid.kind}: no file matches {n!r}", grid.index, grid.kind)
             out.extend(found)
         elif not os.path.isfile(path):
             raise spec.error(f"{grid.kind}: no such file: {path}", grid.index, grid.kind)
         else:
-            out.append(os.path.abspath(path))
+            out.append(path)
     return list(dict.fromkeys(out))
 
 
@@ -235,7 +239,7 @@ def expand_traces(spec, grid):
         from ..trace import maps
         if not isinstance(start, str):
             raise spec.error(f"start_maps: a path, got {start!r}", grid.index, "start_maps")
-        start = os.path.abspath(os.path.join(_base(spec), os.path.expanduser(start)))
+        start = _path(spec, start)
         _read(spec, grid, "start_maps", start, maps.read)
     files = [(path, {"start_maps": start, "anon_vma_name":
                      _anon_vma_name(_read(spec, grid, "traces", path, _parse_log))})

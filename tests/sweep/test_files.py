@@ -2,6 +2,7 @@
 under whatif). Each row's figures are what the functions `ptengine replay` and
 `ptengine whatif` call give for that file alone; a bad file or strategy is a SpecError
 naming the line, before anything runs."""
+import functools
 import importlib.util
 import pathlib
 
@@ -74,12 +75,10 @@ def replay_alone(row):
     return {m.column: m.get(result) for m in table.TRACE_METRICS}, result
 
 
-def whatif_alone(row, cache={}):
-    key = (row["source"], row["convert_reservations"], row["max_map_count"])
-    if key not in cache:
-        snap = W.load_file(row["source"], None, row["max_map_count"])
-        cache[key] = W.whatif(snap, reservations=row["convert_reservations"])
-    return cache[key]
+@functools.lru_cache(maxsize=None)
+def whatif_alone(source, reservations, max_map_count):
+    """whatif's report, as `ptengine whatif [--reservations] --max-map-count N` makes it."""
+    return W.whatif(W.load_file(source, None, max_map_count), reservations=reservations)
 
 
 def test_traces_and_snapshots_on_a_local_cluster(files):
@@ -104,7 +103,8 @@ def test_traces_and_snapshots_on_a_local_cluster(files):
     snaps = df[df["kind"] == "snapshot"]
     assert set(snaps["strategy"]) == {"prot_none", "guard"}     # now, markers
     for _, row in snaps.iterrows():
-        report = whatif_alone(row)
+        report = whatif_alone(row["source"], bool(row["convert_reservations"]),
+                              int(row["max_map_count"]))
         side = "now" if row["strategy"] == "prot_none" else "markers"
         assert row["vmas"] == report[f"vmas_{side}"]
         assert row["vm_pte_bytes"] == report[f"pte_bytes_{side}"]
