@@ -69,6 +69,7 @@ globals().update({
     # frames
     "FRAME_ANON": FRAME_ANON, "FRAME_FILE": FRAME_FILE, "FRAME_SHMEM": FRAME_SHMEM,
     "FRAME_ZERO": FRAME_ZERO, "FRAME_DIRTY": FRAME_DIRTY, "FRAME_LAZYFREE": FRAME_LAZYFREE,
+    "FRAME_RECLAIM": FRAME_RECLAIM,
     # walker flags
     "ZAP_DROP_MARKERS": ZAP_DROP_MARKERS, "ZAP_KEEP_UFFD_WP": ZAP_KEEP_UFFD_WP,
     "ZAP_RECLAIM_PT": ZAP_RECLAIM_PT, "ZAP_KEEP_COWS": ZAP_KEEP_COWS,
@@ -449,6 +450,15 @@ cdef class Frames:
 
     def clear_lazyfree(self, pfn):
         self.fs.flags[self._pfn(pfn, False)] &= ~FRAME_LAZYFREE
+
+    def is_reclaim(self, pfn):
+        return bool(self.fs.flags[self._pfn(pfn, True)] & FRAME_RECLAIM)
+
+    def set_reclaim(self, pfn):
+        self.fs.flags[self._pfn(pfn, False)] |= FRAME_RECLAIM
+
+    def clear_reclaim(self, pfn):
+        self.fs.flags[self._pfn(pfn, False)] &= ~FRAME_RECLAIM
 
     def read(self, pfn, offset=0, n=None):
         """n bytes (default: to the end of the page) of the contents from offset."""

@@ -307,7 +307,46 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         or hugetlb VMA (can_madv_lru_vma())."""
         if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise_errno(errno.EINVAL)
+        cache = pageout and vma.file is not None
+        mapped = self._mapped_pfns(start, end) if cache else None
         self.pt.reclaim(start, end, pageout, vma.file is not None)
+        if cache:
+            self._reclaimed_cache_pages(vma, mapped)
+
+    def _mapped_pfns(self, start, end):
+        """{address: pfn} of the PTE-mapped pages of [start, end)."""
+        pt = self.pt
+        out = {}
+        for addr in pt.dump(start, end):
+            kind, pfn, _ = pt.lookup(addr)
+            if kind == _core.ENTRY_PRESENT:
+                out[addr] = pfn
+        return out
+
+    def _reclaimed_cache_pages(self, vma, mapped):
+        """shrink_folio_list() on the page-cache pages PAGEOUT unmapped from their last
+        mapping, with no swap:
+        - a clean shmem page (only ever read, so zeroes) needs no writeout:
+          __remove_mapping() takes it out of the cache, so fault-around finds nothing
+          there and the next fault allocates a new page;
+        - a dirty shmem page stays: shmem_writeout() redirties it and pageout() clears the
+          PG_reclaim it had set;
+        - a dirty regular-file page is not written out by direct reclaim: it stays, marked
+          PG_reclaim, the bit PG_readahead shares, which next_uptodate_folio() skips, so
+          fault-around leaves it until a fault on the page itself clears the mark;
+        - a clean regular-file page leaves the kernel's cache too, but the refault's
+          read-around reads the window back before fault-around runs, so the mappings
+          agree; the simulator keeps it (its page cache also holds the file's data)."""
+        frames = self.frames
+        inode = vma.file.inode
+        for addr, pfn in mapped.items():
+            if frames.mapcount(pfn) or frames.kind(pfn) == _core.FRAME_ANON:
+                continue
+            if frames.is_dirty(pfn):
+                if not inode.is_shmem:
+                    frames.set_reclaim(pfn)
+            elif inode.is_shmem:
+                inode.remove_page(vma.pgoff_at(addr), pfn)
 
     # --- MADV_COLLAPSE (mm/khugepaged.c:madvise_collapse(), 6.18) -------------------------
     def _collapse(self, vma, start, end):

@@ -127,6 +127,11 @@ class Inode:
             self.system.unmap_mapping_range(self, first, last, even_cows=False)
             self._drop_pages(first, last)
 
+    def remove_page(self, index, pfn):
+        """__remove_mapping() by reclaim: page `pfn` at `index` leaves the cache."""
+        if self.pages.get(index) == pfn:
+            self.system.frames.put(self.pages.pop(index))
+
     def _drop_pages(self, first, last):
         frames = self.system.frames
         for index in [i for i in self.pages if i >= first and (last is None or i < last)]:
