@@ -1554,8 +1554,8 @@ cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t pfn, uint64_t e) noexc
     With no swap, add_to_swap() fails for a swap-backed anon page; a lazyfree one is
     discarded by try_to_unmap_one() unless written since MADV_FREE, which makes it
     swap-backed again. A page-cache page (file or shmem) is unmapped whatever its
-    protection; its data stays in the cache (dirty shmem cannot be written out, a clean
-    file page would be re-read)."""
+    protection; what becomes of it in the cache is decided after the walk
+    (advice.pyx _reclaimed_cache_pages())."""
     if _kind(fs, pfn) != FRAME_ANON:
         return False
     if not (fs.flags[pfn] & FRAME_LAZYFREE):

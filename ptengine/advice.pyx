@@ -25,7 +25,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
 from .errors import raise_errno
-from .args import as_cint, as_int, as_ulong
+from .args import as_cint, as_ulong
 from .iov import import_iovec, iterated
 from .fault import pte_flags_for
 from .protection import ProtectionSyscalls
@@ -482,7 +482,8 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     def process_madvise(self, iovecs, advice, flags=0):
         """process_madvise(2) on this process's own mm: the bytes advised."""
         self._alive()
-        advice, flags = as_int(advice, "advice"), as_int(flags, "flags")
+        # behavior is an int, as for madvise(); flags an unsigned int (the low 32 bits).
+        advice, flags = as_cint(advice, "advice"), as_ulong(flags, "flags") & 0xFFFFFFFF
         try:
             vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
         except ValueError:
