@@ -78,6 +78,10 @@ class Inode:
             index, inpage = divmod(offset, PAGE_SIZE)
             chunk = min(PAGE_SIZE - inpage, end - offset)
             pfn = self.pages.get(index)
+            if pfn is not None:
+                # filemap_read(): a PG_readahead mark (set by reclaim, see advice.pyx
+                # _reclaimed_cache_pages()) starts async readahead, which clears it.
+                frames.clear_reclaim(pfn)
             out += frames.read(pfn, inpage, chunk) if pfn is not None else bytes(chunk)
             offset += chunk
         return bytes(out)

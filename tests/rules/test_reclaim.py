@@ -231,6 +231,22 @@ def test_fault_around_after_pageout(s, kind, cache, span, how):
     assert s.pm(p, FA) == [CACHE if m else NONE for m in mapped]
 
 
+@pytest.mark.parametrize("kind", ["file", "file_private"])
+def test_a_read_clears_the_reclaim_mark(s, kind):
+    """The PG_reclaim mark PAGEOUT leaves on a dirty file page is PG_readahead to a read()
+    too: filemap_read() starts async readahead on it, which clears it, so fault-around maps
+    that page again. Page 20 is read with pread, then page 21 faults."""
+    f = s.system.create_file("fault_around_file", 0)
+    f.truncate(FA * P)
+    for i in range(FA):
+        f.pwrite(i * P, page_byte(i) * P)
+    p = s.map(kind, FA, PROT_READ, at=0, extra=MAP_POPULATE, fd=f)
+    s.mm.madvise(p, FA * P, MADV_PAGEOUT)
+    assert f.pread(20 * P, 1) == page_byte(20)
+    assert s.mm.read(p + 21 * P, 1) == page_byte(21)
+    assert s.pm(p, FA) == [CACHE if i in (20, 21) else NONE for i in range(FA)]
+
+
 # --- transparent huge pages ----------------------------------------------------------------
 H = PMD_SIZE // P
 
