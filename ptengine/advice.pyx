@@ -331,9 +331,12 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
           there and the next fault allocates a new page;
         - a dirty shmem page stays: shmem_writeout() redirties it and pageout() clears the
           PG_reclaim it had set;
-        - a dirty regular-file page is not written out by direct reclaim: it stays, marked
-          PG_reclaim, the bit PG_readahead shares, which next_uptodate_folio() skips, so
-          fault-around leaves it until a fault on the page itself clears the mark;
+        - a dirty regular-file page is not written out by direct reclaim: it stays with a
+          mark that acts as PG_readahead (the bit reclaim's PG_reclaim shares):
+          next_uptodate_folio() skips it, and a read() or a fault of the page clears it
+          by starting async readahead. Measured (tests/rules/test_reclaim.py); the
+          kernel's /proc/kpageflags shows no KPF_RECLAIM on such a page, so which flag
+          carries the mark in 6.18 is not pinned down;
         - a clean regular-file page leaves the kernel's cache too, but the refault's
           read-around reads the window back before fault-around runs, so the mappings
           agree; the simulator keeps it (its page cache also holds the file's data)."""

@@ -376,8 +376,8 @@ class FaultHandling:
             here = fault_page and addr == page
             if not here and (i >= inode.nr_pages or inode.find_page(i) is None
                              or self.frames.is_reclaim(inode.find_page(i))):
-                # next_uptodate_folio() skips an uncached page and one marked
-                # PG_readahead (the bit PG_reclaim shares: see _reclaimed_cache_pages()).
+                # next_uptodate_folio() skips an uncached page and one marked as
+                # PG_readahead (reclaim's mark: see advice.pyx _reclaimed_cache_pages()).
                 continue
             if self.pt.lookup(addr)[0] != _core.ENTRY_NONE:
                 continue

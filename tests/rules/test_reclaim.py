@@ -18,8 +18,9 @@ import itertools
 
 import pytest
 
-from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_FREE, MADV_HUGEPAGE,
-                                MADV_PAGEOUT, MADV_POPULATE_READ, MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE,
+from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE,
+                                MADV_HUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_POPULATE_READ,
+                                MADV_RANDOM, MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE,
                                 PM_PRESENT, PMD_SIZE, PROT_EXEC, PROT_NONE, PROT_READ,
                                 PROT_WRITE)
 
@@ -231,20 +232,32 @@ def test_fault_around_after_pageout(s, kind, cache, span, how):
     assert s.pm(p, FA) == [CACHE if m else NONE for m in mapped]
 
 
+@pytest.mark.parametrize("how", ["pread", "fault", "random_fault"])
 @pytest.mark.parametrize("kind", ["file", "file_private"])
-def test_a_read_clears_the_reclaim_mark(s, kind):
-    """The PG_reclaim mark PAGEOUT leaves on a dirty file page is PG_readahead to a read()
-    too: filemap_read() starts async readahead on it, which clears it, so fault-around maps
-    that page again. Page 20 is read with pread, then page 21 faults."""
+def test_what_clears_the_reclaim_mark(s, kind, how):
+    """The mark PAGEOUT leaves on a dirty file page acts as PG_readahead: a read() of the
+    page (filemap_read()) or a fault on it (do_async_mmap_readahead()) starts async
+    readahead, which clears it, so fault-around maps the page again; a fault in a
+    MADV_RANDOM VMA (VM_RAND_READ: no readahead) leaves it. Page 20 is read (and a
+    faulted page unmapped again with MADV_DONTNEED), then page 21 faults."""
     f = s.system.create_file("fault_around_file", 0)
     f.truncate(FA * P)
     for i in range(FA):
         f.pwrite(i * P, page_byte(i) * P)
     p = s.map(kind, FA, PROT_READ, at=0, extra=MAP_POPULATE, fd=f)
     s.mm.madvise(p, FA * P, MADV_PAGEOUT)
-    assert f.pread(20 * P, 1) == page_byte(20)
+    if how == "pread":
+        assert f.pread(20 * P, 1) == page_byte(20)
+    else:
+        if how == "random_fault":
+            s.mm.madvise(p, FA * P, MADV_RANDOM)
+        assert s.mm.read(p + 20 * P, 1) == page_byte(20)
+        s.mm.madvise(p, FA * P, MADV_NORMAL)
+        s.mm.madvise(p + 20 * P, P, MADV_DONTNEED)
     assert s.mm.read(p + 21 * P, 1) == page_byte(21)
-    assert s.pm(p, FA) == [CACHE if i in (20, 21) else NONE for i in range(FA)]
+    cleared = how != "random_fault"
+    assert s.pm(p, FA) == [CACHE if i == 21 or i == 20 and cleared else NONE
+                           for i in range(FA)]
 
 
 # --- transparent huge pages ----------------------------------------------------------------
