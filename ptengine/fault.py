@@ -364,25 +364,34 @@ class FaultHandling:
         # whole window's worth from there, within the VMA and the PTE table.
         lo = max(vma.start, page & ~(window - 1), page & ~(PMD_SIZE - 1))
         hi = min(vma.end, lo + window, (page & ~(PMD_SIZE - 1)) + PMD_SIZE)
-        if not fault_page and vma.pgoff_at(lo) >= inode.nr_pages - 1 and not inode.is_shmem:
-            # filemap_map_pages() clamps the window to i_size's last page; on a regular
-            # file (ext4) a past-EOF fault whose window starts at (or beyond) that page
-            # maps nothing, not even it; shmem maps it (measured: a window of file pages
-            # 63..78 of a 64-page file maps none of an ext4 file, page 63 of a memfd;
-            # one of 62..77 maps 62 and 63 of both).
-            return
+        if not fault_page and not inode.is_shmem and self.pt.get_pmd(page) == 0:
+            # Measured on ext4 (fault past EOF): with no PTE table yet, a window whose first
+            # mappable page is i_size's last page maps nothing; with a table it maps that
+            # page, and shmem always does. Consistent with filemap_map_pages() installing
+            # the table only when its first folio ends before i_size's last page (6.18
+            # keeps a PMD mapping from crossing EOF; shmem is exempt).
+            first = next((i for i in range(vma.pgoff_at(lo), vma.pgoff_at(hi))
+                          if self._mappable(inode, i)), None)
+            if first == inode.nr_pages - 1:
+                return
         for addr in range(lo, hi, PAGE_SIZE):
             i = vma.pgoff_at(addr)
             here = fault_page and addr == page
-            if not here and (i >= inode.nr_pages or inode.find_page(i) is None
-                             or self.frames.is_reclaim(inode.find_page(i))):
-                # next_uptodate_folio() skips an uncached page and one marked as
-                # PG_readahead (reclaim's mark: see advice.pyx _reclaimed_cache_pages()).
+            if not here and not self._mappable(inode, i):
                 continue
             if self.pt.lookup(addr)[0] != _core.ENTRY_NONE:
                 continue
             pfn = self._filemap_fault_page(vma, inode, i) if here else inode.find_page(i)
             self.pt.map_page(addr, pfn, flags)
+
+    def _mappable(self, inode, index):
+        """next_uptodate_folio(): fault-around maps a cached page below i_size, but not
+        one marked as PG_readahead (reclaim's mark: see advice.pyx
+        _reclaimed_cache_pages())."""
+        if index >= inode.nr_pages:
+            return False
+        pfn = inode.find_page(index)
+        return pfn is not None and not self.frames.is_reclaim(pfn)
 
     def _read_around(self, vma, inode, index):
         """A regular file's first fault reads a window around the page into the cache
