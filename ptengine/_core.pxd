@@ -209,6 +209,10 @@ cdef enum:
     FRAME_KIND_MASK = 7         # flags bits 0..2: the kind
     FRAME_DIRTY = 8             # flags bit 3: the folio is dirty (PG_dirty)
     FRAME_LAZYFREE = 16         # flags bit 4: anon page after MADV_FREE (!PG_swapbacked)
+    FRAME_RECLAIM = 32          # flags bit 5: the mark reclaim leaves on a dirty file page
+                                # it could not write out; acts as PG_readahead (fault-around
+                                # skips it, readahead clears it): advice.pyx
+                                # _reclaimed_cache_pages()
     FRAME_ZERO_PFN = 1          # the zero page's fixed pfn (pfn 0 is never used)
     FRAME_HUGE_ZERO_PFN = 512   # head of the huge zero page: pfns 512..1023, kind ZERO,
                                 # mapped only by whole huge PMDs (read faults in THP VMAs)
@@ -216,7 +220,7 @@ cdef enum:
 cdef struct frame_store:
     int32_t *refcount           # per pfn: references (0 = free)
     int32_t *mapcount           # per pfn: page-table mappings (PTE or PMD) of this frame
-    uint8_t *flags              # per pfn: kind | FRAME_DIRTY | FRAME_LAZYFREE
+    uint8_t *flags              # per pfn: kind | FRAME_DIRTY | FRAME_LAZYFREE | FRAME_RECLAIM
     uint8_t **data              # per pfn: 4 KiB contents, NULL while all zero
     int64_t *free_next          # free list (doubly linked so alloc_huge can unlink)
     int64_t *free_prev

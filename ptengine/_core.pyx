@@ -69,6 +69,7 @@ globals().update({
     # frames
     "FRAME_ANON": FRAME_ANON, "FRAME_FILE": FRAME_FILE, "FRAME_SHMEM": FRAME_SHMEM,
     "FRAME_ZERO": FRAME_ZERO, "FRAME_DIRTY": FRAME_DIRTY, "FRAME_LAZYFREE": FRAME_LAZYFREE,
+    "FRAME_RECLAIM": FRAME_RECLAIM,
     # walker flags
     "ZAP_DROP_MARKERS": ZAP_DROP_MARKERS, "ZAP_KEEP_UFFD_WP": ZAP_KEEP_UFFD_WP,
     "ZAP_RECLAIM_PT": ZAP_RECLAIM_PT, "ZAP_KEEP_COWS": ZAP_KEEP_COWS,
@@ -449,6 +450,15 @@ cdef class Frames:
 
     def clear_lazyfree(self, pfn):
         self.fs.flags[self._pfn(pfn, False)] &= ~FRAME_LAZYFREE
+
+    def is_reclaim(self, pfn):
+        return bool(self.fs.flags[self._pfn(pfn, True)] & FRAME_RECLAIM)
+
+    def set_reclaim(self, pfn):
+        self.fs.flags[self._pfn(pfn, False)] |= FRAME_RECLAIM
+
+    def clear_reclaim(self, pfn):
+        self.fs.flags[self._pfn(pfn, False)] &= ~FRAME_RECLAIM
 
     def read(self, pfn, offset=0, n=None):
         """n bytes (default: to the end of the page) of the contents from offset."""
@@ -1544,8 +1554,8 @@ cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t pfn, uint64_t e) noexc
     With no swap, add_to_swap() fails for a swap-backed anon page; a lazyfree one is
     discarded by try_to_unmap_one() unless written since MADV_FREE, which makes it
     swap-backed again. A page-cache page (file or shmem) is unmapped whatever its
-    protection; its data stays in the cache (dirty shmem cannot be written out, a clean
-    file page would be re-read)."""
+    protection; what becomes of it in the cache is decided after the walk
+    (advice.pyx _reclaimed_cache_pages())."""
     if _kind(fs, pfn) != FRAME_ANON:
         return False
     if not (fs.flags[pfn] & FRAME_LAZYFREE):

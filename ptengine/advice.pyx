@@ -25,7 +25,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
 from .errors import raise_errno
-from .args import as_cint, as_int, as_ulong
+from .args import as_cint, as_ulong
 from .iov import import_iovec, iterated
 from .fault import pte_flags_for
 from .protection import ProtectionSyscalls
@@ -307,7 +307,49 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         or hugetlb VMA (can_madv_lru_vma())."""
         if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise_errno(errno.EINVAL)
+        cache = pageout and vma.file is not None
+        mapped = self._mapped_pfns(start, end) if cache else None
         self.pt.reclaim(start, end, pageout, vma.file is not None)
+        if cache:
+            self._reclaimed_cache_pages(vma, mapped)
+
+    def _mapped_pfns(self, start, end):
+        """{address: pfn} of the PTE-mapped pages of [start, end)."""
+        pt = self.pt
+        out = {}
+        for addr in pt.dump(start, end):
+            kind, pfn, _ = pt.lookup(addr)
+            if kind == _core.ENTRY_PRESENT:
+                out[addr] = pfn
+        return out
+
+    def _reclaimed_cache_pages(self, vma, mapped):
+        """shrink_folio_list() on the page-cache pages PAGEOUT unmapped from their last
+        mapping, with no swap:
+        - a clean shmem page (only ever read, so zeroes) needs no writeout:
+          __remove_mapping() takes it out of the cache, so fault-around finds nothing
+          there and the next fault allocates a new page;
+        - a dirty shmem page stays: shmem_writeout() redirties it and pageout() clears the
+          PG_reclaim it had set;
+        - a dirty regular-file page is not written out by direct reclaim: it stays with a
+          mark that acts as PG_readahead (the bit reclaim's PG_reclaim shares):
+          next_uptodate_folio() skips it, and a read() or a fault of the page clears it
+          by starting async readahead. Measured (tests/rules/test_reclaim.py); the
+          kernel's /proc/kpageflags shows no KPF_RECLAIM on such a page, so which flag
+          carries the mark in 6.18 is not pinned down;
+        - a clean regular-file page leaves the kernel's cache too, but the refault's
+          read-around reads the window back before fault-around runs, so the mappings
+          agree; the simulator keeps it (its page cache also holds the file's data)."""
+        frames = self.frames
+        inode = vma.file.inode
+        for addr, pfn in mapped.items():
+            if frames.mapcount(pfn) or frames.kind(pfn) == _core.FRAME_ANON:
+                continue
+            if frames.is_dirty(pfn):
+                if not inode.is_shmem:
+                    frames.set_reclaim(pfn)
+            elif inode.is_shmem:
+                inode.remove_page(vma.pgoff_at(addr), pfn)
 
     # --- MADV_COLLAPSE (mm/khugepaged.c:madvise_collapse(), 6.18) -------------------------
     def _collapse(self, vma, start, end):
@@ -443,7 +485,8 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     def process_madvise(self, iovecs, advice, flags=0):
         """process_madvise(2) on this process's own mm: the bytes advised."""
         self._alive()
-        advice, flags = as_int(advice, "advice"), as_int(flags, "flags")
+        # behavior is an int, as for madvise(); flags an unsigned int (the low 32 bits).
+        advice, flags = as_cint(advice, "advice"), as_ulong(flags, "flags") & 0xFFFFFFFF
         try:
             vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
         except ValueError:

@@ -289,7 +289,7 @@ class FaultHandling:
         if index >= inode.nr_pages:
             # Beyond EOF: SIGBUS, after the upper tables were allocated. A read fault has
             # done its fault-around first (do_read_fault() maps the cached pages of the
-            # window before filemap_fault() finds the page past i_size). ext4 with large
+            # window below i_size before filemap_fault() finds the page past it). ext4 with large
             # folios maps none of a folio that straddles the VMA; the simulator's page
             # cache has order-0 pages only, as a file written page by page has.
             self._fault_tables(page, pte_table=False)
@@ -303,13 +303,13 @@ class FaultHandling:
             return self._read_fault(vma, page, index)
         if vma.flags & VM_SHARED:
             # do_shared_fault(): map the page cache page writable and dirty it.
-            pfn = self._cache_page(inode, index)
+            pfn = self._cache_page(vma, inode, index)
             self.frames.set_dirty(pfn)
             self.pt.map_page(page, pfn, pte_flags_for(vma.flags, True))
             return OK
         # do_cow_fault(): a private anonymous copy of the file page.
         self.anon_vma_prepare(vma)
-        src = self._cache_page(inode, index)
+        src = self._cache_page(vma, inode, index)
         self._map_copy(vma, page, src)
         return OK
 
@@ -364,15 +364,34 @@ class FaultHandling:
         # whole window's worth from there, within the VMA and the PTE table.
         lo = max(vma.start, page & ~(window - 1), page & ~(PMD_SIZE - 1))
         hi = min(vma.end, lo + window, (page & ~(PMD_SIZE - 1)) + PMD_SIZE)
+        if not fault_page and not inode.is_shmem and self.pt.get_pmd(page) == 0:
+            # Measured on ext4 (fault past EOF): with no PTE table yet, a window whose first
+            # mappable page is i_size's last page maps nothing; with a table it maps that
+            # page, and shmem always does. Consistent with filemap_map_pages() installing
+            # the table only when its first folio ends before i_size's last page (6.18
+            # keeps a PMD mapping from crossing EOF; shmem is exempt).
+            first = next((i for i in range(vma.pgoff_at(lo), vma.pgoff_at(hi))
+                          if self._mappable(inode, i)), None)
+            if first == inode.nr_pages - 1:
+                return
         for addr in range(lo, hi, PAGE_SIZE):
             i = vma.pgoff_at(addr)
             here = fault_page and addr == page
-            if not here and (i >= inode.nr_pages or inode.find_page(i) is None):
+            if not here and not self._mappable(inode, i):
                 continue
             if self.pt.lookup(addr)[0] != _core.ENTRY_NONE:
                 continue
-            pfn = inode.get_page(i) if here else inode.find_page(i)
+            pfn = self._filemap_fault_page(vma, inode, i) if here else inode.find_page(i)
             self.pt.map_page(addr, pfn, flags)
+
+    def _mappable(self, inode, index):
+        """next_uptodate_folio(): fault-around maps a cached page below i_size, but not
+        one marked as PG_readahead (reclaim's mark: see advice.pyx
+        _reclaimed_cache_pages())."""
+        if index >= inode.nr_pages:
+            return False
+        pfn = inode.find_page(index)
+        return pfn is not None and not self.frames.is_reclaim(pfn)
 
     def _read_around(self, vma, inode, index):
         """A regular file's first fault reads a window around the page into the cache
@@ -384,12 +403,21 @@ class FaultHandling:
         for i in range(lo, min(lo + READ_AROUND_PAGES, inode.nr_pages)):
             inode.get_page(i)
 
-    def _cache_page(self, inode, index):
+    def _cache_page(self, vma, inode, index):
         if inode.find_page(index) is None and not inode.is_shmem:
             self.majflt += 1
         else:
             self.minflt += 1
-        return inode.get_page(index)
+        return self._filemap_fault_page(vma, inode, index)
+
+    def _filemap_fault_page(self, vma, inode, index):
+        """filemap_fault()'s page: found in (or read into) the cache; a PG_readahead mark
+        on it starts async readahead (do_async_mmap_readahead(), not for VM_RAND_READ),
+        which clears the mark."""
+        pfn = inode.get_page(index)
+        if not vma.flags & VM_RAND_READ:
+            self.frames.clear_reclaim(pfn)
+        return pfn
 
     def _map_copy(self, vma, page, src_pfn):
         """Map a new anonymous page holding a copy of src_pfn (the zero page: zeroes)."""

@@ -78,6 +78,10 @@ class Inode:
             index, inpage = divmod(offset, PAGE_SIZE)
             chunk = min(PAGE_SIZE - inpage, end - offset)
             pfn = self.pages.get(index)
+            if pfn is not None:
+                # filemap_read(): a PG_readahead mark (set by reclaim, see advice.pyx
+                # _reclaimed_cache_pages()) starts async readahead, which clears it.
+                frames.clear_reclaim(pfn)
             out += frames.read(pfn, inpage, chunk) if pfn is not None else bytes(chunk)
             offset += chunk
         return bytes(out)
@@ -126,6 +130,11 @@ class Inode:
         if first < last:
             self.system.unmap_mapping_range(self, first, last, even_cows=False)
             self._drop_pages(first, last)
+
+    def remove_page(self, index, pfn):
+        """__remove_mapping() by reclaim: page `pfn` at `index` leaves the cache."""
+        if self.pages.get(index) == pfn:
+            self.system.frames.put(self.pages.pop(index))
 
     def _drop_pages(self, first, last):
         frames = self.system.frames

@@ -140,6 +140,12 @@ def table():
     add("madvise advice", EDGES + MISFITS + (MADV_DONTNEED | (1 << 32), MADV_COLD - (1 << 32),
                                              (1 << 32) - 1),
         lambda v: lambda mm, a, b: mm.madvise(a, 4 * P, v))
+    # process_madvise(2): int behavior, unsigned int flags.
+    add("process_madvise advice", EDGES + MISFITS + (MADV_DONTNEED | (1 << 32),
+                                                     MADV_COLD - (1 << 32), (1 << 32) - 1),
+        lambda v: lambda mm, a, b: mm.process_madvise([(a, 4 * P)], v))
+    add("process_madvise flags", EDGES + MISFITS + (1 << 32,),
+        lambda v: lambda mm, a, b: mm.process_madvise([(a, 4 * P)], MADV_DONTNEED, v))
     add("mlock2 flags", EDGES + MISFITS + (MLOCK_ONFAULT | (1 << 32), 1 << 32),
         lambda v: lambda mm, a, b: mm.mlock(a, 4 * P, v))
     add("mseal flags", EDGES + MISFITS + (1 << 32,),

@@ -164,6 +164,33 @@ def test_rule_12_sigbus_beyond_eof_leaves_the_upper_tables(s, kind):
     assert s.pm(p, 3) == [CACHE, CACHE, NONE]
 
 
+@pytest.mark.kinds("shmem", "file", "file_private")
+@pytest.mark.parametrize("table", [False, True], ids=["no_table", "table"])
+@pytest.mark.parametrize("off", [1, 4, 14, 15, 16])
+def test_rule_12_fault_around_of_a_read_past_eof(s, kind, off, table):
+    """A read fault at the last page of a 64 KiB-aligned VMA window that lies past EOF:
+    SIGBUS, after fault-around mapped the window's cached pages below i_size. On a regular
+    file with no PTE table there yet, a window whose only cached page below i_size is the
+    last one maps nothing (the ptengine verify case: a 64-page file mapped from page 7,
+    read at file page 70); with a table (made by a read of VMA page 0, which maps its own
+    window 0..15) it maps that page, and shmem always does. File written page by page,
+    for order-0 page-cache pages (see above)."""
+    f = s.system.memfd_create("short", 0) if kind == "shmem" else \
+        s.system.create_file("short", 0)
+    f.truncate(64 * P)
+    for i in range(64):
+        f.pwrite(i * P, page_byte(i) * P)
+    p = s.map(kind, 300, PROT_READ, at=0, off=off, fd=f)     # VMA page i = file page i+off
+    if table:
+        assert s.mm.read(p, 1) == page_byte(off)
+    assert s.fault(p + 63 * P) == (BUS, BUS_ADRERR, p + 63 * P)
+    # Window: VMA pages 48..63, file pages 48+off..63+off, of which 48+off..63 are cached.
+    some = 48 + off < 63 or kind == "shmem" or table
+    mapped = range(48, 64 - off) if some else range(0)
+    assert s.pm(p, 80) == [CACHE if i in mapped or table and i < 16 else NONE
+                           for i in range(80)]
+
+
 def test_rule_12_private_file_beyond_eof_and_guard(s):
     f = s.system.create_file("short", 0)
     f.truncate(P)

@@ -18,8 +18,9 @@ import itertools
 
 import pytest
 
-from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_FREE, MADV_HUGEPAGE,
-                                MADV_PAGEOUT, MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE,
+from ptengine.constants import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE,
+                                MADV_HUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_POPULATE_READ,
+                                MADV_RANDOM, MAP_POPULATE, PM_FILE, PM_MMAP_EXCLUSIVE,
                                 PM_PRESENT, PMD_SIZE, PROT_EXEC, PROT_NONE, PROT_READ,
                                 PROT_WRITE)
 
@@ -178,6 +179,85 @@ def test_reclaim_of_a_prot_none_page_of_shared_anon(s, advice):
     assert s.fault(p + 6 * P)[0].name == "SIGSEGV"
     s.mm.mprotect(p + 6 * P, P, PROT_READ)
     assert s.mm.read(p + 6 * P, 1) == b"\0"
+
+
+# --- what the next fault finds in the page cache -----------------------------------------
+FA = 64         # pages mapped, 64 KiB aligned: the fault-around window of page 20 is 16..31
+
+
+@pytest.mark.parametrize("how", ["read", "populate"])
+@pytest.mark.parametrize("span", [(0, FA), (16, 24)], ids=["whole", "part"])
+@pytest.mark.parametrize("cache", ["hole", "written"])
+@pytest.mark.parametrize("kind", ["shared_anon", "shmem", "shmem_private", "file",
+                                  "file_private"])
+def test_fault_around_after_pageout(s, kind, cache, span, how):
+    """PAGEOUT, then a read fault (or MADV_POPULATE_READ) of page 20 (fault-around window
+    16..31). shrink_folio_list() takes a clean shmem page (only ever read, so zeroes: a
+    hole read in) out of the page cache, as it needs no writeout, and leaves a dirty
+    regular-file page (written, not yet written back) in the cache marked PG_reclaim,
+    which is PG_readahead to fault-around: either way fault-around maps none of the
+    reclaimed pages and page 20 is mapped alone. A written shmem page stays unmarked (no
+    swap: shmem_writeout() redirties it), and a clean file page (a hole read in) is read
+    back by the refault's read-around: fault-around maps those over the whole window."""
+    mm = s.mm
+    if kind == "shared_anon":
+        p = s.map(kind, FA, PROT_READ if cache == "hole" else RW, at=0, extra=MAP_POPULATE)
+        if cache == "written":
+            for i in range(FA):
+                mm.write(p + i * P, page_byte(i))
+    else:
+        if kind.startswith("file"):
+            f = s.system.create_file("fault_around_file", 0)
+        else:
+            f = s.system.memfd_create("fault_around_memfd", 0)
+        f.truncate(FA * P)
+        if cache == "written":
+            for i in range(FA):             # page by page: order-0 folios (see above)
+                f.pwrite(i * P, page_byte(i) * P)
+        p = s.map(kind, FA, PROT_READ, at=0, extra=MAP_POPULATE, fd=f)
+    assert s.pm(p, FA) == [CACHE] * FA
+    lo, hi = span
+    mm.madvise(p + lo * P, (hi - lo) * P, MADV_PAGEOUT)
+    assert s.pm(p, FA) == [NONE if lo <= i < hi else CACHE for i in range(FA)]
+
+    if how == "read":
+        got = mm.read(p + 20 * P, 1)
+    else:
+        mm.madvise(p + 20 * P, P, MADV_POPULATE_READ)
+        got = mm.read(p + 20 * P, 1)
+    assert got == (b"\0" if cache == "hole" else page_byte(20))
+    skipped = (cache == "hole") == (kind in ("shared_anon", "shmem", "shmem_private"))
+    mapped = [not lo <= i < hi or i == 20 or not skipped and 16 <= i < 32
+              for i in range(FA)]
+    assert s.pm(p, FA) == [CACHE if m else NONE for m in mapped]
+
+
+@pytest.mark.parametrize("how", ["pread", "fault", "random_fault"])
+@pytest.mark.parametrize("kind", ["file", "file_private"])
+def test_what_clears_the_reclaim_mark(s, kind, how):
+    """The mark PAGEOUT leaves on a dirty file page acts as PG_readahead: a read() of the
+    page (filemap_read()) or a fault on it (do_async_mmap_readahead()) starts async
+    readahead, which clears it, so fault-around maps the page again; a fault in a
+    MADV_RANDOM VMA (VM_RAND_READ: no readahead) leaves it. Page 20 is read (and a
+    faulted page unmapped again with MADV_DONTNEED), then page 21 faults."""
+    f = s.system.create_file("fault_around_file", 0)
+    f.truncate(FA * P)
+    for i in range(FA):
+        f.pwrite(i * P, page_byte(i) * P)
+    p = s.map(kind, FA, PROT_READ, at=0, extra=MAP_POPULATE, fd=f)
+    s.mm.madvise(p, FA * P, MADV_PAGEOUT)
+    if how == "pread":
+        assert f.pread(20 * P, 1) == page_byte(20)
+    else:
+        if how == "random_fault":
+            s.mm.madvise(p, FA * P, MADV_RANDOM)
+        assert s.mm.read(p + 20 * P, 1) == page_byte(20)
+        s.mm.madvise(p, FA * P, MADV_NORMAL)
+        s.mm.madvise(p + 20 * P, P, MADV_DONTNEED)
+    assert s.mm.read(p + 21 * P, 1) == page_byte(21)
+    cleared = how != "random_fault"
+    assert s.pm(p, FA) == [CACHE if i == 21 or i == 20 and cleared else NONE
+                           for i in range(FA)]
 
 
 # --- transparent huge pages ----------------------------------------------------------------
