@@ -21,16 +21,6 @@ ANON = pt.MAP_PRIVATE | pt.MAP_ANONYMOUS
 FAR = 0x100000000000          # an empty page-table slot of the live server (see conftest)
 
 
-@pytest.fixture
-def live():
-    from ptengine import live
-    if not live.available():
-        pytest.skip("host kernel without guard regions (ptengine.live unavailable)")
-    mm = live.LiveMM()
-    yield mm
-    mm.close()
-
-
 def _scenario(mm):
     """  FAR: [ rw | r | rw ]  (one mapping, all written, middle made read-only)
          +8:  [ guard (PROT_NONE) | rw ]   (a thread stack as glibc <= 2.41 makes it)"""

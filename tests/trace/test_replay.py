@@ -107,16 +107,6 @@ def test_mismatches_not_replayed_and_the_command_line(tmp_path):
     assert doc["final"]["map_count"] == 3 and doc["peak_map_count"] == 4
 
 
-@pytest.fixture
-def live():
-    from ptengine import live
-    if not live.available():
-        pytest.skip("host kernel without guard regions (ptengine.live unavailable)")
-    mm = live.LiveMM()
-    yield mm
-    mm.close()
-
-
 @pytest.mark.parametrize("written", [True, False])
 def test_the_fault_assumption_against_the_kernel(live, written):
     """  A | gap | B   two separate RW mappings; whether each was written decides whether

@@ -91,16 +91,6 @@ def test_idioms_become_markers(strategy):
     assert counts["mprotect"] == 0
 
 
-@pytest.fixture
-def live():
-    from ptengine import live
-    if not live.available():
-        pytest.skip("host kernel without guard regions (ptengine.live unavailable)")
-    mm = live.LiveMM()
-    yield mm
-    mm.close()
-
-
 def test_stacks_with_markers_as_the_kernel_lays_them_out(live):
     """glibc 2.42's stacks on the kernel (mmap read-write, guard install, the thread
     writes its top page): the same single VMA and guard pages the rewrite leaves."""

@@ -17,16 +17,6 @@ ANON = pt.MAP_PRIVATE | pt.MAP_ANONYMOUS
 FAR = 0x100000000000
 
 
-@pytest.fixture
-def live():
-    from ptengine import live
-    if not live.available():
-        pytest.skip("host kernel without guard regions (ptengine.live unavailable)")
-    mm = live.LiveMM()
-    yield mm
-    mm.close()
-
-
 def _changes(base):
     """Changes made between reads: (name, args), each on both backends."""
     fixed = ANON | pt.MAP_FIXED_NOREPLACE
