@@ -215,12 +215,12 @@ def cmd_verify(args):
 
 # --- bench -----------------------------------------------------------------------------
 def add_bench_arguments(p):
-    from .regress import add_bench_arguments as add
+    from .bench.cli import add_bench_arguments as add
     add(p)
 
 
 def cmd_bench(args):
-    from .regress import run_bench
+    from .bench.cli import run_bench
     return run_bench(args)
 
 
