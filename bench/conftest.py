@@ -27,7 +27,7 @@ import pytest
 
 import ptengine
 from ptengine.constants import MADV_NOHUGEPAGE, MAP_FIXED
-from ptengine.regress import ratios_of
+from ptengine.bench.ratios import ratios_of
 
 # --- sizes ------------------------------------------------------------------------------
 FULL = dict(bulk=1 << 30, pairs=2000, stacks=1000, vmas_small=1000, vmas_big=1_000_000,
@@ -240,7 +240,7 @@ def bench(benchmark, request, sizes, smoke):
 def pytest_runtest_call(item):
     """After each benchmark, keep the ratios in its extra_info for the table: ours
     (extra_info["ratios"]) and those other benchmark files record under their own keys
-    (ptengine.regress.FOREIGN_RATIOS). Read here, they are there with benchmarking
+    (ptengine.bench.ratios.FOREIGN_RATIOS). Read here, they are there with benchmarking
     disabled too."""
     yield
     fixture = getattr(item, "funcargs", {}).get("benchmark")
