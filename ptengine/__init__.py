@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 from .compiled import warn_if_stale  # noqa: E402
 
 warn_if_stale()
-from .files import File, System  # noqa: E402,F401
+from .fs.files import File  # noqa: E402,F401
+from .system import System  # noqa: E402,F401
 from .mm import MM  # noqa: E402,F401
 from .vma import VMA  # noqa: E402,F401

@@ -13,10 +13,8 @@ import warnings
 
 # Read by setup.py: the plain-Python modules it compiles (dotted below ptengine). The
 # workload modules issue the syscalls of a run and count each one.
-COMPILED_PY = ("args", "errors", "mm", "fault", "files", "lifecycle", "procview", "exec_layout",
-               "workloads.metrics", "workloads.blocks", "workloads.runner",
-               "workloads.threads", "workloads.android", "workloads.allocators",
-               "workloads.fibers", "workloads.wasm")
+COMPILED_PY = ("args", "errors", "mm", "fault", "lifecycle", "procview",
+               "workloads.metrics", "workloads.blocks", "workloads.runner")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IN_CHECKOUT = os.path.exists(os.path.join(HERE, os.pardir, "setup.py"))

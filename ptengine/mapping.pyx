@@ -24,7 +24,7 @@ from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MA
 from .errors import raise_errno
 from .addrspace import AddressSpace
 from .args import U64_MAX, as_ulong
-from .files import File
+from .fs.files import File
 from .vma import can_merge_after, can_merge_before, vm_start_gap
 
 # Flags a plain MAP_SHARED / MAP_PRIVATE call accepts silently (LEGACY_MAP_MASK).

@@ -16,7 +16,7 @@ from .advice import AdviceSyscalls
 from .args import as_int
 from .errors import raise_errno
 from .fault import FaultHandling
-from .files import System
+from .system import System
 from .lifecycle import ProcessLifecycle
 from .procview import ProcView
 from .profile import OVERCOMMIT_GUESS
@@ -50,7 +50,7 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
         self.gate_vma = None         # [vsyscall] of an exec'd process (get_gate_vma())
         self._slot = system._attach(self)
         if exec_layout:
-            from .exec_layout import setup_exec_layout
+            from .exec.layout import setup_exec_layout
             setup_exec_layout(self)
 
     # --- lifetime: a process lives until exit(), as subprocess.Popen's until wait() -------

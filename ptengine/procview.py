@@ -14,7 +14,7 @@ from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZE
                         PM_UFFD_WP, TASK_SIZE, VM_GROWSDOWN, VM_LOCKED, VM_SHARED, VM_SOFTDIRTY,
                         VM_WRITE)
 from .errors import InvariantError, raise_errno
-from . import procfs
+from .proc import text as procfs
 from .args import as_ulong
 
 

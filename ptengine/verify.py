@@ -42,6 +42,10 @@ from .constants import (MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV
                         PROT_WRITE, PMD_SIZE, PUD_SIZE, TASK_SIZE, UIO_MAXIOV, VM_MAYSHARE,
                         VM_READ, VM_WRITE, VM_EXEC)
 from .errors import Fault
+from .fs.files import File
+from .live import LiveRangeError, LiveSystem, host_profile
+from .proc.text import vmflags_mnemonics
+from .system import System
 
 P = PAGE_SIZE
 # The window straddles a 512 GiB boundary (two PGD slots) and so every table level;
@@ -216,8 +220,6 @@ def _make_side(name, system):
 def make_sides():
     """A simulated and a live process configured alike: the simulator runs under the
     host's own profile."""
-    from . import System
-    from .live import LiveSystem, host_profile
     return (_make_side("ptengine", System(profile=host_profile())),
             _make_side("kernel", LiveSystem()))
 
@@ -274,7 +276,6 @@ def apply_both(sim, live, op):
     """Carry out op on the live side, then on the simulated one: (sim, live) outcomes.
     A step the live backend refuses (its range covers the live server's own mappings,
     which the simulated process does not have) is made on neither side."""
-    from .live import LiveRangeError
     try:
         b = apply_op(live, op)
     except LiveRangeError:
@@ -385,7 +386,6 @@ def _file_kind(vma):
     a live VMA tells it by the path /proc shows."""
     if vma.file is None:
         return None
-    from .files import File
     if isinstance(vma.file, File):
         return vma.file.kind
     path = getattr(vma, "name", "") or ""
@@ -405,7 +405,6 @@ def _resident_kb(mm, vma):
 
 def window_vmas(mm):
     """The VMAs of the wide area (the window and above), as comparable tuples."""
-    from .procfs import vmflags_mnemonics
     out = []
     for v in mm.vmas():
         if v.end <= WINDOW_BASE or v.start >= WIDE_END:

@@ -1,4 +1,4 @@
-"""Tests for ptengine.procfs: the renderers must reproduce real Linux 6.18 output exactly.
+"""Tests for ptengine.proc.text: the renderers must reproduce real Linux 6.18 output exactly.
 
 The SMAPS_BLOCKS / MAPS_DUMP / STATUS_FULL fixtures below were captured on the reference host by
 probes/vmflags.c run under `setarch -R` (see probes/run_all.sh). Each renderer test builds the
@@ -12,7 +12,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from ptengine import constants as C
-from ptengine import procfs
+from ptengine.proc import text as procfs
 
 P = 4096
 MAY = C.VM_MAYREAD | C.VM_MAYWRITE | C.VM_MAYEXEC

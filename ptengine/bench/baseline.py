@@ -1,5 +1,4 @@
-"""The baseline of deterministic figures: compute, diff, check, update (mirrors no kernel
-file).
+"""The baseline of deterministic figures: compute, diff, check (mirrors no kernel file).
 
 The baseline is a JSON file (bench/baseline.json of a checkout) holding one tree of figures
 per section; `check` recomputes every section it can and reports each leaf that differs,

@@ -1,5 +1,6 @@
-"""Instruction counts of the compiled page-table walkers under valgrind's callgrind
-(mirrors no kernel file; the walkers mirror mm/pagewalk.c and its users).
+"""Instruction counts of the compiled walkers under callgrind (mirrors no kernel file).
+
+The walkers counted mirror mm/pagewalk.c and its users.
 
 A small driver calls each walker once on a fixed range; the count is deterministic for a
 given source and toolchain, so it is the regression figure where timings are noise.

@@ -1,5 +1,6 @@
-"""`ptengine bench [--check | --update | --compare]`: the command line (mirrors no kernel
-file). ptengine.cli registers add_bench_arguments and run_bench as its `bench` subcommand.
+"""`ptengine bench [--check | --update | --compare]` (mirrors no kernel file).
+
+ptengine.cli registers add_bench_arguments and run_bench as its `bench` subcommand.
 """
 import argparse
 import sys

@@ -1,5 +1,4 @@
-"""Timing regressions, judged on ratios of saved pytest-benchmark runs (mirrors no kernel
-file).
+"""Timing regressions, on ratios of saved pytest-benchmark runs (mirrors no kernel file).
 
 Every benchmark of a checkout's bench/ suite times ptengine and the host kernel (or a floor)
 in the same run and records their ratio; `--compare` runs the suite with autosave and

@@ -1,5 +1,4 @@
-"""The deterministic figures of the simulator: fixed scenarios and every workload model
-(mirrors no kernel file).
+"""The deterministic figures: fixed scenarios and every workload model (mirrors no kernel file).
 
 Each scenario is a fixed call sequence on a fresh process; its figures are what /proc shows
 of the processes it leaves (VMA count, VmPTE, RSS, guard pages) with the syscalls it made
@@ -10,7 +9,7 @@ scale parameter capped at WORKLOAD_SCALE.
 import collections
 
 from .. import constants as C
-from ..files import System
+from ..system import System
 from ..workloads import STRATEGIES, WORKLOADS, CountingMM, run
 
 WORKLOAD_SCALE = 50            # cap on each model's scale parameter for the figures

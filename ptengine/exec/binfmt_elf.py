@@ -21,10 +21,10 @@ import stat
 from resource import RLIM_INFINITY
 from collections import namedtuple
 
-from .constants import (MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE_MASK, PAGE_SIZE,
+from ..constants import (MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE_MASK, PAGE_SIZE,
                         PROT_EXEC, PROT_READ, PROT_WRITE, TASK_SIZE, VM_EXEC)
-from .errors import Fault, raise_errno
-from .exec_layout import (copy_strings, create_elf_tables, map_vdso, mmap_base,
+from ..errors import Fault, raise_errno
+from .layout import (copy_strings, create_elf_tables, map_vdso, mmap_base,
                           setup_arg_pages)
 
 U64 = (1 << 64) - 1

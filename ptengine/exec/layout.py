@@ -1,4 +1,6 @@
-"""What exec sets up besides the program's own segments: the mmap base, the stack with the
+"""The exec layout (fs/exec.c, arch/x86/entry/vdso/vma.c, arch/x86/mm/mmap.c).
+
+What exec sets up besides the program's own segments: the mmap base, the stack with the
 argument strings, the vDSO and the vsyscall gate.
 
 Mirrors, for a non-randomised x86-64 process (ADDR_NO_RANDOMIZE, or randomize_va_space=0):
@@ -16,12 +18,12 @@ and page-table figures of top-down workloads match the host kernel's to the byte
 """
 import errno
 
-from . import _core
-from .constants import (PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
+from .. import _core
+from ..constants import (PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
                         VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO,
                         VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_WRITE)
-from .errors import raise_errno
-from .vma import VMA
+from ..errors import raise_errno
+from ..vma import VMA
 
 P = PAGE_SIZE
 MiB = 1 << 20

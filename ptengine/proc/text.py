@@ -1,4 +1,6 @@
-"""Render and parse /proc/PID/{maps,smaps,status} exactly as Linux 6.18 (x86-64) prints them.
+"""/proc/PID/{maps,smaps,status} text (fs/proc/task_mmu.c, fs/proc/array.c).
+
+Rendered and parsed exactly as Linux 6.18 (x86-64) prints them.
 
 Pure functions, no kernel access. The format was read from fs/proc/task_mmu.c (6.18 era) and
 checked character for character against the host kernel (see tests/test_procfs.py, whose
@@ -29,7 +31,7 @@ import dataclasses
 import re
 from typing import Iterable
 
-from . import constants as C
+from .. import constants as C
 
 __all__ = [
     "MNEMONICS", "MNEMONIC_BITS", "vmflags_mnemonics", "decode_vmflags",

@@ -18,12 +18,13 @@ inferred, and the inference is stated where it is made (vm_flags_of(), _needs_an
 """
 import re
 
-from .. import procfs
 from ..constants import (PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_LOCKED,
                          VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
                          VM_SHARED, VM_WRITE)
-from ..exec_layout import STACK_FLAGS, VDSO_FLAGS, VVAR_FLAGS, SpecialVMA
-from ..files import SHMEM_DEV, File, Inode, System
+from ..exec.layout import STACK_FLAGS, VDSO_FLAGS, VVAR_FLAGS, SpecialVMA
+from ..fs.files import SHMEM_DEV, File
+from ..proc import text as procfs
+from ..system import System
 from ..vma import VMA, AnonVma
 
 GATE = "[vsyscall]"      # the x86-64 gate area: a maps line, but not a VMA of the mm
@@ -107,8 +108,7 @@ class FileTable:
             return node
         if dev is None:
             dev = self.system.profile.root_dev if kind == "file" else SHMEM_DEV
-        node = Inode(self.system, kind, path, tuple(dev), ino or next(self.system._ino), 0)
-        node.seals = 0
+        node = self.system.new_inode(kind, path, tuple(dev), ino or None)
         self.inodes[key] = node
         return node
 

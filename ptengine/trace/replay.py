@@ -33,7 +33,7 @@ import resource
 
 from .. import constants as C
 from ..errors import ERRNO_NAMES
-from ..files import System
+from ..system import System
 from ..workloads.metrics import CountingMM
 from . import maps as maps_mod
 from . import strace as S

@@ -19,7 +19,7 @@ from .registry import WORKLOADS, Workload, get, parse_int, suite, workload
 from .runner import Limit, Run, RunResult, run
 
 # Registering the models (import order is the suite's order).
-from . import threads, android, allocators, fibers, wasm  # noqa: E402,F401
+from .models import threads, android, allocators, fibers, wasm  # noqa: E402,F401
 
 __all__ = [
     "ANON", "RW", "KiB", "MiB", "GiB", "STRATEGIES", "Strategy", "Batcher", "Guarded",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import ptengine
-from ptengine import procfs
+from ptengine.proc import text as procfs
 from ptengine.constants import PAGE_SIZE
 
 HERE = Path(__file__).parent

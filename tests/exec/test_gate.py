@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 import ptengine
-from ptengine import procfs
+from ptengine.proc import text as procfs
 
 
 def make_system(backend):

@@ -1,10 +1,13 @@
-"""Allocator guards: large blocks (W5), guards inside a region (W6) and GWP-ASan."""
+"""Allocator guards, W5 large blocks, W6 guards in a region, GWP-ASan (mirrors no kernel file).
+
+Each model issues the calls the allocator it names makes; the kernel side is the MM's.
+"""
 import math
 
-from .. import constants as C
-from .blocks import (ANON, RW, KiB, MiB, Strategy, clear_guard, guarded_mapping, page_align,
+from ... import constants as C
+from ..blocks import (ANON, RW, KiB, MiB, Strategy, clear_guard, guarded_mapping, page_align,
                      release, set_guard)
-from .registry import workload
+from ..registry import workload
 
 
 # --------------------------------------------------------------------------------------

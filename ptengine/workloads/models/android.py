@@ -1,4 +1,4 @@
-"""Android app processes (W3): bionic thread mappings, ART, and a device of many apps.
+"""Android app processes, W3 (mirrors no kernel file: bionic, ART and a device of apps).
 
 Per thread, as bionic's pthread_create.cpp (aosp-mirror/platform_bionic) lays it out:
 - __allocate_thread_mapping: [guard][stack][static TLS + pthread_internal_t][top guard],
@@ -16,9 +16,9 @@ an RW mapping named as a whole (hypothetical: no bionic GM adoption exists).
 Both models run under the `android` host profile: Android kernels have CONFIG_ANON_VMA_NAME,
 so the names keep stacks (and their marker runs) apart; the figures depend on that.
 """
-from .. import constants as C
-from .blocks import ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, set_guard
-from .registry import workload
+from ... import constants as C
+from ..blocks import ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, set_guard
+from ..registry import workload
 
 SIGNAL_STACK_SIZE = 32 * KiB + C.PAGE_SIZE          # LP64: SIGSTKSZ-ish + guard
 SCS_GUARD_REGION_SIZE = 16 * MiB

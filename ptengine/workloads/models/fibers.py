@@ -1,7 +1,8 @@
-"""W7: a fiber-stack pool (ClickHouse FiberStack, folly GuardPageAllocator, boost.context)."""
-from .. import constants as C
-from .blocks import KiB, Strategy, guarded_mapping, release
-from .registry import workload
+"""W7, a fiber-stack pool (mirrors no kernel file: ClickHouse FiberStack, folly
+GuardPageAllocator, boost.context)."""
+from ... import constants as C
+from ..blocks import KiB, Strategy, guarded_mapping, release
+from ..registry import workload
 
 
 def _fiber_closed_form(strategy, p):

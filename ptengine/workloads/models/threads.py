@@ -1,4 +1,4 @@
-"""Thread stacks: glibc nptl (W1), musl (W2) and the HotSpot JVM on glibc (W4).
+"""Thread stacks, glibc nptl W1, musl W2, HotSpot on glibc W4 (mirrors no kernel file).
 
 The glibc model follows nptl/allocatestack.c and nptl/nptl-stack.c of glibc 2.42
 (zatrazz/glibc @2e61dd76: allocate_thread_stack, setup_stack_prot, name_stack_maps,
@@ -7,10 +7,10 @@ allocator with the PROT_NONE mode only.
 """
 import dataclasses
 
-from .. import constants as C
-from .blocks import (ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, page_align,
+from ... import constants as C
+from ..blocks import (ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, page_align,
                      release, set_guard, clear_guard, touch_top)
-from .registry import workload
+from ..registry import workload
 
 # nptl/pthreadP.h: PTHREAD_STACK_MIN on x86-64; advise_stack_range keeps this much below SP.
 PTHREAD_STACK_MIN = 16 * KiB

@@ -1,7 +1,8 @@
-"""W8: reservation-style guards (V8 wasm32 memories: src/objects/backing-store.cc)."""
-from .. import constants as C
-from .blocks import ANON, RW, GiB, MiB, Strategy, page_align
-from .registry import workload
+"""W8, reservation-style guards (mirrors no kernel file: V8 wasm32 memories,
+src/objects/backing-store.cc)."""
+from ... import constants as C
+from ..blocks import ANON, RW, GiB, MiB, Strategy, page_align
+from ..registry import workload
 
 
 @workload("wasm", alias="W8", scale="memories",
