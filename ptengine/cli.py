@@ -14,7 +14,11 @@ returns the exit status.
 """
 import argparse
 import collections
+import json
+import os
 import sys
+
+from . import __version__
 
 Command = collections.namedtuple("Command", "help add_arguments run")
 
@@ -242,8 +246,6 @@ def add_sweep_arguments(p):
 
 def cmd_sweep(args):
     """Run a SPEC on Dask; exit 1 when any row carries an error, 2 on a bad SPEC."""
-    import os
-
     from . import sweep
     from .workloads import plots, table
     if args.example:
@@ -394,9 +396,6 @@ def add_whatif_arguments(p):
 
 def cmd_whatif(args):
     """What each process would have with guard markers instead of PROT_NONE guard VMAs."""
-    import json
-    import os
-
     from .trace import whatif as W
     sources = bool(args.snapshots) + bool(args.pid) + bool(args.all)
     if sources != 1:
@@ -470,7 +469,6 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="ptengine", description="Simulate Linux guard regions: PROT_NONE guard VMAs "
                                      "vs MADV_GUARD_INSTALL markers.")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"ptengine {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():

@@ -33,7 +33,7 @@ EXAMPLE = importlib.resources.files(__package__).joinpath("example.toml").read_t
 def plan(spec):
     """The jobs of a SPEC, checked: one dict per row the sweep will produce."""
     s = load(spec)
-    return kinds.expand(s, grids(s))
+    return kinds.expand(s, grids(s, kinds.KINDS))
 
 
 def run(spec, client=None, *, resume=None, progress=False):

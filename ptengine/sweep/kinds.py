@@ -23,30 +23,25 @@ SpecError naming the line, before anything runs.
 import dataclasses
 import glob
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
 
-from ..workloads import table
+from .. import profile
+from ..trace import maps, strace, whatif
+from ..trace.replay import _anon_vma_name, replay
+from ..workloads import WORKLOADS, get, run, table
 from .spec import typed, values_of
 
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
     name: str                 # the `kind` column of its rows
-    what: str                 # in words, for errors
-    requires: str = ""        # the module that must be in the build
-    expand: object = None     # (spec, Grid) -> [job dict]
-    run: object = None        # job dict -> row dict (metrics added to the job's columns)
+    expand: object            # (spec, Grid) -> [job dict]
+    run: object               # job dict -> row dict (metrics added to the job's columns)
     strategies: dict = dataclasses.field(       # SPEC strategy -> what it runs, in words
         default_factory=lambda: {s: s for s in ("prot_none", "guard", "guard_batched")})
     metrics: tuple = ()       # its figures beyond table.METRICS (table.*_METRICS)
-
-    def available(self):
-        if self.expand is None or self.run is None:
-            return False
-        return not self.requires or importlib.util.find_spec(self.requires) is not None
 
 
 def host_profile(job):
@@ -54,9 +49,7 @@ def host_profile(job):
     profile it declares (an Android model under `android`); a log or a snapshot under the
     reference machine's with CONFIG_ANON_VMA_NAME as its file shows it (the job's
     `anon_vma_name`, read when the SPEC was checked: replay and build_mm set it so)."""
-    from .. import profile
     if job.get("kind") == "workload":
-        from ..workloads import get
         return get(job["workload"]).host_profile.name
     return profile.get(None).with_fields(anon_vma_name=bool(job["anon_vma_name"])).name
 
@@ -70,7 +63,6 @@ def cell_id(*parts):
 
 # --- workloads --------------------------------------------------------------------------
 def _workloads(spec, grid):
-    from ..workloads import WORKLOADS, get
     names = grid.sources if isinstance(grid.sources, list) else [grid.sources]
     if names == ["all"]:
         return list(WORKLOADS.values())
@@ -124,7 +116,6 @@ def expand_workloads(spec, grid):
 
 
 def run_workload(job):
-    from ..workloads import get, run
     wl = get(job["workload"])
     result = run(wl.name, job["strategy"], {k: job[k] for k in wl.defaults},
                  max_map_count=job["max_map_count"])
@@ -223,7 +214,6 @@ TRACE_PARAMS = {"faults": ("first-write", ("first-write", "none"))}   # replay's
 
 
 def _parse_log(path):
-    from ..trace import strace
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         calls, _ = strace.parse(f)
     if not calls:
@@ -232,11 +222,9 @@ def _parse_log(path):
 
 
 def expand_traces(spec, grid):
-    from ..trace.replay import _anon_vma_name
     entries = dict(grid.entries)
     start = entries.pop("start_maps", None)          # one listing for every log of the grid
     if start is not None:
-        from ..trace import maps
         if not isinstance(start, str):
             raise spec.error(f"start_maps: a path, got {start!r}", grid.index, "start_maps")
         start = _path(spec, start)
@@ -250,8 +238,6 @@ def expand_traces(spec, grid):
 def run_trace(job):
     """The log replayed as `ptengine replay [--rewrite STRATEGY]` does, on a System with
     the job's max_map_count."""
-    from ..trace import maps
-    from ..trace.replay import replay
     calls = _parse_log(job["source"])
     start = maps.read(job["start_maps"]) if job["start_maps"] else None
     rewrite = None if job["strategy"] == "prot_none" else job["strategy"]
@@ -266,7 +252,6 @@ SNAPSHOT_PARAMS = {"convert_reservations": (False, ())}       # whatif --reserva
 
 
 def _load_snapshot(path):
-    from ..trace import whatif
     snap = whatif.load_file(path)
     if not snap.entries:
         raise ValueError("no maps line in it")
@@ -284,7 +269,6 @@ def expand_snapshots(spec, grid):
 def run_snapshot(job):
     """The listing under `ptengine whatif [--reservations] --max-map-count N`; the row
     takes the strategy's side of the report (now, or with markers)."""
-    from ..trace import whatif
     snap = whatif.load_file(job["source"], None, job["max_map_count"])
     report = whatif.whatif(snap, reservations=job["convert_reservations"])
     side = SNAPSHOT_STRATEGIES[job["strategy"]]
@@ -298,14 +282,12 @@ JOB_COLUMNS = ("kind", "grid", "cell_id", "repetition", "max_map_count")
 
 # By the grid key that selects them, in the order errors list them.
 KINDS = {
-    "workloads": Kind("workload", "workload models", "", expand_workloads, run_workload),
-    "traces": Kind("trace", "replaying strace logs (ptengine replay)", "ptengine.trace.replay",
-                   expand_traces, run_trace,
+    "workloads": Kind("workload", expand_workloads, run_workload),
+    "traces": Kind("trace", expand_traces, run_trace,                  # ptengine replay
                    {"prot_none": "as recorded", "guard": "rewritten: guard",
                     "guard_batched": "rewritten: guard_batched"}, table.TRACE_METRICS),
-    "snapshots": Kind("snapshot", "maps snapshots (ptengine whatif)", "ptengine.trace.whatif",
-                      expand_snapshots, run_snapshot, SNAPSHOT_STRATEGIES,
-                      table.SNAPSHOT_METRICS),
+    "snapshots": Kind("snapshot", expand_snapshots, run_snapshot,     # ptengine whatif
+                      SNAPSHOT_STRATEGIES, table.SNAPSHOT_METRICS),
 }
 
 
@@ -330,9 +312,6 @@ def expand(spec, grids):
     jobs, seen = [], set()
     for grid in grids:
         kind = KINDS[grid.kind]
-        if not kind.available():
-            raise spec.error(f"{grid.kind}: {kind.what} is not available in this build",
-                             grid.index, grid.kind)
         for job in kind.expand(spec, grid):
             key = job_key(job)
             if key not in seen:

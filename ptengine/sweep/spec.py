@@ -19,6 +19,8 @@ try:
 except ModuleNotFoundError:          # Python 3.10: the same parser as a package
     import tomli as tomllib
 
+from ..workloads import Strategy, parse_int
+
 GRID_KEYS = ("strategies", "repetitions", "max_map_count")   # also top-level defaults
 DEFAULTS = {"strategies": ["prot_none", "guard", "guard_batched"], "repetitions": 1,
             "max_map_count": 65530}
@@ -115,7 +117,6 @@ def values_of(spec, raw, grid, key):
 
 
 def _bounds(spec, raw, name, grid, key, n):
-    from ..workloads import parse_int
     b = raw[name]
     if not isinstance(b, list) or len(b) not in n:
         raise spec.error(f"{key}: {name} wants {' or '.join(map(str, n))} numbers, got {b!r}",
@@ -148,7 +149,6 @@ def _range(spec, raw, grid, key):
 def typed(spec, value, like, grid, key):
     """`value` as the type of the parameter's default `like`, or a SpecError (wrong type).
     Integers also take sizes as text ("8MiB") and integral floats (1e5)."""
-    from ..workloads import parse_int
     ok = None
     if isinstance(like, bool):
         ok = value if isinstance(value, bool) else None
@@ -199,10 +199,10 @@ class Grid:
     entries: dict                 # key -> raw value (parameters, scale, ...)
 
 
-def grids(spec):
-    """The SPEC's grids with their common settings checked (kinds check the rest)."""
-    from ..workloads import Strategy
-    from .kinds import KINDS
+def grids(spec, kinds):
+    """The SPEC's grids with their common settings checked (kinds check the rest).
+    `kinds`: the cell kinds by the grid key that selects them (kinds.KINDS, which checks
+    its grids with this module's helpers)."""
     doc = spec.doc
     unknown = [k for k in doc if k not in ("grid",) + GRID_KEYS]
     if unknown:
@@ -215,11 +215,11 @@ def grids(spec):
         raise spec.error("grid must be an array of tables ([[grid]])", None, "grid")
     out = []
     for i, g in enumerate(raw_grids):
-        named = [k for k in KINDS if k in g]
+        named = [k for k in kinds if k in g]
         if len(named) != 1:
             raise spec.error(("names nothing to run: give one of " if not named else
                               "names more than one kind: give one of ")
-                             + ", ".join(KINDS), i, named[1] if len(named) > 1 else None)
+                             + ", ".join(kinds), i, named[1] if len(named) > 1 else None)
         settings = {}
         for key in GRID_KEYS:
             own = key in g
@@ -235,7 +235,7 @@ def grids(spec):
                                      f"{', '.join(x.value for x in Strategy)})", at, key) from None
                 # A kind runs the strategies it has a meaning for (kinds.Kind.strategies):
                 # a grid naming another is refused; defaults are narrowed to them.
-                runs = KINDS[named[0]].strategies
+                runs = kinds[named[0]].strategies
                 if own:
                     bad = next((s for s in settings[key] if s not in runs), None)
                     if bad is not None:

@@ -24,7 +24,7 @@ import collections
 from .. import constants as C
 from ..constants import PAGE_IS_GUARD
 from . import strace as S
-from .replay import Replayer
+from .replayer import Replayer
 
 STRATEGIES = ("guard", "guard_batched")
 UIO_MAXIOV = 1024

@@ -11,6 +11,7 @@ Ticks are the data's own values or round numbers written out (1,000, 64 KiB), ne
 """
 import math
 
+from .blocks import Strategy
 from .report import human_bytes, param_text
 from .registry import get
 
@@ -192,7 +193,6 @@ def _limit_lines(ax, series):
 
 def _summary(axes, table, workloads):
     """Per workload at its largest size: each marker strategy's change against prot_none."""
-    from .blocks import Strategy
     sim = table[table["backend"] == "sim"]
     bars = []                                    # (workload, strategy, column, before, after)
     for name in workloads:
