@@ -147,22 +147,13 @@ class File:
         """close(2): mappings keep the file; new mmap calls with it get EBADF."""
         self.closed = True
 
-    # What /proc/PID/maps shows for mappings of this file.
-    @property
-    def path(self):
-        return self.inode.path
-
-    @property
-    def dev(self):
-        return self.inode.dev
-
-    @property
-    def ino(self):
-        return self.inode.ino
-
-    @property
-    def kind(self):
-        return self.inode.kind
+    # What /proc/PID/maps shows for mappings of this file, and its size: the inode's, as
+    # struct file reaches them through f_inode.
+    path = property(operator.attrgetter("inode.path"))
+    dev = property(operator.attrgetter("inode.dev"))
+    ino = property(operator.attrgetter("inode.ino"))
+    kind = property(operator.attrgetter("inode.kind"))
+    size = property(operator.attrgetter("inode.size"))
 
     @property
     def deleted(self):
@@ -171,10 +162,6 @@ class File:
     @property
     def display_path(self):
         return self.path + (" (deleted)" if self.deleted else "")
-
-    @property
-    def size(self):
-        return self.inode.size
 
     def reopen(self, readonly=True):
         """open() the same inode again (O_RDONLY if readonly, else O_RDWR)."""
