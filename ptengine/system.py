@@ -18,6 +18,7 @@ class System(Machine):
     """One machine: frames, the page cache and the processes (mm_structs) on it."""
 
     def __init__(self, **options):
+        """Machine's options: profile, mmap_base, tmpdir, and profile fields to change."""
         super().__init__(**options)
         self._paths = {}            # path -> Inode of the files open() has named
 
@@ -27,7 +28,7 @@ class System(Machine):
 
     def spawn(self, **options):
         """A new, empty process address space."""
-        from .mm import MM
+        from .mm import MM      # here, not at the top: mm.py imports this module (see above)
         return MM(system=self, **options)
 
     def execve(self, path, argv=None, *, envp=None, stack_rlimit=8 << 20):
