@@ -18,7 +18,6 @@ import gc
 from .advice cimport AdviceSyscalls
 from . import calls as _calls
 from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
-from .errors import Fault
 from .files import File
 from .workloads.metrics import call_kind, error_label
 
@@ -326,38 +325,34 @@ cdef long long issue(AdviceSyscalls mm, Py_ssize_t row_index, const call_t *row,
 
 
 cdef long long call_row(AdviceSyscalls mm, uint8_t op, const uint64_t *a, object arg) except? -1:
-    """The one place a row becomes a call (a switch over the ops, in API argument order).
-    `arg` is the row's object argument: the file of an mmap, the name of a set_anon_name,
-    the (base, length) list of a process_madvise."""
+    """The one place a row becomes a call: a switch over the ops onto the typed entry
+    points (dtype.md), in API argument order, through the vtable. `arg` is the row's object
+    argument: the file of an mmap, the name of a set_anon_name, the (base, length) list of
+    a process_madvise."""
     if op == MMAP:
-        return mm.mmap(a[0], a[1], a[2], a[3], arg, a[5])
+        return mm.sys_mmap(a[0], a[1], a[2], a[3], arg, a[5])
     if op == MUNMAP:
-        mm.munmap(a[0], a[1])
-    elif op == MPROTECT:
-        mm.mprotect(a[0], a[1], a[2])
-    elif op == MADVISE:
-        mm.madvise(a[0], a[1], <int>a[2])
-    elif op == PROCESS_MADVISE:
-        return mm.process_madvise(arg, <int>a[1], a[2])
-    elif op == MREMAP:
-        return mm.mremap(a[0], a[1], a[2], a[3], a[4])
-    elif op == MLOCK:
-        mm.mlock(a[0], a[1], a[2])
-    elif op == MUNLOCK:
-        mm.munlock(a[0], a[1])
-    elif op == MLOCKALL:
-        mm.mlockall(a[0])
-    elif op == MUNLOCKALL:
-        mm.munlockall()
-    elif op == MSEAL:
-        mm.mseal(a[0], a[1], a[2])
-    elif op == BRK:
-        return mm.brk(a[0])
-    elif op == ANON_NAME:
-        mm.set_anon_name(a[0], a[1], arg)
-    elif op == TOUCH:
-        try:
-            mm.touch(a[0], a[1], write=a[2] != 0)
-        except Fault as e:
-            return e.signal
-    return 0
+        return mm.sys_munmap(a[0], a[1])
+    if op == MPROTECT:
+        return mm.sys_mprotect(a[0], a[1], a[2])
+    if op == MADVISE:
+        return mm.sys_madvise(a[0], a[1], <int>a[2])
+    if op == PROCESS_MADVISE:
+        return mm.sys_process_madvise(arg, <int>a[1], a[2])
+    if op == MREMAP:
+        return mm.sys_mremap(a[0], a[1], a[2], a[3], a[4])
+    if op == MLOCK:
+        return mm.sys_mlock(a[0], a[1], a[2])
+    if op == MUNLOCK:
+        return mm.sys_munlock(a[0], a[1])
+    if op == MLOCKALL:
+        return mm.sys_mlockall(a[0])
+    if op == MUNLOCKALL:
+        return mm.sys_munlockall()
+    if op == MSEAL:
+        return mm.sys_mseal(a[0], a[1], a[2])
+    if op == BRK:
+        return mm.sys_brk(a[0])
+    if op == ANON_NAME:
+        return mm.sys_set_anon_name(a[0], a[1], arg)
+    return mm.sys_touch(a[0], a[1], a[2] != 0)          # TOUCH: check() allows no other op

@@ -179,7 +179,8 @@ CALLS = [("mmap", FAR, 6 * P, RW, NEW), ("mprotect", FAR, P, PROT_READ),
          ("process_madvise", [(FAR + 3 * P, P)], MADV_GUARD_REMOVE),
          ("madvise", FAR, P, 999), ("munmap", FAR + 1, P), ("mlockall", MCL_CURRENT),
          ("munlockall",), ("mremap", FAR + 5 * P, P, 2 * P, 0), ("touch", FAR, 1, 0),
-         ("mseal", FAR + 5 * P, P), ("munmap", FAR, P)]
+         ("mseal", FAR + 5 * P, P), ("munmap", FAR, P),
+         ("munmap", FAR + 1, P)]     # last, and failing: what SyscallCounter.last_call names
 
 
 def test_counts_equal_countingmm(pair):
@@ -203,7 +204,7 @@ def test_counts_equal_countingmm(pair):
     # mappings included): a stop="error" batch's last row is the failed one.
     assert counters[0].failed_map_count == counting.counter.failed_map_count
     assert counters[1].failed_map_count == pair.sides[1].mm.map_count
-    assert results[-1] == 0
+    assert results[-2:] == [0, -errno.EINVAL]
     mm.exit()
 
 
