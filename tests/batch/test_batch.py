@@ -143,6 +143,26 @@ def test_files_and_touch_past_eof(pair):
     assert [r[:3] for r in pair.layout()] == [(0, 2, "r--p"), (4, 6, "rw-s")]
 
 
+def test_an_exited_process_runs_no_batch(pair):
+    for side in pair.sides:
+        side.mm.exit()
+        with pytest.raises(OSError) as e:
+            side.mm.batch(calls([("munmap", FAR, P)]))
+        assert e.value.errno == errno.ESRCH
+
+
+def test_live_refuses_the_servers_own_mappings(pair):
+    """Live only: the simulator has no server whose mappings a batch could break. A row
+    over them is refused (LiveRangeError, a ValueError) before any row runs."""
+    from ptengine.live import LiveRangeError
+    live = pair.sides[1].mm
+    start, end, _ = live.reserved[0]
+    rows = calls([("mmap", FAR, P, RW, NEW), ("munmap", start, end - start)])
+    with pytest.raises(LiveRangeError):
+        live.batch(rows)
+    assert pair.sides[1].layout() == []
+
+
 def test_names(pair):
     """The host kernel lacks CONFIG_ANON_VMA_NAME (the simulator's default profile too):
     set_anon_name is EINVAL on both, with a name or without."""
