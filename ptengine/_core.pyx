@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memset
 from .errors import InvariantError
 
 from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
-                         mmap, munmap)
+                         mmap, mprotect, munmap)
 
 # ---------------------------------------------------------------------------------------
 # Constants shared with Python
@@ -60,7 +60,7 @@ globals().update({
     "PTE_DIRTY": PTE_DIRTY, "PTE_PSE": PTE_PSE, "PTE_GLOBAL": PTE_GLOBAL,
     "PTE_PROTNONE": PTE_PROTNONE, "PTE_SPECIAL": PTE_SPECIAL, "PTE_UFFD_WP": PTE_UFFD_WP,
     "PTE_SOFT_DIRTY": PTE_SOFT_DIRTY, "PTE_NX": PTE_NX, "PTE_PFN_MASK": PTE_PFN_MASK,
-    "PTE_TABLE": PTE_TABLE,
+    "PTE_TABLE": PTE_TABLE, "PMD_SHARED_TABLE": PMD_SHARED_TABLE,
     "SWP_SOFT_DIRTY": SWP_SOFT_DIRTY, "SWP_UFFD_WP": SWP_UFFD_WP,
     "SWP_EXCLUSIVE": SWP_EXCLUSIVE, "SWP_TYPE_PTE_MARKER": SWP_TYPE_PTE_MARKER,
     "PTE_MARKER_UFFD_WP": PTE_MARKER_UFFD_WP, "PTE_MARKER_POISONED": PTE_MARKER_POISONED,
@@ -647,6 +647,90 @@ cdef void _free_table_pool(frame_store *fs) noexcept nogil:
     fs.chunk_next = fs.chunk_end = NULL
 
 
+cdef inline uint64_t *_mm_new_table(pt_mm *mm) noexcept nogil:
+    """A zeroed table from the pool, counted in the host memory of mm."""
+    cdef uint64_t *t = _new_table(mm.fs)
+    if t != NULL:
+        mm.nr_host_tables += 1
+    return t
+
+
+cdef inline void _mm_release_table(pt_mm *mm, uint64_t *t) noexcept nogil:
+    _release_table(mm.fs, t)
+    mm.nr_host_tables -= 1
+
+
+# ---------------------------------------------------------------------------------------
+# Shared uniform PTE tables. Most PTE tables of a guard-heavy address space hold one value
+# 512 times (a 2 MiB span of guard markers, or nothing left after a remove): such a table
+# is not given 4 KiB of its own, its PMD entry names one of two canonical tables, with
+# PMD_SHARED_TABLE set. They are mapped read-only once per interpreter, so a walker that
+# forgets pte_table_unshare() faults at once instead of corrupting every mm. The kernel
+# has one table per PMD whatever it holds, so nr_pte_tables (VmPTE) counts shared tables
+# like private ones; nr_shared_pte_tables and nr_host_tables say what the host holds.
+# ---------------------------------------------------------------------------------------
+cdef uint64_t *NONE_TABLE = NULL
+cdef uint64_t *GUARD_TABLE = NULL
+
+
+cdef int _init_shared_tables() except -1:
+    global NONE_TABLE, GUARD_TABLE
+    cdef void *p = mmap(NULL, 2 * PAGE_SIZE_, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if p == MAP_FAILED or (<uint64_t>p + PAGE_SIZE_) & ~PTE_PFN_MASK:
+        raise MemoryError("no memory for the shared page tables")
+    NONE_TABLE = <uint64_t *>p
+    GUARD_TABLE = <uint64_t *>p + PT_PTRS_PER_TABLE
+    _fill(GUARD_TABLE, PT_PTRS_PER_TABLE, GUARD_PTE)
+    mprotect(p, 2 * PAGE_SIZE_, PROT_READ)
+    return 0
+
+
+_init_shared_tables()
+
+
+cdef const uint64_t *pt_shared_table(uint64_t value) noexcept nogil:
+    if value == 0:
+        return NONE_TABLE
+    if value == GUARD_PTE:
+        return GUARD_TABLE
+    return NULL
+
+
+cdef void _pmd_share(pt_mm *mm, uint64_t *pmd, uint64_t value) noexcept nogil:
+    """Point the PMD entry (none, private or shared) at the canonical table of value (0 or
+    GUARD_PTE): a none entry gains a (logical) table, a private table goes to the pool."""
+    cdef uint64_t e = pmd[0]
+    if e == 0:
+        mm.nr_pte_tables += 1
+    elif not pmd_is_shared(e):
+        _mm_release_table(mm, entry_table(e))
+    if not pmd_is_shared(e):
+        mm.nr_shared_pte_tables += 1
+    pmd[0] = <uint64_t>pt_shared_table(value) | PTE_TABLE | PMD_SHARED_TABLE
+
+
+cdef int pte_table_unshare(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    cdef uint64_t e = pmd[0]
+    cdef uint64_t *t
+    if not pmd_is_shared(e):
+        return 0
+    t = _mm_new_table(mm)
+    if t == NULL:
+        return -ENOMEM
+    memcpy(t, entry_table(e), PAGE_SIZE_)
+    pmd[0] = <uint64_t>t | PTE_TABLE
+    mm.nr_shared_pte_tables -= 1
+    return 0
+
+
+cdef int _pte_table_private(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    """A PTE table of this mm alone under the (non-huge) PMD entry, allocated if none."""
+    if pmd[0] == 0:
+        return pt_alloc_table(mm, pmd, PT_PMD_SHIFT)
+    return pte_table_unshare(mm, pmd)
+
+
 cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept nogil:
     """level_shift names the level of the entry that points at the table."""
     if level_shift == PT_PGDIR_SHIFT:
@@ -659,7 +743,7 @@ cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept no
 
 cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
     """Fill the none entry (of the level with shift level_shift) with a new zeroed table."""
-    cdef uint64_t *t = _new_table(mm.fs)
+    cdef uint64_t *t = _mm_new_table(mm)
     if t == NULL:
         return -ENOMEM
     entry[0] = <uint64_t>t | PTE_TABLE
@@ -668,7 +752,11 @@ cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept no
 
 
 cdef inline void _free_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
-    _release_table(mm.fs, entry_table(entry[0]))
+    """Clear the entry and count its table out; a canonical shared table is not pooled."""
+    if pmd_is_shared(entry[0]):
+        mm.nr_shared_pte_tables -= 1
+    else:
+        _mm_release_table(mm, entry_table(entry[0]))
     entry[0] = 0
     _count_table(mm, level_shift, -1)
 
@@ -748,7 +836,7 @@ cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
         pmd[0] = 0
         _unmap_frames(mm, head, PT_HPAGE_NR, (v & PTE_DIRTY) != 0)
         return 0
-    t = _new_table(mm.fs)
+    t = _mm_new_table(mm)       # the deposited table, now held in host memory
     if t == NULL:
         return -ENOMEM
     flags = v & ~(PTE_PFN_MASK | PTE_PSE)
@@ -889,13 +977,34 @@ cdef inline uint64_t _or_table(const uint64_t *p) noexcept nogil:
 # ---------------------------------------------------------------------------------------
 # MADV_GUARD_INSTALL / MADV_GUARD_REMOVE (mm/madvise.c guard_install_* / guard_remove_*)
 # ---------------------------------------------------------------------------------------
+cdef void _share_if_uniform(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    """After guards were written over part of a private table: share the table if it now
+    holds nothing but guard markers. (A table left all none by a partial remove stays
+    private: the same page installed and removed in turn would otherwise copy a table
+    each time.)"""
+    cdef int64_t guards
+    if not _scan(entry_table(pmd[0]), PT_PTRS_PER_TABLE, &guards) and \
+            guards == PT_PTRS_PER_TABLE:
+        _pmd_share(mm, pmd, GUARD_PTE)
+
+
 cdef int _install_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
-    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef uint64_t *pte
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e
     cdef int64_t guards
+    if pmd_is_shared(pmd[0]):
+        if entry_table(pmd[0]) == GUARD_TABLE:
+            return WALK_NEXT            # every entry is a guard already
+        if n < PT_PTRS_PER_TABLE and pte_table_unshare(w.mm, pmd) < 0:
+            return -ENOMEM
+    pte = _ptes(pmd, addr)
     if not _scan(pte, n, &guards):      # the common case: only none and guard entries
-        _fill(pte, n, GUARD_PTE)
+        if n == PT_PTRS_PER_TABLE:
+            _pmd_share(w.mm, pmd, GUARD_PTE)
+        else:
+            _fill(pte, n, GUARD_PTE)
+            _share_if_uniform(w.mm, pmd)
         return WALK_NEXT
     for i in range(n):
         e = pte[i]
@@ -907,6 +1016,27 @@ cdef int _install_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
     return WALK_NEXT
 
 
+cdef int _install_hole(pt_walk *w, uint64_t addr, uint64_t end) noexcept nogil:
+    """No table covers [addr, end) (at any level): allocate the PUD and PMD tables as the
+    kernel's install walk does; a whole 2 MiB span names GUARD_TABLE (no PTE table is
+    allocated), a partial one gets a private table."""
+    cdef uint64_t next
+    cdef uint64_t *pmd
+    while addr < end:
+        next = pt_addr_end(addr, end, PT_PMD_SHIFT)
+        pmd = pt_pmd_entry(w.mm, addr, True)
+        if pmd == NULL:
+            return -ENOMEM
+        if next - addr == PMD_SIZE_:
+            _pmd_share(w.mm, pmd, GUARD_PTE)
+        else:
+            if pt_alloc_table(w.mm, pmd, PT_PMD_SHIFT) < 0:
+                return -ENOMEM
+            _fill(_ptes(pmd, addr), <Py_ssize_t>((next - addr) >> PT_PAGE_SHIFT), GUARD_PTE)
+        addr = next
+    return WALK_NEXT
+
+
 cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
                            uint64_t *stop) noexcept nogil:
     cdef pt_walk_ops ops
@@ -914,8 +1044,8 @@ cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
     cdef int r
     ops.pte_range = _install_ptes
     ops.huge_pmd = _stop_here
-    ops.hole = NULL
-    ops.alloc = True
+    ops.hole = _install_hole
+    ops.alloc = False
     _walk_init(&w, mm, &ops, start)
     w.stop = end
     r = pt_walk_range(&w, start, end)
@@ -924,13 +1054,22 @@ cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
 
 
 cdef int _remove_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
-    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef uint64_t *pte
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e, m
     cdef int64_t guards
+    if pmd_is_shared(pmd[0]):
+        if entry_table(pmd[0]) == NONE_TABLE:
+            return WALK_NEXT            # nothing to remove
+        if n < PT_PTRS_PER_TABLE and pte_table_unshare(w.mm, pmd) < 0:
+            return -ENOMEM
+    pte = _ptes(pmd, addr)
     if not _scan(pte, n, &guards):      # the common case: only none and guard entries
         w.count += guards
-        _fill(pte, n, 0)
+        if n == PT_PTRS_PER_TABLE:
+            _pmd_share(w.mm, pmd, 0)    # the kernel keeps the emptied table
+        else:
+            _fill(pte, n, 0)
         return WALK_NEXT
     for i in range(n):
         e = pte[i]
@@ -947,13 +1086,14 @@ cdef int _remove_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) no
 cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept nogil:
     cdef pt_walk_ops ops
     cdef pt_walk w
+    cdef int r
     ops.pte_range = _remove_ptes
     ops.huge_pmd = NULL
     ops.hole = NULL
     ops.alloc = False
     _walk_init(&w, mm, &ops, start)
-    pt_walk_range(&w, start, end)
-    return w.count
+    r = pt_walk_range(&w, start, end)
+    return r if r < 0 else w.count
 
 
 # ---------------------------------------------------------------------------------------
@@ -997,12 +1137,18 @@ cdef inline int _zap_one(pt_mm *mm, uint64_t *p, uint64_t e, int flags) noexcept
 
 
 cdef int _zap_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
-    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef uint64_t *pte
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e
     cdef int flags = <int>w.arg
     cdef int64_t guards
     cdef bint emptied
+    if pmd_is_shared(pmd[0]):
+        if entry_table(pmd[0]) == GUARD_TABLE and not (flags & ZAP_DROP_MARKERS):
+            return WALK_NEXT            # guard markers survive an ordinary zap
+        if n < PT_PTRS_PER_TABLE and pte_table_unshare(w.mm, pmd) < 0:
+            return -ENOMEM
+    pte = _ptes(pmd, addr)
     if _scan(pte, n, &guards):
         for i in range(n):
             e = pte[i]
@@ -1012,11 +1158,16 @@ cdef int _zap_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexc
     else:                               # only none and guard entries
         if flags & ZAP_DROP_MARKERS:
             w.count += guards
-            _fill(pte, n, 0)
+            if n < PT_PTRS_PER_TABLE:   # a whole table is emptied below
+                _fill(pte, n, 0)
         emptied = guards == 0 or (flags & ZAP_DROP_MARKERS)
-    # PT_RECLAIM: a table whose whole span was zapped and is now empty goes.
-    if (flags & ZAP_RECLAIM_PT) and end - addr == PMD_SIZE_ and emptied:
-        _free_table(w.mm, pmd, PT_PMD_SHIFT)
+    # PT_RECLAIM: a table whose whole span was zapped and is now empty goes; without it
+    # the kernel keeps the empty table, which can then be the shared NONE_TABLE.
+    if end - addr == PMD_SIZE_ and emptied:
+        if flags & ZAP_RECLAIM_PT:
+            _free_table(w.mm, pmd, PT_PMD_SHIFT)
+        else:
+            _pmd_share(w.mm, pmd, 0)
     return WALK_NEXT
 
 
@@ -1251,14 +1402,22 @@ cdef int64_t _copy_level(pt_mm *src, pt_mm *dst, uint64_t *stable, uint64_t *dta
         r = 0
         if shift == PT_PMD_SHIFT and pmd_is_huge(v):
             r = _copy_huge(src, dst, stable + pt_index(addr, shift), de, flags)
+        elif shift == PT_PMD_SHIFT and pmd_is_shared(v) and de[0] == 0 and \
+                next - addr == PMD_SIZE_:
+            # copy_pte_range() of a whole uniform table: copy_pte_marker() gives guard
+            # markers to every child, so the child names the same canonical table.
+            _pmd_share(dst, de, entry_table(v)[0])
+            r = PT_PTRS_PER_TABLE if entry_table(v)[0] else 0
         elif v != 0:
-            if de[0] == 0 and pt_alloc_table(dst, de, shift) < 0:
-                return -ENOMEM
             if shift == PT_PMD_SHIFT:
+                if _pte_table_private(dst, de) < 0:
+                    return -ENOMEM
                 r = _copy_ptes(src, dst, entry_table(v) + pt_index(addr, PT_PAGE_SHIFT),
                                entry_table(de[0]) + pt_index(addr, PT_PAGE_SHIFT),
                                <Py_ssize_t>((next - addr) >> PT_PAGE_SHIFT), flags)
             else:
+                if de[0] == 0 and pt_alloc_table(dst, de, shift) < 0:
+                    return -ENOMEM
                 r = _copy_level(src, dst, entry_table(v), entry_table(de[0]), shift - 9,
                                 addr, next, flags)
                 if r < 0:
@@ -1393,7 +1552,8 @@ cdef int64_t pt_move_range(pt_mm *mm, uint64_t old_addr, uint64_t new_addr,
             new_addr += extent
             continue
         if old_e[0] != 0:
-            if new_e[0] == 0 and pt_alloc_table(mm, new_e, PT_PMD_SHIFT) < 0:
+            # move_ptes() writes both tables: neither may be a shared one.
+            if _pte_table_private(mm, new_e) < 0 or pte_table_unshare(mm, old_e) < 0:
                 return -ENOMEM
             # move_ptes()
             src = _ptes(old_e, old_addr)
@@ -1423,6 +1583,13 @@ cdef int _fault_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     cdef bint write = (w.arg & FAULT_WRITE) != 0, touch = (w.arg & FAULT_TOUCH) != 0
     cdef frame_store *fs = w.mm.fs
     cdef int64_t newpfn
+    # A shared table of guards stops the walk at its first entry without writing; a
+    # shared empty one is filled: it becomes this mm's own.
+    if pmd_is_shared(pmd[0]) and entry_table(pmd[0]) == NONE_TABLE:
+        if pte_table_unshare(w.mm, pmd) < 0:
+            w.stop = addr
+            return -ENOMEM
+        pte = _ptes(pmd, addr)
     for i in range(n):
         e = pte[i]
         if e != 0 and (e & PTE_PRESENT) == 0:
@@ -1997,11 +2164,11 @@ cdef class PageTables:
 
     def __cinit__(self, Frames frames not None):
         memset(&self.mm, 0, sizeof(pt_mm))
-        self.mm.pgd = _new_table(&frames.fs)
+        self.mm.fs = &frames.fs
+        self.mm.pgd = _mm_new_table(&self.mm)
         if self.mm.pgd == NULL:
             raise MemoryError()
         self.frames = frames
-        self.mm.fs = &frames.fs
 
     def __dealloc__(self):
         cdef uint64_t bad
@@ -2010,7 +2177,7 @@ cdef class PageTables:
         # exit_mmap(): unmap everything, then free every table.
         pt_zap(&self.mm, 0, USER_END, ZAP_DROP_MARKERS)
         pt_free_pgtables(&self.mm, 0, USER_END, 0, 0, False, &bad)
-        _release_table(self.mm.fs, self.mm.pgd)
+        _mm_release_table(&self.mm, self.mm.pgd)
         self.mm.pgd = NULL
 
     # --- counters ---------------------------------------------------------------------
@@ -2031,6 +2198,17 @@ cdef class PageTables:
         """mm_pgtables_bytes(): what /proc/pid/status shows as VmPTE (in bytes)."""
         return PAGE_SIZE_ * (self.mm.nr_pte_tables + self.mm.nr_pmd_tables +
                              self.mm.nr_pud_tables)
+
+    @property
+    def nr_shared_pte_tables(self):
+        """Of nr_pte_tables, those naming a canonical shared table (no host memory)."""
+        return self.mm.nr_shared_pte_tables
+
+    @property
+    def host_table_bytes(self):
+        """Host memory the tables of this mm take (the pgd included): VmPTE less the
+        shared tables and the deposited tables of unsplit huge PMDs, plus the pgd."""
+        return PAGE_SIZE_ * self.mm.nr_host_tables
 
     @property
     def rss_anon(self):
@@ -2110,7 +2288,9 @@ cdef class PageTables:
             raise MemoryError()
         if pte[0] != 0:
             raise ValueError(f"PTE at {a:#x} is not none ({pte[0]:#x})")
-        return pte
+        if pte_table_unshare(&self.mm, pmd) < 0:
+            raise MemoryError()
+        return _ptes(pmd, a)
 
     def set_marker(self, addr, bits):
         """Write a PTE marker (PTE_MARKER_* bits) into the none PTE at addr."""
@@ -2201,6 +2381,7 @@ cdef class PageTables:
         cdef int64_t r
         _user_range(start, end, &s, &e)
         r = pt_remove_guards(&self.mm, s, e)
+        _check_err(r)
         return r
 
     def zap(self, start, end, flags=0):
@@ -2425,7 +2606,7 @@ cdef class PageTables:
         entries against the counters, and add each frame's mappings to maps[pfn]."""
         cdef pt_mm *mm = &self.mm
         cdef frame_store *fs = mm.fs
-        cdef int64_t nud = 0, nmd = 0, npt = 0, swap = 0
+        cdef int64_t nud = 0, nmd = 0, npt = 0, nshared = 0, ndeposit = 0, swap = 0
         cdef int64_t rss[4]
         cdef Py_ssize_t g, u, d, t
         cdef uint64_t v, w, x, e, pfn, addr
@@ -2434,6 +2615,9 @@ cdef class PageTables:
         cdef uint64_t *pte
         cdef int64_t i
         memset(rss, 0, sizeof(rss))
+        if _scan(NONE_TABLE, PT_PTRS_PER_TABLE, &i) or i != 0 or \
+                _scan(GUARD_TABLE, PT_PTRS_PER_TABLE, &i) or i != PT_PTRS_PER_TABLE:
+            raise InvariantError("a canonical shared PTE table was written")
         for g in range(PT_PTRS_PER_TABLE):
             v = mm.pgd[g]
             if v == 0:
@@ -2462,6 +2646,7 @@ cdef class PageTables:
                             raise InvariantError(f"huge PMD at {addr:#x}: pfn {pfn:#x}")
                         if pfn_is_zero(pfn):
                             npt += 1
+                            ndeposit += 1
                             continue
                         for i in range(PT_HPAGE_NR):
                             if fs.refcount[pfn + i] <= 0 or \
@@ -2472,9 +2657,15 @@ cdef class PageTables:
                                 maps[pfn + i] += 1
                         if _kind(fs, pfn) == FRAME_ANON:
                             npt += 1
+                            ndeposit += 1
                         rss[_kind(fs, pfn)] += PT_HPAGE_NR
                         continue
-                    if (x & ~PTE_PFN_MASK) != PTE_TABLE:
+                    if (x & ~PTE_PFN_MASK) == PTE_TABLE | PMD_SHARED_TABLE:
+                        if entry_table(x) != NONE_TABLE and entry_table(x) != GUARD_TABLE:
+                            raise InvariantError(f"shared PMD entry at {addr:#x} names no "
+                                                 f"canonical table: {x:#x}")
+                        nshared += 1
+                    elif (x & ~PTE_PFN_MASK) != PTE_TABLE:
                         raise InvariantError(f"bad PMD entry at {addr:#x}: {x:#x}")
                     npt += 1
                     pte = entry_table(x)
@@ -2506,6 +2697,12 @@ cdef class PageTables:
             raise InvariantError(
                 f"tables: counted pud/pmd/pte {mm.nr_pud_tables}/{mm.nr_pmd_tables}/"
                 f"{mm.nr_pte_tables}, found {nud}/{nmd}/{npt}")
+        if nshared != mm.nr_shared_pte_tables:
+            raise InvariantError(f"shared PTE tables: counted {mm.nr_shared_pte_tables}, "
+                                 f"found {nshared}")
+        if 1 + nud + nmd + npt - nshared - ndeposit != mm.nr_host_tables:
+            raise InvariantError(f"host tables: counted {mm.nr_host_tables}, found "
+                                 f"{1 + nud + nmd + npt - nshared - ndeposit}")
         for i in range(FRAME_ANON, FRAME_SHMEM + 1):
             if rss[i] != mm.rss[i]:
                 raise InvariantError(f"rss[{i}] is {mm.rss[i]}, found {rss[i]}")
