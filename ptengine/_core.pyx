@@ -204,10 +204,11 @@ cdef inline void _fl_unlink(frame_store *fs, int64_t pfn) noexcept nogil:
 
 
 cdef int _fs_grow(frame_store *fs, int64_t new_cap) noexcept nogil:
-    """Grow every per-pfn array to new_cap (a multiple of 512); new pfns go on the free
-    list lowest first. A failed realloc leaves the store as it was (bigger arrays are
-    harmless)."""
-    cdef int64_t old = fs.capacity, pfn
+    """Grow every per-pfn array to new_cap (a multiple of 512): one realloc each, the new
+    part zeroed. The new pfns are above the watermark (fs.high): free without being on the
+    free list, handed out in order by _fs_take(). A failed realloc leaves the store as it
+    was (bigger arrays are harmless)."""
+    cdef int64_t old = fs.capacity
     cdef void *p
     if new_cap > PFN_LIMIT:
         return -ENOMEM
@@ -244,10 +245,6 @@ cdef int _fs_grow(frame_store *fs, int64_t new_cap) noexcept nogil:
     memset(fs.flags + old, 0, (new_cap - old) * sizeof(uint8_t))
     memset(fs.data + old, 0, (new_cap - old) * sizeof(uint8_t *))
     memset(fs.block_free + (old >> 9), 0, ((new_cap - old) >> 9) * sizeof(uint16_t))
-    pfn = new_cap - 1
-    while pfn >= old:
-        _fl_push(fs, pfn)
-        pfn -= 1
     fs.capacity = new_cap
     return 0
 
@@ -263,12 +260,25 @@ cdef inline void _fs_free(frame_store *fs, int64_t pfn) noexcept nogil:
     fs.nr_used -= 1
 
 
-cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil:
-    cdef int64_t pfn
-    if fs.free_head < 0 and _fs_grow(fs, fs.capacity * 2) < 0:
+cdef inline int64_t _fs_take(frame_store *fs) noexcept nogil:
+    """A free pfn, taken off the store (its refcount, mapcount and flags are the caller's
+    to set; its data is NULL): the most recently freed one, else the first never used
+    (the watermark), growing the store when it is all used; -ENOMEM."""
+    cdef int64_t pfn = fs.free_head
+    if pfn >= 0:
+        _fl_unlink(fs, pfn)
+        return pfn
+    if fs.high == fs.capacity and _fs_grow(fs, fs.capacity * 2) < 0:
         return -ENOMEM
-    pfn = fs.free_head
-    _fl_unlink(fs, pfn)
+    pfn = fs.high
+    fs.high += 1
+    return pfn
+
+
+cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil:
+    cdef int64_t pfn = _fs_take(fs)
+    if pfn < 0:
+        return pfn
     fs.refcount[pfn] = 1
     fs.mapcount[pfn] = 0
     fs.flags[pfn] = <uint8_t>kind
@@ -277,17 +287,29 @@ cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil:
 
 
 cdef int64_t fs_alloc_huge(frame_store *fs, int kind) noexcept nogil:
-    cdef int64_t b, head, i, nblocks = fs.capacity >> 9
+    """A 512-aligned block of free frames: one wholly on the free list, else the first
+    whole block above the watermark (the pfns skipped to align it go on the free list)."""
+    cdef int64_t b, head, i, nblocks = fs.high >> 9
+    cdef bint listed = False
     for b in range(1, nblocks):
         if fs.block_free[b] == PT_HPAGE_NR:
+            listed = True
             break
+    if listed:
+        head = b << 9
     else:
-        if _fs_grow(fs, fs.capacity * 2) < 0:
-            return -ENOMEM
-        b = nblocks
-    head = b << 9
+        head = (fs.high + PT_HPAGE_NR - 1) & ~(<int64_t>PT_HPAGE_NR - 1)
+        while head + PT_HPAGE_NR > fs.capacity:
+            if _fs_grow(fs, fs.capacity * 2) < 0:
+                return -ENOMEM
+        i = head - 1
+        while i >= fs.high:
+            _fl_push(fs, i)
+            i -= 1
+        fs.high = head + PT_HPAGE_NR
     for i in range(head, head + PT_HPAGE_NR):
-        _fl_unlink(fs, i)
+        if listed:
+            _fl_unlink(fs, i)
         fs.refcount[i] = 1
         fs.mapcount[i] = 0
         fs.flags[i] = <uint8_t>kind
@@ -333,12 +355,15 @@ cdef class Frames:
         self.fs.free_head = -1
         if _fs_grow(&self.fs, 1024) < 0:
             raise MemoryError()
-        _fl_unlink(&self.fs, 0)
-        for pfn in range(1, 1024):
+        # pfn 0 is never used and 1, 512..1023 are the zero pages: the rest of the first
+        # 1024 goes on the free list (lowest first), the watermark starts above them.
+        for pfn in range(1023, 0, -1):
             if pfn_is_zero(pfn):
-                _fl_unlink(&self.fs, pfn)
                 self.fs.refcount[pfn] = 1
                 self.fs.flags[pfn] = FRAME_ZERO
+            else:
+                _fl_push(&self.fs, pfn)
+        self.fs.high = 1024
 
     def __dealloc__(self):
         cdef int64_t pfn
@@ -531,9 +556,11 @@ cdef class Frames:
         try:
             for t in tables:
                 (<PageTables>t)._tally(maps)
+            if not 1024 <= fs.high <= fs.capacity:
+                raise InvariantError(f"watermark {fs.high:#x} outside [0x400, {fs.capacity:#x}]")
             pfn = fs.free_head
             while pfn >= 0:
-                if pfn >= fs.capacity or fs.refcount[pfn] != 0 or pfn == 0 or pfn_is_zero(pfn):
+                if pfn >= fs.high or fs.refcount[pfn] != 0 or pfn == 0 or pfn_is_zero(pfn):
                     raise InvariantError(f"free list holds pfn {pfn:#x}")
                 nfree += 1
                 per_block[pfn >> 9] += 1
@@ -556,6 +583,8 @@ cdef class Frames:
                     if fs.mapcount[pfn] or fs.flags[pfn] or fs.data[pfn] != NULL or maps[pfn]:
                         raise InvariantError(f"free pfn {pfn:#x} has state")
                     continue
+                if pfn >= fs.high:
+                    raise InvariantError(f"pfn {pfn:#x} in use above the watermark")
                 used += 1
                 if not FRAME_ANON <= _kind(fs, pfn) <= FRAME_SHMEM:
                     raise InvariantError(f"pfn {pfn:#x} has kind {_kind(fs, pfn)}")
@@ -568,9 +597,9 @@ cdef class Frames:
             if used != fs.nr_used or data != fs.nr_data:
                 raise InvariantError(f"nr_used {fs.nr_used} (found {used}), nr_data "
                                      f"{fs.nr_data} (found {data})")
-            if nfree + used + 2 + PT_HPAGE_NR != fs.capacity:
+            if nfree + used + 2 + PT_HPAGE_NR != fs.high:
                 raise InvariantError(f"{nfree} free + {used} used + {2 + PT_HPAGE_NR} "
-                                     f"reserved != {fs.capacity}")
+                                     f"reserved != the watermark {fs.high}")
         finally:
             free(maps)
             free(per_block)
@@ -1576,6 +1605,18 @@ cdef enum:
     FAULT_TOUCH = 2
 
 cdef int _fault_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    """The pages of one PTE table: _fault_pte_run() and the counting of its new pages."""
+    cdef int64_t fresh = 0
+    cdef int r = _fault_pte_run(w, pmd, addr, end, &fresh)
+    # One update of RSS and the frame count for the whole run (add_mm_counter() once per
+    # batch, as the kernel's fault-around and folio batches do).
+    w.mm.rss[FRAME_ANON] += fresh
+    w.mm.fs.nr_used += fresh
+    return r
+
+
+cdef inline int _fault_pte_run(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end,
+                               int64_t *fresh) noexcept nogil:
     cdef uint64_t *pte = _ptes(pmd, addr)
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e, pfn, prot = w.arg2
@@ -1601,12 +1642,15 @@ cdef int _fault_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
                 pte[i] = (<uint64_t>FRAME_ZERO_PFN << PT_PAGE_SHIFT) | PTE_SPECIAL | \
                     (prot & ~(PTE_RW | PTE_DIRTY | PTE_SOFT_DIRTY))
                 continue
-            newpfn = fs_alloc(fs, FRAME_ANON)
+            newpfn = _fs_take(fs)
             if newpfn < 0:
                 w.stop = addr + (<uint64_t>i << PT_PAGE_SHIFT)
                 return <int>newpfn
-            fs.mapcount[newpfn] = 1         # the allocation's reference is the mapping's
-            w.mm.rss[FRAME_ANON] += 1
+            # A fresh anon page, mapped once: its one reference is the mapping's.
+            fs.refcount[newpfn] = 1
+            fs.mapcount[newpfn] = 1
+            fs.flags[newpfn] = FRAME_ANON
+            fresh[0] += 1
             pte[i] = (<uint64_t>newpfn << PT_PAGE_SHIFT) | prot | written
             continue
         if not write:
