@@ -333,6 +333,12 @@ cdef struct pt_walk:
 # [start, end), clipping each step to its entry's span, and calls ops for each PTE table,
 # huge PMD and hole. Returns 0, the first non-zero callback result, or -ENOMEM.
 cdef int pt_walk_range(pt_walk *w, uint64_t start, uint64_t end) noexcept nogil
+# The whole set-up of a walk in one call, as the kernel's walk_page_range(mm, start, end,
+# ops, private): fills w (stop = end, count = 0, arg, arg2, priv) and walks [start, end)
+# with ops (typically one static pt_walk_ops per walker). w.stop and w.count are the
+# results the walker's callbacks leave.
+cdef int pt_run_walk(pt_walk *w, pt_mm *mm, const pt_walk_ops *ops, uint64_t start,
+                     uint64_t end, uint64_t arg, uint64_t arg2, void *priv) noexcept nogil
 
 # Table and THP primitives
 cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil

@@ -881,12 +881,17 @@ cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
 # ---------------------------------------------------------------------------------------
 # The generic walk
 # ---------------------------------------------------------------------------------------
-cdef inline void _walk_init(pt_walk *w, pt_mm *mm, const pt_walk_ops *ops,
-                            uint64_t start) noexcept nogil:
-    memset(w, 0, sizeof(pt_walk))
+cdef int pt_run_walk(pt_walk *w, pt_mm *mm, const pt_walk_ops *ops, uint64_t start,
+                     uint64_t end, uint64_t arg, uint64_t arg2, void *priv) noexcept nogil:
     w.mm = mm
     w.ops = ops
     w.start = start
+    w.stop = end
+    w.count = 0
+    w.arg = arg
+    w.arg2 = arg2
+    w.priv = priv
+    return pt_walk_range(w, start, end)
 
 
 cdef int _walk_table(pt_walk *w, uint64_t *table, int shift, uint64_t addr,
@@ -1066,18 +1071,15 @@ cdef int _install_hole(pt_walk *w, uint64_t addr, uint64_t end) noexcept nogil:
     return WALK_NEXT
 
 
+# guard_install_walk_ops: holes get GUARD_TABLE or a table, huge PMDs stop the walk.
+cdef pt_walk_ops _install_ops = pt_walk_ops(pte_range=_install_ptes, huge_pmd=_stop_here,
+                                            hole=_install_hole, alloc=False)
+
+
 cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
                            uint64_t *stop) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _install_ptes
-    ops.huge_pmd = _stop_here
-    ops.hole = _install_hole
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.stop = end
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_install_ops, start, end, 0, 0, NULL)
     stop[0] = w.stop
     return r if r < 0 else 0
 
@@ -1112,16 +1114,14 @@ cdef int _remove_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) no
     return WALK_NEXT
 
 
+# guard_remove_walk_ops: existing tables only, huge PMDs skipped.
+cdef pt_walk_ops _remove_ops = pt_walk_ops(pte_range=_remove_ptes, huge_pmd=NULL, hole=NULL,
+                                           alloc=False)
+
+
 cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _remove_ptes
-    ops.huge_pmd = NULL
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_remove_ops, start, end, 0, 0, NULL)
     return r if r < 0 else w.count
 
 
@@ -1212,17 +1212,13 @@ cdef int _zap_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexc
     return r if r < 0 else WALK_DESCEND
 
 
+cdef pt_walk_ops _zap_ops = pt_walk_ops(pte_range=_zap_ptes, huge_pmd=_zap_huge, hole=NULL,
+                                        alloc=False)
+
+
 cdef int64_t pt_zap(pt_mm *mm, uint64_t start, uint64_t end, int flags) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _zap_ptes
-    ops.huge_pmd = _zap_huge
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.arg = <uint64_t>flags
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_zap_ops, start, end, <uint64_t>flags, 0, NULL)
     return r if r < 0 else w.count
 
 
@@ -1692,20 +1688,17 @@ cdef int _fault_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     return WALK_NEXT
 
 
+# Faults allocate the tables they need (__handle_mm_fault()).
+cdef pt_walk_ops _fault_ops = pt_walk_ops(pte_range=_fault_ptes, huge_pmd=_fault_huge,
+                                          hole=NULL, alloc=True)
+
+
 cdef int pt_fault_anon(pt_mm *mm, uint64_t start, uint64_t end, bint write,
                        uint64_t pte_flags, bint touch, uint64_t *stop) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _fault_ptes
-    ops.huge_pmd = _fault_huge
-    ops.hole = NULL
-    ops.alloc = True
-    _walk_init(&w, mm, &ops, start)
-    w.arg = (FAULT_WRITE if write else 0) | (FAULT_TOUCH if touch else 0)
-    w.arg2 = pte_flags
-    w.stop = end
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_fault_ops, start, end,
+                             (FAULT_WRITE if write else 0) | (FAULT_TOUCH if touch else 0),
+                             pte_flags, NULL)
     stop[0] = w.stop
     return r if r < 0 else 0
 
@@ -1740,19 +1733,14 @@ cdef int _prot_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noex
     return WALK_NEXT
 
 
+cdef pt_walk_ops _prot_ops = pt_walk_ops(pte_range=_prot_ptes, huge_pmd=_prot_huge, hole=NULL,
+                                         alloc=False)
+
+
 cdef int64_t pt_change_prot(pt_mm *mm, uint64_t start, uint64_t end, uint64_t newflags,
                             uint64_t mask) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _prot_ptes
-    ops.huge_pmd = _prot_huge
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.arg = newflags
-    w.arg2 = mask
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_prot_ops, start, end, newflags, mask, NULL)
     return r if r < 0 else w.count
 
 
@@ -1874,19 +1862,14 @@ cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
     return WALK_NEXT
 
 
+cdef pt_walk_ops _reclaim_ops = pt_walk_ops(pte_range=_reclaim_ptes, huge_pmd=_reclaim_huge,
+                                            hole=NULL, alloc=False)
+
+
 cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
                         bint keep_uffd) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _reclaim_ptes
-    ops.huge_pmd = _reclaim_huge
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.arg = pageout
-    w.arg2 = keep_uffd
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_reclaim_ops, start, end, pageout, keep_uffd, NULL)
     return r if r < 0 else w.count
 
 
@@ -1986,21 +1969,18 @@ cdef int _pm_hole(pt_walk *w, uint64_t addr, uint64_t end) noexcept nogil:
     return WALK_NEXT
 
 
+cdef pt_walk_ops _pm_ops = pt_walk_ops(pte_range=_pm_ptes, huge_pmd=_pm_huge, hole=_pm_hole,
+                                       alloc=False)
+
+
 cdef int pt_pagemap(pt_mm *mm, uint64_t start, uint64_t end, uint64_t *out,
                     Py_ssize_t stride, bint vma_softdirty) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
     cdef pm_out o
-    ops.pte_range = _pm_ptes
-    ops.huge_pmd = _pm_huge
-    ops.hole = _pm_hole
-    ops.alloc = False
     o.out = out
     o.stride = stride
     o.base_flags = PM_SOFT_DIRTY_ if vma_softdirty else 0
-    _walk_init(&w, mm, &ops, start)
-    w.priv = &o
-    return pt_walk_range(&w, start, end)
+    return pt_run_walk(&w, mm, &_pm_ops, start, end, 0, 0, &o)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2108,6 +2088,10 @@ cdef int _smaps_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     return WALK_NEXT
 
 
+cdef pt_walk_ops _smaps_ops = pt_walk_ops(pte_range=_smaps_ptes, huge_pmd=_smaps_huge,
+                                          hole=NULL, alloc=False)
+
+
 # ---------------------------------------------------------------------------------------
 # count() and dump() (introspection for the Python layer and tests)
 # ---------------------------------------------------------------------------------------
@@ -2191,6 +2175,12 @@ cdef int _dump_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noex
 
 cdef int _dump_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
     return _list_push(<entry_list *>w.priv, addr & PMD_MASK_, pmd[0])
+
+
+cdef pt_walk_ops _count_ops = pt_walk_ops(pte_range=_count_ptes, huge_pmd=_count_huge,
+                                          hole=_count_hole, alloc=False)
+cdef pt_walk_ops _dump_ops = pt_walk_ops(pte_range=_dump_ptes, huge_pmd=_dump_huge, hole=NULL,
+                                         alloc=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2574,18 +2564,11 @@ cdef class PageTables:
         """The page-table half of one /proc/pid/smaps block (bytes; *_x4096 are bytes
         << 12 as the kernel's PSS_SHIFT)."""
         cdef uint64_t s, e
-        cdef pt_walk_ops ops
         cdef pt_walk w
         cdef smaps_acc a
         _user_range(start, end, &s, &e)
         memset(&a, 0, sizeof(a))
-        ops.pte_range = _smaps_ptes
-        ops.huge_pmd = _smaps_huge
-        ops.hole = NULL
-        ops.alloc = False
-        _walk_init(&w, &self.mm, &ops, s)
-        w.priv = &a
-        pt_walk_range(&w, s, e)
+        pt_run_walk(&w, &self.mm, &_smaps_ops, s, e, 0, 0, &a)
         return {
             "rss": a.rss, "pss_x4096": a.pss, "pss_anon_x4096": a.pss_anon,
             "pss_file_x4096": a.pss_file, "pss_shmem_x4096": a.pss_shmem,
@@ -2603,18 +2586,11 @@ cdef class PageTables:
         per bit (guard, poison, uffd_wp); zero_page is a subset of present; pte_tables
         are the PTE tables intersecting the range."""
         cdef uint64_t s, e
-        cdef pt_walk_ops ops
         cdef pt_walk w
         cdef entry_counts c
         _user_range(start, end, &s, &e)
         memset(&c, 0, sizeof(c))
-        ops.pte_range = _count_ptes
-        ops.huge_pmd = _count_huge
-        ops.hole = _count_hole
-        ops.alloc = False
-        _walk_init(&w, &self.mm, &ops, s)
-        w.priv = &c
-        pt_walk_range(&w, s, e)
+        pt_run_walk(&w, &self.mm, &_count_ops, s, e, 0, 0, &c)
         return {"none": c.none, "present": c.present, "protnone": c.protnone,
                 "zero_page": c.zero_page, "guard": c.guard, "poison": c.poison,
                 "uffd_wp": c.uffd_wp, "swap": c.swap, "huge_pmd": c.huge_pmd,
@@ -2624,21 +2600,14 @@ cdef class PageTables:
         """{address: raw} of every non-none PTE in [start, end); a huge PMD appears once,
         at its 2 MiB-aligned address."""
         cdef uint64_t s, e
-        cdef pt_walk_ops ops
         cdef pt_walk w
         cdef entry_list l
         cdef Py_ssize_t i
         cdef int r
         _user_range(start, end, &s, &e)
         memset(&l, 0, sizeof(l))
-        ops.pte_range = _dump_ptes
-        ops.huge_pmd = _dump_huge
-        ops.hole = NULL
-        ops.alloc = False
-        _walk_init(&w, &self.mm, &ops, s)
-        w.priv = &l
         try:
-            r = pt_walk_range(&w, s, e)
+            r = pt_run_walk(&w, &self.mm, &_dump_ops, s, e, 0, 0, &l)
             _check_err(r)
             return {l.items[i]: l.items[i + 1] for i in range(0, l.n, 2)}
         finally:
