@@ -251,7 +251,8 @@ cdef struct frame_store:
     int64_t nr_chunks
     int64_t cap_chunks
     int64_t high                # the watermark: pfns from here to capacity were never
-                                # used (free, not on the free list, all zero)
+                                # used (free, on no list, their entries not initialised:
+                                # nothing may read them)
 
 # nogil frame primitives (used by the walkers; callers have validated the pfn)
 cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil     # pfn, or -ENOMEM

@@ -204,10 +204,11 @@ cdef inline void _fl_unlink(frame_store *fs, int64_t pfn) noexcept nogil:
 
 
 cdef int _fs_grow(frame_store *fs, int64_t new_cap) noexcept nogil:
-    """Grow every per-pfn array to new_cap (a multiple of 512): one realloc each, the new
-    part zeroed. The new pfns are above the watermark (fs.high): free without being on the
-    free list, handed out in order by _fs_take(). A failed realloc leaves the store as it
-    was (bigger arrays are harmless)."""
+    """Grow every per-pfn array to new_cap (a multiple of 512): one realloc each. The new
+    pfns are above the watermark (fs.high): free, on no list, and not even initialised
+    (nothing reads a pfn above the watermark; _fs_fresh() sets one up when it is first
+    handed out), so the host does not fault in memory for pfns never used. A failed
+    realloc leaves the store as it was (bigger arrays are harmless)."""
     cdef int64_t old = fs.capacity
     cdef void *p
     if new_cap > PFN_LIMIT:
@@ -240,10 +241,6 @@ cdef int _fs_grow(frame_store *fs, int64_t new_cap) noexcept nogil:
     if p == NULL:
         return -ENOMEM
     fs.block_free = <uint16_t *>p
-    memset(fs.refcount + old, 0, (new_cap - old) * sizeof(int32_t))
-    memset(fs.mapcount + old, 0, (new_cap - old) * sizeof(int32_t))
-    memset(fs.flags + old, 0, (new_cap - old) * sizeof(uint8_t))
-    memset(fs.data + old, 0, (new_cap - old) * sizeof(uint8_t *))
     memset(fs.block_free + (old >> 9), 0, ((new_cap - old) >> 9) * sizeof(uint16_t))
     fs.capacity = new_cap
     return 0
@@ -260,6 +257,14 @@ cdef inline void _fs_free(frame_store *fs, int64_t pfn) noexcept nogil:
     fs.nr_used -= 1
 
 
+cdef inline void _fs_fresh(frame_store *fs, int64_t pfn) noexcept nogil:
+    """Set up a pfn the watermark passes: the state of a free frame."""
+    fs.refcount[pfn] = 0
+    fs.mapcount[pfn] = 0
+    fs.flags[pfn] = 0
+    fs.data[pfn] = NULL
+
+
 cdef inline int64_t _fs_take(frame_store *fs) noexcept nogil:
     """A free pfn, taken off the store (its refcount, mapcount and flags are the caller's
     to set; its data is NULL): the most recently freed one, else the first never used
@@ -272,6 +277,7 @@ cdef inline int64_t _fs_take(frame_store *fs) noexcept nogil:
         return -ENOMEM
     pfn = fs.high
     fs.high += 1
+    fs.data[pfn] = NULL
     return pfn
 
 
@@ -304,12 +310,15 @@ cdef int64_t fs_alloc_huge(frame_store *fs, int kind) noexcept nogil:
                 return -ENOMEM
         i = head - 1
         while i >= fs.high:
+            _fs_fresh(fs, i)
             _fl_push(fs, i)
             i -= 1
         fs.high = head + PT_HPAGE_NR
     for i in range(head, head + PT_HPAGE_NR):
         if listed:
             _fl_unlink(fs, i)
+        else:
+            fs.data[i] = NULL
         fs.refcount[i] = 1
         fs.mapcount[i] = 0
         fs.flags[i] = <uint8_t>kind
@@ -357,7 +366,10 @@ cdef class Frames:
             raise MemoryError()
         # pfn 0 is never used and 1, 512..1023 are the zero pages: the rest of the first
         # 1024 goes on the free list (lowest first), the watermark starts above them.
-        for pfn in range(1023, 0, -1):
+        for pfn in range(1023, -1, -1):
+            _fs_fresh(&self.fs, pfn)
+            if pfn == 0:
+                continue
             if pfn_is_zero(pfn):
                 self.fs.refcount[pfn] = 1
                 self.fs.flags[pfn] = FRAME_ZERO
@@ -368,7 +380,7 @@ cdef class Frames:
     def __dealloc__(self):
         cdef int64_t pfn
         if self.fs.data != NULL:
-            for pfn in range(self.fs.capacity):
+            for pfn in range(self.fs.high):
                 free(self.fs.data[pfn])
         free(self.fs.refcount)
         free(self.fs.mapcount)
@@ -383,7 +395,7 @@ cdef class Frames:
     cdef int64_t _pfn(self, object pfn, bint allow_zero) except -1:
         """A pfn of a frame in use (the zero page only if allow_zero)."""
         cdef int64_t p = <int64_t>_u64(pfn, "pfn", PFN_LIMIT)
-        if p <= 0 or p >= self.fs.capacity or self.fs.refcount[p] <= 0:
+        if p <= 0 or p >= self.fs.high or self.fs.refcount[p] <= 0:
             raise ValueError(f"pfn {p:#x} is not a frame in use")
         if pfn_is_zero(p) and not allow_zero:
             raise ValueError("the zero page cannot be used here")
@@ -440,7 +452,7 @@ cdef class Frames:
     def put_huge(self, head):
         """put() on each of the 512 frames of a huge allocation."""
         cdef int64_t h = self._pfn(head, False), i
-        if h & (PT_HPAGE_NR - 1) or h + PT_HPAGE_NR > self.fs.capacity:
+        if h & (PT_HPAGE_NR - 1) or h + PT_HPAGE_NR > self.fs.high:
             raise ValueError(f"pfn {h:#x} is not the head of a huge frame")
         for i in range(h, h + PT_HPAGE_NR):
             self._pfn(i, False)
@@ -571,7 +583,7 @@ cdef class Frames:
                 if per_block[b] != fs.block_free[b]:
                     raise InvariantError(f"block {b}: {fs.block_free[b]} free recorded, "
                                          f"{per_block[b]} on the free list")
-            for pfn in range(1, fs.capacity):
+            for pfn in range(1, fs.high):
                 if pfn_is_zero(pfn):
                     if fs.refcount[pfn] != 1 or fs.mapcount[pfn] or fs.data[pfn] != NULL \
                             or _kind(fs, pfn) != FRAME_ZERO:
@@ -583,8 +595,6 @@ cdef class Frames:
                     if fs.mapcount[pfn] or fs.flags[pfn] or fs.data[pfn] != NULL or maps[pfn]:
                         raise InvariantError(f"free pfn {pfn:#x} has state")
                     continue
-                if pfn >= fs.high:
-                    raise InvariantError(f"pfn {pfn:#x} in use above the watermark")
                 used += 1
                 if not FRAME_ANON <= _kind(fs, pfn) <= FRAME_SHMEM:
                     raise InvariantError(f"pfn {pfn:#x} has kind {_kind(fs, pfn)}")
@@ -1886,7 +1896,7 @@ cdef inline uint64_t _pm_present(frame_store *fs, uint64_t pfn) noexcept nogil:
     """PM bits of a PTE-mapped page: FILE unless anon, EXCLUSIVE if mapped once; none for
     the zero page (vm_normal_page() has no page for it)."""
     cdef uint64_t f = 0
-    if pfn_is_zero(pfn) or pfn >= <uint64_t>fs.capacity:
+    if pfn_is_zero(pfn) or pfn >= <uint64_t>fs.high:
         return 0
     if _kind(fs, pfn) != FRAME_ANON:
         f |= PM_FILE_
@@ -2370,7 +2380,7 @@ cdef class PageTables:
         cdef uint64_t *pmd
         if a & (PMD_SIZE_ - 1):
             raise ValueError(f"{a:#x} is not 2 MiB aligned")
-        if head & (PT_HPAGE_NR - 1) or head + PT_HPAGE_NR > self.frames.fs.capacity:
+        if head & (PT_HPAGE_NR - 1) or head + PT_HPAGE_NR > self.frames.fs.high:
             raise ValueError(f"pfn {head:#x} is not 512-aligned")
         for i in range(head, head + PT_HPAGE_NR):
             if not pfn_is_zero(head):
@@ -2655,7 +2665,7 @@ cdef class PageTables:
                         continue
                     if pmd_is_huge(x):
                         pfn = pte_pfn(x)
-                        if pfn & (PT_HPAGE_NR - 1) or pfn + PT_HPAGE_NR > <uint64_t>fs.capacity:
+                        if pfn & (PT_HPAGE_NR - 1) or pfn + PT_HPAGE_NR > <uint64_t>fs.high:
                             raise InvariantError(f"huge PMD at {addr:#x}: pfn {pfn:#x}")
                         if pfn_is_zero(pfn):
                             npt += 1
@@ -2700,7 +2710,7 @@ cdef class PageTables:
                             continue
                         if pfn_is_zero(pfn):
                             raise InvariantError(f"PTE at {addr:#x}+{t} maps the huge zero page")
-                        if pfn >= <uint64_t>fs.capacity or fs.refcount[pfn] <= 0:
+                        if pfn >= <uint64_t>fs.high or fs.refcount[pfn] <= 0:
                             raise InvariantError(f"PTE at {addr + (t << 12):#x} maps free "
                                                  f"pfn {pfn:#x}")
                         if maps != NULL:
@@ -2734,7 +2744,7 @@ cdef class PageTables:
             raise MemoryError()
         try:
             self._tally(maps)
-            for pfn in range(fs.capacity):
+            for pfn in range(fs.high):
                 if maps[pfn] and (fs.mapcount[pfn] < maps[pfn] or
                                   fs.refcount[pfn] < fs.mapcount[pfn]):
                     raise InvariantError(
