@@ -109,6 +109,7 @@ cdef extern from *:
     #define PTENG_GUARD_PTE       0xFFFFFFFFFFFFF600ULL
     #define PTENG_POISON_PTE      0xFFFFFFFFFFFFFA00ULL
     #define PTENG_UFFD_WP_PTE     0xFFFFFFFFFFFFFC00ULL
+    #define PTENG_PMD_SHARED_TABLE (1ULL << 9)
     #endif
     """
     const uint64_t PTE_PRESENT "PTENG_PTE_PRESENT"        # bit 0
@@ -136,6 +137,13 @@ cdef extern from *:
     const uint64_t GUARD_PTE "PTENG_GUARD_PTE"            # marker(GUARD) = 0x...F600
     const uint64_t POISON_PTE "PTENG_POISON_PTE"          # marker(POISONED) = 0x...FA00
     const uint64_t UFFD_WP_PTE "PTENG_UFFD_WP_PTE"        # marker(UFFD_WP) = 0x...FC00
+    # The kind of the PTE table a PMD table entry names, in a software bit of that entry
+    # (x86-64 ignores bits 9-11 of a non-leaf entry: the kernel's _PAGE_SOFTW* bits):
+    # clear, a private 4 KiB table of this mm; set, one of the two canonical read-only
+    # tables shared by every mm of the interpreter (pt_shared_table(): 512 none entries
+    # or 512 guard markers). A walker that writes a PTE table calls pte_table_unshare()
+    # first; readers need nothing, a shared table is an ordinary table to read.
+    const uint64_t PMD_SHARED_TABLE "PTENG_PMD_SHARED_TABLE"  # bit 9 of a PMD table entry
 
 # ---------------------------------------------------------------------------------------
 # Entry helpers (pure functions over a raw u64)
@@ -184,6 +192,10 @@ cdef inline bint pmd_is_huge(uint64_t e) noexcept nogil:
 
 cdef inline bint pmd_is_table(uint64_t e) noexcept nogil:
     return (e & PTE_PRESENT) != 0 and (e & PTE_PSE) == 0
+
+cdef inline bint pmd_is_shared(uint64_t e) noexcept nogil:
+    """A PMD entry naming one of the canonical shared PTE tables."""
+    return pmd_is_table(e) and (e & PMD_SHARED_TABLE) != 0
 
 cdef inline uint64_t *entry_table(uint64_t e) noexcept nogil:
     """The child table a PGD/PUD/PMD table entry points to (host pointer in bits 12..51)."""
@@ -238,6 +250,9 @@ cdef struct frame_store:
     void **chunks               # every chunk mapped (nr_chunks of cap_chunks slots)
     int64_t nr_chunks
     int64_t cap_chunks
+    int64_t high                # the watermark: pfns from here to capacity were never
+                                # used (free, on no list, their entries not initialised:
+                                # nothing may read them)
 
 # nogil frame primitives (used by the walkers; callers have validated the pfn)
 cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil     # pfn, or -ENOMEM
@@ -268,6 +283,9 @@ cdef struct pt_mm:
     int64_t rss[4]              # indexed by frame kind: [FRAME_ANON], [FRAME_FILE],
                                 # [FRAME_SHMEM] in pages; [0] unused
     int64_t swap_ents           # MM_SWAPENTS: genuine swap entries (markers excluded)
+    int64_t nr_shared_pte_tables  # of nr_pte_tables, those naming a canonical shared table
+                                # (no host memory of their own)
+    int64_t nr_host_tables      # 4 KiB tables this mm holds in host memory, pgd included
 
 # Flags of pt_zap()
 cdef enum:
@@ -316,9 +334,21 @@ cdef struct pt_walk:
 # [start, end), clipping each step to its entry's span, and calls ops for each PTE table,
 # huge PMD and hole. Returns 0, the first non-zero callback result, or -ENOMEM.
 cdef int pt_walk_range(pt_walk *w, uint64_t start, uint64_t end) noexcept nogil
+# The whole set-up of a walk in one call, as the kernel's walk_page_range(mm, start, end,
+# ops, private): fills w (stop = end, count = 0, arg, arg2, priv) and walks [start, end)
+# with ops (typically one static pt_walk_ops per walker). w.stop and w.count are the
+# results the walker's callbacks leave.
+cdef int pt_run_walk(pt_walk *w, pt_mm *mm, const pt_walk_ops *ops, uint64_t start,
+                     uint64_t end, uint64_t arg, uint64_t arg2, void *priv) noexcept nogil
 
 # Table and THP primitives
 cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil
+# The canonical read-only PTE table whose 512 entries are all `value` (0 or GUARD_PTE),
+# allocated once per interpreter and never freed or written; NULL for any other value.
+cdef const uint64_t *pt_shared_table(uint64_t value) noexcept nogil
+# Give the PMD entry's PTE table to this mm alone before writing it: a shared table is
+# replaced by a private copy (0, or -ENOMEM); a private one stays.
+cdef int pte_table_unshare(pt_mm *mm, uint64_t *pmd) noexcept nogil
 cdef uint64_t *pt_pmd_entry(pt_mm *mm, uint64_t addr, bint alloc) noexcept nogil
 cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil
 

@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memset
 from .errors import InvariantError
 
 from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
-                         mmap, munmap)
+                         mmap, mprotect, munmap)
 
 # ---------------------------------------------------------------------------------------
 # Constants shared with Python
@@ -60,7 +60,7 @@ globals().update({
     "PTE_DIRTY": PTE_DIRTY, "PTE_PSE": PTE_PSE, "PTE_GLOBAL": PTE_GLOBAL,
     "PTE_PROTNONE": PTE_PROTNONE, "PTE_SPECIAL": PTE_SPECIAL, "PTE_UFFD_WP": PTE_UFFD_WP,
     "PTE_SOFT_DIRTY": PTE_SOFT_DIRTY, "PTE_NX": PTE_NX, "PTE_PFN_MASK": PTE_PFN_MASK,
-    "PTE_TABLE": PTE_TABLE,
+    "PTE_TABLE": PTE_TABLE, "PMD_SHARED_TABLE": PMD_SHARED_TABLE,
     "SWP_SOFT_DIRTY": SWP_SOFT_DIRTY, "SWP_UFFD_WP": SWP_UFFD_WP,
     "SWP_EXCLUSIVE": SWP_EXCLUSIVE, "SWP_TYPE_PTE_MARKER": SWP_TYPE_PTE_MARKER,
     "PTE_MARKER_UFFD_WP": PTE_MARKER_UFFD_WP, "PTE_MARKER_POISONED": PTE_MARKER_POISONED,
@@ -204,10 +204,12 @@ cdef inline void _fl_unlink(frame_store *fs, int64_t pfn) noexcept nogil:
 
 
 cdef int _fs_grow(frame_store *fs, int64_t new_cap) noexcept nogil:
-    """Grow every per-pfn array to new_cap (a multiple of 512); new pfns go on the free
-    list lowest first. A failed realloc leaves the store as it was (bigger arrays are
-    harmless)."""
-    cdef int64_t old = fs.capacity, pfn
+    """Grow every per-pfn array to new_cap (a multiple of 512): one realloc each. The new
+    pfns are above the watermark (fs.high): free, on no list, and not even initialised
+    (nothing reads a pfn above the watermark; _fs_fresh() sets one up when it is first
+    handed out), so the host does not fault in memory for pfns never used. A failed
+    realloc leaves the store as it was (bigger arrays are harmless)."""
+    cdef int64_t old = fs.capacity
     cdef void *p
     if new_cap > PFN_LIMIT:
         return -ENOMEM
@@ -239,15 +241,7 @@ cdef int _fs_grow(frame_store *fs, int64_t new_cap) noexcept nogil:
     if p == NULL:
         return -ENOMEM
     fs.block_free = <uint16_t *>p
-    memset(fs.refcount + old, 0, (new_cap - old) * sizeof(int32_t))
-    memset(fs.mapcount + old, 0, (new_cap - old) * sizeof(int32_t))
-    memset(fs.flags + old, 0, (new_cap - old) * sizeof(uint8_t))
-    memset(fs.data + old, 0, (new_cap - old) * sizeof(uint8_t *))
     memset(fs.block_free + (old >> 9), 0, ((new_cap - old) >> 9) * sizeof(uint16_t))
-    pfn = new_cap - 1
-    while pfn >= old:
-        _fl_push(fs, pfn)
-        pfn -= 1
     fs.capacity = new_cap
     return 0
 
@@ -263,12 +257,34 @@ cdef inline void _fs_free(frame_store *fs, int64_t pfn) noexcept nogil:
     fs.nr_used -= 1
 
 
-cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil:
-    cdef int64_t pfn
-    if fs.free_head < 0 and _fs_grow(fs, fs.capacity * 2) < 0:
+cdef inline void _fs_fresh(frame_store *fs, int64_t pfn) noexcept nogil:
+    """Set up a pfn the watermark passes: the state of a free frame."""
+    fs.refcount[pfn] = 0
+    fs.mapcount[pfn] = 0
+    fs.flags[pfn] = 0
+    fs.data[pfn] = NULL
+
+
+cdef inline int64_t _fs_take(frame_store *fs) noexcept nogil:
+    """A free pfn, taken off the store (its refcount, mapcount and flags are the caller's
+    to set; its data is NULL): the most recently freed one, else the first never used
+    (the watermark), growing the store when it is all used; -ENOMEM."""
+    cdef int64_t pfn = fs.free_head
+    if pfn >= 0:
+        _fl_unlink(fs, pfn)
+        return pfn
+    if fs.high == fs.capacity and _fs_grow(fs, fs.capacity * 2) < 0:
         return -ENOMEM
-    pfn = fs.free_head
-    _fl_unlink(fs, pfn)
+    pfn = fs.high
+    fs.high += 1
+    fs.data[pfn] = NULL
+    return pfn
+
+
+cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil:
+    cdef int64_t pfn = _fs_take(fs)
+    if pfn < 0:
+        return pfn
     fs.refcount[pfn] = 1
     fs.mapcount[pfn] = 0
     fs.flags[pfn] = <uint8_t>kind
@@ -277,17 +293,32 @@ cdef int64_t fs_alloc(frame_store *fs, int kind) noexcept nogil:
 
 
 cdef int64_t fs_alloc_huge(frame_store *fs, int kind) noexcept nogil:
-    cdef int64_t b, head, i, nblocks = fs.capacity >> 9
+    """A 512-aligned block of free frames: one wholly on the free list, else the first
+    whole block above the watermark (the pfns skipped to align it go on the free list)."""
+    cdef int64_t b, head, i, nblocks = fs.high >> 9
+    cdef bint listed = False
     for b in range(1, nblocks):
         if fs.block_free[b] == PT_HPAGE_NR:
+            listed = True
             break
+    if listed:
+        head = b << 9
     else:
-        if _fs_grow(fs, fs.capacity * 2) < 0:
-            return -ENOMEM
-        b = nblocks
-    head = b << 9
+        head = (fs.high + PT_HPAGE_NR - 1) & ~(<int64_t>PT_HPAGE_NR - 1)
+        while head + PT_HPAGE_NR > fs.capacity:
+            if _fs_grow(fs, fs.capacity * 2) < 0:
+                return -ENOMEM
+        i = head - 1
+        while i >= fs.high:
+            _fs_fresh(fs, i)
+            _fl_push(fs, i)
+            i -= 1
+        fs.high = head + PT_HPAGE_NR
     for i in range(head, head + PT_HPAGE_NR):
-        _fl_unlink(fs, i)
+        if listed:
+            _fl_unlink(fs, i)
+        else:
+            fs.data[i] = NULL
         fs.refcount[i] = 1
         fs.mapcount[i] = 0
         fs.flags[i] = <uint8_t>kind
@@ -333,17 +364,23 @@ cdef class Frames:
         self.fs.free_head = -1
         if _fs_grow(&self.fs, 1024) < 0:
             raise MemoryError()
-        _fl_unlink(&self.fs, 0)
-        for pfn in range(1, 1024):
+        # pfn 0 is never used and 1, 512..1023 are the zero pages: the rest of the first
+        # 1024 goes on the free list (lowest first), the watermark starts above them.
+        for pfn in range(1023, -1, -1):
+            _fs_fresh(&self.fs, pfn)
+            if pfn == 0:
+                continue
             if pfn_is_zero(pfn):
-                _fl_unlink(&self.fs, pfn)
                 self.fs.refcount[pfn] = 1
                 self.fs.flags[pfn] = FRAME_ZERO
+            else:
+                _fl_push(&self.fs, pfn)
+        self.fs.high = 1024
 
     def __dealloc__(self):
         cdef int64_t pfn
         if self.fs.data != NULL:
-            for pfn in range(self.fs.capacity):
+            for pfn in range(self.fs.high):
                 free(self.fs.data[pfn])
         free(self.fs.refcount)
         free(self.fs.mapcount)
@@ -358,7 +395,7 @@ cdef class Frames:
     cdef int64_t _pfn(self, object pfn, bint allow_zero) except -1:
         """A pfn of a frame in use (the zero page only if allow_zero)."""
         cdef int64_t p = <int64_t>_u64(pfn, "pfn", PFN_LIMIT)
-        if p <= 0 or p >= self.fs.capacity or self.fs.refcount[p] <= 0:
+        if p <= 0 or p >= self.fs.high or self.fs.refcount[p] <= 0:
             raise ValueError(f"pfn {p:#x} is not a frame in use")
         if pfn_is_zero(p) and not allow_zero:
             raise ValueError("the zero page cannot be used here")
@@ -415,7 +452,7 @@ cdef class Frames:
     def put_huge(self, head):
         """put() on each of the 512 frames of a huge allocation."""
         cdef int64_t h = self._pfn(head, False), i
-        if h & (PT_HPAGE_NR - 1) or h + PT_HPAGE_NR > self.fs.capacity:
+        if h & (PT_HPAGE_NR - 1) or h + PT_HPAGE_NR > self.fs.high:
             raise ValueError(f"pfn {h:#x} is not the head of a huge frame")
         for i in range(h, h + PT_HPAGE_NR):
             self._pfn(i, False)
@@ -531,9 +568,11 @@ cdef class Frames:
         try:
             for t in tables:
                 (<PageTables>t)._tally(maps)
+            if not 1024 <= fs.high <= fs.capacity:
+                raise InvariantError(f"watermark {fs.high:#x} outside [0x400, {fs.capacity:#x}]")
             pfn = fs.free_head
             while pfn >= 0:
-                if pfn >= fs.capacity or fs.refcount[pfn] != 0 or pfn == 0 or pfn_is_zero(pfn):
+                if pfn >= fs.high or fs.refcount[pfn] != 0 or pfn == 0 or pfn_is_zero(pfn):
                     raise InvariantError(f"free list holds pfn {pfn:#x}")
                 nfree += 1
                 per_block[pfn >> 9] += 1
@@ -544,7 +583,7 @@ cdef class Frames:
                 if per_block[b] != fs.block_free[b]:
                     raise InvariantError(f"block {b}: {fs.block_free[b]} free recorded, "
                                          f"{per_block[b]} on the free list")
-            for pfn in range(1, fs.capacity):
+            for pfn in range(1, fs.high):
                 if pfn_is_zero(pfn):
                     if fs.refcount[pfn] != 1 or fs.mapcount[pfn] or fs.data[pfn] != NULL \
                             or _kind(fs, pfn) != FRAME_ZERO:
@@ -568,9 +607,9 @@ cdef class Frames:
             if used != fs.nr_used or data != fs.nr_data:
                 raise InvariantError(f"nr_used {fs.nr_used} (found {used}), nr_data "
                                      f"{fs.nr_data} (found {data})")
-            if nfree + used + 2 + PT_HPAGE_NR != fs.capacity:
+            if nfree + used + 2 + PT_HPAGE_NR != fs.high:
                 raise InvariantError(f"{nfree} free + {used} used + {2 + PT_HPAGE_NR} "
-                                     f"reserved != {fs.capacity}")
+                                     f"reserved != the watermark {fs.high}")
         finally:
             free(maps)
             free(per_block)
@@ -647,6 +686,90 @@ cdef void _free_table_pool(frame_store *fs) noexcept nogil:
     fs.chunk_next = fs.chunk_end = NULL
 
 
+cdef inline uint64_t *_mm_new_table(pt_mm *mm) noexcept nogil:
+    """A zeroed table from the pool, counted in the host memory of mm."""
+    cdef uint64_t *t = _new_table(mm.fs)
+    if t != NULL:
+        mm.nr_host_tables += 1
+    return t
+
+
+cdef inline void _mm_release_table(pt_mm *mm, uint64_t *t) noexcept nogil:
+    _release_table(mm.fs, t)
+    mm.nr_host_tables -= 1
+
+
+# ---------------------------------------------------------------------------------------
+# Shared uniform PTE tables. Most PTE tables of a guard-heavy address space hold one value
+# 512 times (a 2 MiB span of guard markers, or nothing left after a remove): such a table
+# is not given 4 KiB of its own, its PMD entry names one of two canonical tables, with
+# PMD_SHARED_TABLE set. They are mapped read-only once per interpreter, so a walker that
+# forgets pte_table_unshare() faults at once instead of corrupting every mm. The kernel
+# has one table per PMD whatever it holds, so nr_pte_tables (VmPTE) counts shared tables
+# like private ones; nr_shared_pte_tables and nr_host_tables say what the host holds.
+# ---------------------------------------------------------------------------------------
+cdef uint64_t *NONE_TABLE = NULL
+cdef uint64_t *GUARD_TABLE = NULL
+
+
+cdef int _init_shared_tables() except -1:
+    global NONE_TABLE, GUARD_TABLE
+    cdef void *p = mmap(NULL, 2 * PAGE_SIZE_, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if p == MAP_FAILED or (<uint64_t>p + PAGE_SIZE_) & ~PTE_PFN_MASK:
+        raise MemoryError("no memory for the shared page tables")
+    NONE_TABLE = <uint64_t *>p
+    GUARD_TABLE = <uint64_t *>p + PT_PTRS_PER_TABLE
+    _fill(GUARD_TABLE, PT_PTRS_PER_TABLE, GUARD_PTE)
+    mprotect(p, 2 * PAGE_SIZE_, PROT_READ)
+    return 0
+
+
+_init_shared_tables()
+
+
+cdef const uint64_t *pt_shared_table(uint64_t value) noexcept nogil:
+    if value == 0:
+        return NONE_TABLE
+    if value == GUARD_PTE:
+        return GUARD_TABLE
+    return NULL
+
+
+cdef void _pmd_share(pt_mm *mm, uint64_t *pmd, uint64_t value) noexcept nogil:
+    """Point the PMD entry (none, private or shared) at the canonical table of value (0 or
+    GUARD_PTE): a none entry gains a (logical) table, a private table goes to the pool."""
+    cdef uint64_t e = pmd[0]
+    if e == 0:
+        mm.nr_pte_tables += 1
+    elif not pmd_is_shared(e):
+        _mm_release_table(mm, entry_table(e))
+    if not pmd_is_shared(e):
+        mm.nr_shared_pte_tables += 1
+    pmd[0] = <uint64_t>pt_shared_table(value) | PTE_TABLE | PMD_SHARED_TABLE
+
+
+cdef int pte_table_unshare(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    cdef uint64_t e = pmd[0]
+    cdef uint64_t *t
+    if not pmd_is_shared(e):
+        return 0
+    t = _mm_new_table(mm)
+    if t == NULL:
+        return -ENOMEM
+    memcpy(t, entry_table(e), PAGE_SIZE_)
+    pmd[0] = <uint64_t>t | PTE_TABLE
+    mm.nr_shared_pte_tables -= 1
+    return 0
+
+
+cdef int _pte_table_private(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    """A PTE table of this mm alone under the (non-huge) PMD entry, allocated if none."""
+    if pmd[0] == 0:
+        return pt_alloc_table(mm, pmd, PT_PMD_SHIFT)
+    return pte_table_unshare(mm, pmd)
+
+
 cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept nogil:
     """level_shift names the level of the entry that points at the table."""
     if level_shift == PT_PGDIR_SHIFT:
@@ -659,7 +782,7 @@ cdef inline void _count_table(pt_mm *mm, int level_shift, int delta) noexcept no
 
 cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
     """Fill the none entry (of the level with shift level_shift) with a new zeroed table."""
-    cdef uint64_t *t = _new_table(mm.fs)
+    cdef uint64_t *t = _mm_new_table(mm)
     if t == NULL:
         return -ENOMEM
     entry[0] = <uint64_t>t | PTE_TABLE
@@ -668,7 +791,11 @@ cdef int pt_alloc_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept no
 
 
 cdef inline void _free_table(pt_mm *mm, uint64_t *entry, int level_shift) noexcept nogil:
-    _release_table(mm.fs, entry_table(entry[0]))
+    """Clear the entry and count its table out; a canonical shared table is not pooled."""
+    if pmd_is_shared(entry[0]):
+        mm.nr_shared_pte_tables -= 1
+    else:
+        _mm_release_table(mm, entry_table(entry[0]))
     entry[0] = 0
     _count_table(mm, level_shift, -1)
 
@@ -748,7 +875,7 @@ cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
         pmd[0] = 0
         _unmap_frames(mm, head, PT_HPAGE_NR, (v & PTE_DIRTY) != 0)
         return 0
-    t = _new_table(mm.fs)
+    t = _mm_new_table(mm)       # the deposited table, now held in host memory
     if t == NULL:
         return -ENOMEM
     flags = v & ~(PTE_PFN_MASK | PTE_PSE)
@@ -764,12 +891,17 @@ cdef int pt_split_huge_pmd(pt_mm *mm, uint64_t *pmd) noexcept nogil:
 # ---------------------------------------------------------------------------------------
 # The generic walk
 # ---------------------------------------------------------------------------------------
-cdef inline void _walk_init(pt_walk *w, pt_mm *mm, const pt_walk_ops *ops,
-                            uint64_t start) noexcept nogil:
-    memset(w, 0, sizeof(pt_walk))
+cdef int pt_run_walk(pt_walk *w, pt_mm *mm, const pt_walk_ops *ops, uint64_t start,
+                     uint64_t end, uint64_t arg, uint64_t arg2, void *priv) noexcept nogil:
     w.mm = mm
     w.ops = ops
     w.start = start
+    w.stop = end
+    w.count = 0
+    w.arg = arg
+    w.arg2 = arg2
+    w.priv = priv
+    return pt_walk_range(w, start, end)
 
 
 cdef int _walk_table(pt_walk *w, uint64_t *table, int shift, uint64_t addr,
@@ -889,13 +1021,34 @@ cdef inline uint64_t _or_table(const uint64_t *p) noexcept nogil:
 # ---------------------------------------------------------------------------------------
 # MADV_GUARD_INSTALL / MADV_GUARD_REMOVE (mm/madvise.c guard_install_* / guard_remove_*)
 # ---------------------------------------------------------------------------------------
+cdef void _share_if_uniform(pt_mm *mm, uint64_t *pmd) noexcept nogil:
+    """After guards were written over part of a private table: share the table if it now
+    holds nothing but guard markers. (A table left all none by a partial remove stays
+    private: the same page installed and removed in turn would otherwise copy a table
+    each time.)"""
+    cdef int64_t guards
+    if not _scan(entry_table(pmd[0]), PT_PTRS_PER_TABLE, &guards) and \
+            guards == PT_PTRS_PER_TABLE:
+        _pmd_share(mm, pmd, GUARD_PTE)
+
+
 cdef int _install_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
-    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef uint64_t *pte
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e
     cdef int64_t guards
+    if pmd_is_shared(pmd[0]):
+        if entry_table(pmd[0]) == GUARD_TABLE:
+            return WALK_NEXT            # every entry is a guard already
+        if n < PT_PTRS_PER_TABLE and pte_table_unshare(w.mm, pmd) < 0:
+            return -ENOMEM
+    pte = _ptes(pmd, addr)
     if not _scan(pte, n, &guards):      # the common case: only none and guard entries
-        _fill(pte, n, GUARD_PTE)
+        if n == PT_PTRS_PER_TABLE:
+            _pmd_share(w.mm, pmd, GUARD_PTE)
+        else:
+            _fill(pte, n, GUARD_PTE)
+            _share_if_uniform(w.mm, pmd)
         return WALK_NEXT
     for i in range(n):
         e = pte[i]
@@ -907,30 +1060,57 @@ cdef int _install_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
     return WALK_NEXT
 
 
+cdef int _install_hole(pt_walk *w, uint64_t addr, uint64_t end) noexcept nogil:
+    """No table covers [addr, end) (at any level): allocate the PUD and PMD tables as the
+    kernel's install walk does; a whole 2 MiB span names GUARD_TABLE (no PTE table is
+    allocated), a partial one gets a private table."""
+    cdef uint64_t next
+    cdef uint64_t *pmd
+    while addr < end:
+        next = pt_addr_end(addr, end, PT_PMD_SHIFT)
+        pmd = pt_pmd_entry(w.mm, addr, True)
+        if pmd == NULL:
+            return -ENOMEM
+        if next - addr == PMD_SIZE_:
+            _pmd_share(w.mm, pmd, GUARD_PTE)
+        else:
+            if pt_alloc_table(w.mm, pmd, PT_PMD_SHIFT) < 0:
+                return -ENOMEM
+            _fill(_ptes(pmd, addr), <Py_ssize_t>((next - addr) >> PT_PAGE_SHIFT), GUARD_PTE)
+        addr = next
+    return WALK_NEXT
+
+
+# guard_install_walk_ops: holes get GUARD_TABLE or a table, huge PMDs stop the walk.
+cdef pt_walk_ops _install_ops = pt_walk_ops(pte_range=_install_ptes, huge_pmd=_stop_here,
+                                            hole=_install_hole, alloc=False)
+
+
 cdef int pt_install_guards(pt_mm *mm, uint64_t start, uint64_t end,
                            uint64_t *stop) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _install_ptes
-    ops.huge_pmd = _stop_here
-    ops.hole = NULL
-    ops.alloc = True
-    _walk_init(&w, mm, &ops, start)
-    w.stop = end
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_install_ops, start, end, 0, 0, NULL)
     stop[0] = w.stop
     return r if r < 0 else 0
 
 
 cdef int _remove_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
-    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef uint64_t *pte
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e, m
     cdef int64_t guards
+    if pmd_is_shared(pmd[0]):
+        if entry_table(pmd[0]) == NONE_TABLE:
+            return WALK_NEXT            # nothing to remove
+        if n < PT_PTRS_PER_TABLE and pte_table_unshare(w.mm, pmd) < 0:
+            return -ENOMEM
+    pte = _ptes(pmd, addr)
     if not _scan(pte, n, &guards):      # the common case: only none and guard entries
         w.count += guards
-        _fill(pte, n, 0)
+        if n == PT_PTRS_PER_TABLE:
+            _pmd_share(w.mm, pmd, 0)    # the kernel keeps the emptied table
+        else:
+            _fill(pte, n, 0)
         return WALK_NEXT
     for i in range(n):
         e = pte[i]
@@ -944,16 +1124,15 @@ cdef int _remove_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) no
     return WALK_NEXT
 
 
+# guard_remove_walk_ops: existing tables only, huge PMDs skipped.
+cdef pt_walk_ops _remove_ops = pt_walk_ops(pte_range=_remove_ptes, huge_pmd=NULL, hole=NULL,
+                                           alloc=False)
+
+
 cdef int64_t pt_remove_guards(pt_mm *mm, uint64_t start, uint64_t end) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    ops.pte_range = _remove_ptes
-    ops.huge_pmd = NULL
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    pt_walk_range(&w, start, end)
-    return w.count
+    cdef int r = pt_run_walk(&w, mm, &_remove_ops, start, end, 0, 0, NULL)
+    return r if r < 0 else w.count
 
 
 # ---------------------------------------------------------------------------------------
@@ -997,12 +1176,18 @@ cdef inline int _zap_one(pt_mm *mm, uint64_t *p, uint64_t e, int flags) noexcept
 
 
 cdef int _zap_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
-    cdef uint64_t *pte = _ptes(pmd, addr)
+    cdef uint64_t *pte
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e
     cdef int flags = <int>w.arg
     cdef int64_t guards
     cdef bint emptied
+    if pmd_is_shared(pmd[0]):
+        if entry_table(pmd[0]) == GUARD_TABLE and not (flags & ZAP_DROP_MARKERS):
+            return WALK_NEXT            # guard markers survive an ordinary zap
+        if n < PT_PTRS_PER_TABLE and pte_table_unshare(w.mm, pmd) < 0:
+            return -ENOMEM
+    pte = _ptes(pmd, addr)
     if _scan(pte, n, &guards):
         for i in range(n):
             e = pte[i]
@@ -1012,11 +1197,16 @@ cdef int _zap_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexc
     else:                               # only none and guard entries
         if flags & ZAP_DROP_MARKERS:
             w.count += guards
-            _fill(pte, n, 0)
+            if n < PT_PTRS_PER_TABLE:   # a whole table is emptied below
+                _fill(pte, n, 0)
         emptied = guards == 0 or (flags & ZAP_DROP_MARKERS)
-    # PT_RECLAIM: a table whose whole span was zapped and is now empty goes.
-    if (flags & ZAP_RECLAIM_PT) and end - addr == PMD_SIZE_ and emptied:
-        _free_table(w.mm, pmd, PT_PMD_SHIFT)
+    # PT_RECLAIM: a table whose whole span was zapped and is now empty goes; without it
+    # the kernel keeps the empty table, which can then be the shared NONE_TABLE.
+    if end - addr == PMD_SIZE_ and emptied:
+        if flags & ZAP_RECLAIM_PT:
+            _free_table(w.mm, pmd, PT_PMD_SHIFT)
+        else:
+            _pmd_share(w.mm, pmd, 0)
     return WALK_NEXT
 
 
@@ -1032,17 +1222,13 @@ cdef int _zap_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexc
     return r if r < 0 else WALK_DESCEND
 
 
+cdef pt_walk_ops _zap_ops = pt_walk_ops(pte_range=_zap_ptes, huge_pmd=_zap_huge, hole=NULL,
+                                        alloc=False)
+
+
 cdef int64_t pt_zap(pt_mm *mm, uint64_t start, uint64_t end, int flags) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _zap_ptes
-    ops.huge_pmd = _zap_huge
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.arg = <uint64_t>flags
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_zap_ops, start, end, <uint64_t>flags, 0, NULL)
     return r if r < 0 else w.count
 
 
@@ -1251,14 +1437,22 @@ cdef int64_t _copy_level(pt_mm *src, pt_mm *dst, uint64_t *stable, uint64_t *dta
         r = 0
         if shift == PT_PMD_SHIFT and pmd_is_huge(v):
             r = _copy_huge(src, dst, stable + pt_index(addr, shift), de, flags)
+        elif shift == PT_PMD_SHIFT and pmd_is_shared(v) and de[0] == 0 and \
+                next - addr == PMD_SIZE_:
+            # copy_pte_range() of a whole uniform table: copy_pte_marker() gives guard
+            # markers to every child, so the child names the same canonical table.
+            _pmd_share(dst, de, entry_table(v)[0])
+            r = PT_PTRS_PER_TABLE if entry_table(v)[0] else 0
         elif v != 0:
-            if de[0] == 0 and pt_alloc_table(dst, de, shift) < 0:
-                return -ENOMEM
             if shift == PT_PMD_SHIFT:
+                if _pte_table_private(dst, de) < 0:
+                    return -ENOMEM
                 r = _copy_ptes(src, dst, entry_table(v) + pt_index(addr, PT_PAGE_SHIFT),
                                entry_table(de[0]) + pt_index(addr, PT_PAGE_SHIFT),
                                <Py_ssize_t>((next - addr) >> PT_PAGE_SHIFT), flags)
             else:
+                if de[0] == 0 and pt_alloc_table(dst, de, shift) < 0:
+                    return -ENOMEM
                 r = _copy_level(src, dst, entry_table(v), entry_table(de[0]), shift - 9,
                                 addr, next, flags)
                 if r < 0:
@@ -1393,7 +1587,8 @@ cdef int64_t pt_move_range(pt_mm *mm, uint64_t old_addr, uint64_t new_addr,
             new_addr += extent
             continue
         if old_e[0] != 0:
-            if new_e[0] == 0 and pt_alloc_table(mm, new_e, PT_PMD_SHIFT) < 0:
+            # move_ptes() writes both tables: neither may be a shared one.
+            if _pte_table_private(mm, new_e) < 0 or pte_table_unshare(mm, old_e) < 0:
                 return -ENOMEM
             # move_ptes()
             src = _ptes(old_e, old_addr)
@@ -1416,6 +1611,18 @@ cdef enum:
     FAULT_TOUCH = 2
 
 cdef int _fault_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noexcept nogil:
+    """The pages of one PTE table: _fault_pte_run() and the counting of its new pages."""
+    cdef int64_t fresh = 0
+    cdef int r = _fault_pte_run(w, pmd, addr, end, &fresh)
+    # One update of RSS and the frame count for the whole run (add_mm_counter() once per
+    # batch, as the kernel's fault-around and folio batches do).
+    w.mm.rss[FRAME_ANON] += fresh
+    w.mm.fs.nr_used += fresh
+    return r
+
+
+cdef inline int _fault_pte_run(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end,
+                               int64_t *fresh) noexcept nogil:
     cdef uint64_t *pte = _ptes(pmd, addr)
     cdef Py_ssize_t i, n = <Py_ssize_t>((end - addr) >> PT_PAGE_SHIFT)
     cdef uint64_t e, pfn, prot = w.arg2
@@ -1423,6 +1630,13 @@ cdef int _fault_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     cdef bint write = (w.arg & FAULT_WRITE) != 0, touch = (w.arg & FAULT_TOUCH) != 0
     cdef frame_store *fs = w.mm.fs
     cdef int64_t newpfn
+    # A shared table of guards stops the walk at its first entry without writing; a
+    # shared empty one is filled: it becomes this mm's own.
+    if pmd_is_shared(pmd[0]) and entry_table(pmd[0]) == NONE_TABLE:
+        if pte_table_unshare(w.mm, pmd) < 0:
+            w.stop = addr
+            return -ENOMEM
+        pte = _ptes(pmd, addr)
     for i in range(n):
         e = pte[i]
         if e != 0 and (e & PTE_PRESENT) == 0:
@@ -1434,12 +1648,15 @@ cdef int _fault_ptes(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
                 pte[i] = (<uint64_t>FRAME_ZERO_PFN << PT_PAGE_SHIFT) | PTE_SPECIAL | \
                     (prot & ~(PTE_RW | PTE_DIRTY | PTE_SOFT_DIRTY))
                 continue
-            newpfn = fs_alloc(fs, FRAME_ANON)
+            newpfn = _fs_take(fs)
             if newpfn < 0:
                 w.stop = addr + (<uint64_t>i << PT_PAGE_SHIFT)
                 return <int>newpfn
-            fs.mapcount[newpfn] = 1         # the allocation's reference is the mapping's
-            w.mm.rss[FRAME_ANON] += 1
+            # A fresh anon page, mapped once: its one reference is the mapping's.
+            fs.refcount[newpfn] = 1
+            fs.mapcount[newpfn] = 1
+            fs.flags[newpfn] = FRAME_ANON
+            fresh[0] += 1
             pte[i] = (<uint64_t>newpfn << PT_PAGE_SHIFT) | prot | written
             continue
         if not write:
@@ -1481,20 +1698,17 @@ cdef int _fault_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     return WALK_NEXT
 
 
+# Faults allocate the tables they need (__handle_mm_fault()).
+cdef pt_walk_ops _fault_ops = pt_walk_ops(pte_range=_fault_ptes, huge_pmd=_fault_huge,
+                                          hole=NULL, alloc=True)
+
+
 cdef int pt_fault_anon(pt_mm *mm, uint64_t start, uint64_t end, bint write,
                        uint64_t pte_flags, bint touch, uint64_t *stop) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _fault_ptes
-    ops.huge_pmd = _fault_huge
-    ops.hole = NULL
-    ops.alloc = True
-    _walk_init(&w, mm, &ops, start)
-    w.arg = (FAULT_WRITE if write else 0) | (FAULT_TOUCH if touch else 0)
-    w.arg2 = pte_flags
-    w.stop = end
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_fault_ops, start, end,
+                             (FAULT_WRITE if write else 0) | (FAULT_TOUCH if touch else 0),
+                             pte_flags, NULL)
     stop[0] = w.stop
     return r if r < 0 else 0
 
@@ -1529,19 +1743,14 @@ cdef int _prot_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noex
     return WALK_NEXT
 
 
+cdef pt_walk_ops _prot_ops = pt_walk_ops(pte_range=_prot_ptes, huge_pmd=_prot_huge, hole=NULL,
+                                         alloc=False)
+
+
 cdef int64_t pt_change_prot(pt_mm *mm, uint64_t start, uint64_t end, uint64_t newflags,
                             uint64_t mask) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _prot_ptes
-    ops.huge_pmd = _prot_huge
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.arg = newflags
-    w.arg2 = mask
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_prot_ops, start, end, newflags, mask, NULL)
     return r if r < 0 else w.count
 
 
@@ -1663,19 +1872,14 @@ cdef int _reclaim_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) n
     return WALK_NEXT
 
 
+cdef pt_walk_ops _reclaim_ops = pt_walk_ops(pte_range=_reclaim_ptes, huge_pmd=_reclaim_huge,
+                                            hole=NULL, alloc=False)
+
+
 cdef int64_t pt_reclaim(pt_mm *mm, uint64_t start, uint64_t end, bint pageout,
                         bint keep_uffd) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
-    cdef int r
-    ops.pte_range = _reclaim_ptes
-    ops.huge_pmd = _reclaim_huge
-    ops.hole = NULL
-    ops.alloc = False
-    _walk_init(&w, mm, &ops, start)
-    w.arg = pageout
-    w.arg2 = keep_uffd
-    r = pt_walk_range(&w, start, end)
+    cdef int r = pt_run_walk(&w, mm, &_reclaim_ops, start, end, pageout, keep_uffd, NULL)
     return r if r < 0 else w.count
 
 
@@ -1692,7 +1896,7 @@ cdef inline uint64_t _pm_present(frame_store *fs, uint64_t pfn) noexcept nogil:
     """PM bits of a PTE-mapped page: FILE unless anon, EXCLUSIVE if mapped once; none for
     the zero page (vm_normal_page() has no page for it)."""
     cdef uint64_t f = 0
-    if pfn_is_zero(pfn) or pfn >= <uint64_t>fs.capacity:
+    if pfn_is_zero(pfn) or pfn >= <uint64_t>fs.high:
         return 0
     if _kind(fs, pfn) != FRAME_ANON:
         f |= PM_FILE_
@@ -1775,21 +1979,18 @@ cdef int _pm_hole(pt_walk *w, uint64_t addr, uint64_t end) noexcept nogil:
     return WALK_NEXT
 
 
+cdef pt_walk_ops _pm_ops = pt_walk_ops(pte_range=_pm_ptes, huge_pmd=_pm_huge, hole=_pm_hole,
+                                       alloc=False)
+
+
 cdef int pt_pagemap(pt_mm *mm, uint64_t start, uint64_t end, uint64_t *out,
                     Py_ssize_t stride, bint vma_softdirty) noexcept nogil:
-    cdef pt_walk_ops ops
     cdef pt_walk w
     cdef pm_out o
-    ops.pte_range = _pm_ptes
-    ops.huge_pmd = _pm_huge
-    ops.hole = _pm_hole
-    ops.alloc = False
     o.out = out
     o.stride = stride
     o.base_flags = PM_SOFT_DIRTY_ if vma_softdirty else 0
-    _walk_init(&w, mm, &ops, start)
-    w.priv = &o
-    return pt_walk_range(&w, start, end)
+    return pt_run_walk(&w, mm, &_pm_ops, start, end, 0, 0, &o)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1897,6 +2098,10 @@ cdef int _smaps_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noe
     return WALK_NEXT
 
 
+cdef pt_walk_ops _smaps_ops = pt_walk_ops(pte_range=_smaps_ptes, huge_pmd=_smaps_huge,
+                                          hole=NULL, alloc=False)
+
+
 # ---------------------------------------------------------------------------------------
 # count() and dump() (introspection for the Python layer and tests)
 # ---------------------------------------------------------------------------------------
@@ -1982,6 +2187,12 @@ cdef int _dump_huge(pt_walk *w, uint64_t *pmd, uint64_t addr, uint64_t end) noex
     return _list_push(<entry_list *>w.priv, addr & PMD_MASK_, pmd[0])
 
 
+cdef pt_walk_ops _count_ops = pt_walk_ops(pte_range=_count_ptes, huge_pmd=_count_huge,
+                                          hole=_count_hole, alloc=False)
+cdef pt_walk_ops _dump_ops = pt_walk_ops(pte_range=_dump_ptes, huge_pmd=_dump_huge, hole=NULL,
+                                         alloc=False)
+
+
 # ---------------------------------------------------------------------------------------
 # PageTables
 # ---------------------------------------------------------------------------------------
@@ -1997,11 +2208,11 @@ cdef class PageTables:
 
     def __cinit__(self, Frames frames not None):
         memset(&self.mm, 0, sizeof(pt_mm))
-        self.mm.pgd = _new_table(&frames.fs)
+        self.mm.fs = &frames.fs
+        self.mm.pgd = _mm_new_table(&self.mm)
         if self.mm.pgd == NULL:
             raise MemoryError()
         self.frames = frames
-        self.mm.fs = &frames.fs
 
     def __dealloc__(self):
         cdef uint64_t bad
@@ -2010,7 +2221,7 @@ cdef class PageTables:
         # exit_mmap(): unmap everything, then free every table.
         pt_zap(&self.mm, 0, USER_END, ZAP_DROP_MARKERS)
         pt_free_pgtables(&self.mm, 0, USER_END, 0, 0, False, &bad)
-        _release_table(self.mm.fs, self.mm.pgd)
+        _mm_release_table(&self.mm, self.mm.pgd)
         self.mm.pgd = NULL
 
     # --- counters ---------------------------------------------------------------------
@@ -2031,6 +2242,17 @@ cdef class PageTables:
         """mm_pgtables_bytes(): what /proc/pid/status shows as VmPTE (in bytes)."""
         return PAGE_SIZE_ * (self.mm.nr_pte_tables + self.mm.nr_pmd_tables +
                              self.mm.nr_pud_tables)
+
+    @property
+    def nr_shared_pte_tables(self):
+        """Of nr_pte_tables, those naming a canonical shared table (no host memory)."""
+        return self.mm.nr_shared_pte_tables
+
+    @property
+    def host_table_bytes(self):
+        """Host memory the tables of this mm take (the pgd included): VmPTE less the
+        shared tables and the deposited tables of unsplit huge PMDs, plus the pgd."""
+        return PAGE_SIZE_ * self.mm.nr_host_tables
 
     @property
     def rss_anon(self):
@@ -2110,7 +2332,9 @@ cdef class PageTables:
             raise MemoryError()
         if pte[0] != 0:
             raise ValueError(f"PTE at {a:#x} is not none ({pte[0]:#x})")
-        return pte
+        if pte_table_unshare(&self.mm, pmd) < 0:
+            raise MemoryError()
+        return _ptes(pmd, a)
 
     def set_marker(self, addr, bits):
         """Write a PTE marker (PTE_MARKER_* bits) into the none PTE at addr."""
@@ -2156,7 +2380,7 @@ cdef class PageTables:
         cdef uint64_t *pmd
         if a & (PMD_SIZE_ - 1):
             raise ValueError(f"{a:#x} is not 2 MiB aligned")
-        if head & (PT_HPAGE_NR - 1) or head + PT_HPAGE_NR > self.frames.fs.capacity:
+        if head & (PT_HPAGE_NR - 1) or head + PT_HPAGE_NR > self.frames.fs.high:
             raise ValueError(f"pfn {head:#x} is not 512-aligned")
         for i in range(head, head + PT_HPAGE_NR):
             if not pfn_is_zero(head):
@@ -2201,6 +2425,7 @@ cdef class PageTables:
         cdef int64_t r
         _user_range(start, end, &s, &e)
         r = pt_remove_guards(&self.mm, s, e)
+        _check_err(r)
         return r
 
     def zap(self, start, end, flags=0):
@@ -2349,18 +2574,11 @@ cdef class PageTables:
         """The page-table half of one /proc/pid/smaps block (bytes; *_x4096 are bytes
         << 12 as the kernel's PSS_SHIFT)."""
         cdef uint64_t s, e
-        cdef pt_walk_ops ops
         cdef pt_walk w
         cdef smaps_acc a
         _user_range(start, end, &s, &e)
         memset(&a, 0, sizeof(a))
-        ops.pte_range = _smaps_ptes
-        ops.huge_pmd = _smaps_huge
-        ops.hole = NULL
-        ops.alloc = False
-        _walk_init(&w, &self.mm, &ops, s)
-        w.priv = &a
-        pt_walk_range(&w, s, e)
+        pt_run_walk(&w, &self.mm, &_smaps_ops, s, e, 0, 0, &a)
         return {
             "rss": a.rss, "pss_x4096": a.pss, "pss_anon_x4096": a.pss_anon,
             "pss_file_x4096": a.pss_file, "pss_shmem_x4096": a.pss_shmem,
@@ -2378,18 +2596,11 @@ cdef class PageTables:
         per bit (guard, poison, uffd_wp); zero_page is a subset of present; pte_tables
         are the PTE tables intersecting the range."""
         cdef uint64_t s, e
-        cdef pt_walk_ops ops
         cdef pt_walk w
         cdef entry_counts c
         _user_range(start, end, &s, &e)
         memset(&c, 0, sizeof(c))
-        ops.pte_range = _count_ptes
-        ops.huge_pmd = _count_huge
-        ops.hole = _count_hole
-        ops.alloc = False
-        _walk_init(&w, &self.mm, &ops, s)
-        w.priv = &c
-        pt_walk_range(&w, s, e)
+        pt_run_walk(&w, &self.mm, &_count_ops, s, e, 0, 0, &c)
         return {"none": c.none, "present": c.present, "protnone": c.protnone,
                 "zero_page": c.zero_page, "guard": c.guard, "poison": c.poison,
                 "uffd_wp": c.uffd_wp, "swap": c.swap, "huge_pmd": c.huge_pmd,
@@ -2399,21 +2610,14 @@ cdef class PageTables:
         """{address: raw} of every non-none PTE in [start, end); a huge PMD appears once,
         at its 2 MiB-aligned address."""
         cdef uint64_t s, e
-        cdef pt_walk_ops ops
         cdef pt_walk w
         cdef entry_list l
         cdef Py_ssize_t i
         cdef int r
         _user_range(start, end, &s, &e)
         memset(&l, 0, sizeof(l))
-        ops.pte_range = _dump_ptes
-        ops.huge_pmd = _dump_huge
-        ops.hole = NULL
-        ops.alloc = False
-        _walk_init(&w, &self.mm, &ops, s)
-        w.priv = &l
         try:
-            r = pt_walk_range(&w, s, e)
+            r = pt_run_walk(&w, &self.mm, &_dump_ops, s, e, 0, 0, &l)
             _check_err(r)
             return {l.items[i]: l.items[i + 1] for i in range(0, l.n, 2)}
         finally:
@@ -2425,7 +2629,7 @@ cdef class PageTables:
         entries against the counters, and add each frame's mappings to maps[pfn]."""
         cdef pt_mm *mm = &self.mm
         cdef frame_store *fs = mm.fs
-        cdef int64_t nud = 0, nmd = 0, npt = 0, swap = 0
+        cdef int64_t nud = 0, nmd = 0, npt = 0, nshared = 0, ndeposit = 0, swap = 0
         cdef int64_t rss[4]
         cdef Py_ssize_t g, u, d, t
         cdef uint64_t v, w, x, e, pfn, addr
@@ -2434,6 +2638,9 @@ cdef class PageTables:
         cdef uint64_t *pte
         cdef int64_t i
         memset(rss, 0, sizeof(rss))
+        if _scan(NONE_TABLE, PT_PTRS_PER_TABLE, &i) or i != 0 or \
+                _scan(GUARD_TABLE, PT_PTRS_PER_TABLE, &i) or i != PT_PTRS_PER_TABLE:
+            raise InvariantError("a canonical shared PTE table was written")
         for g in range(PT_PTRS_PER_TABLE):
             v = mm.pgd[g]
             if v == 0:
@@ -2458,10 +2665,11 @@ cdef class PageTables:
                         continue
                     if pmd_is_huge(x):
                         pfn = pte_pfn(x)
-                        if pfn & (PT_HPAGE_NR - 1) or pfn + PT_HPAGE_NR > <uint64_t>fs.capacity:
+                        if pfn & (PT_HPAGE_NR - 1) or pfn + PT_HPAGE_NR > <uint64_t>fs.high:
                             raise InvariantError(f"huge PMD at {addr:#x}: pfn {pfn:#x}")
                         if pfn_is_zero(pfn):
                             npt += 1
+                            ndeposit += 1
                             continue
                         for i in range(PT_HPAGE_NR):
                             if fs.refcount[pfn + i] <= 0 or \
@@ -2472,9 +2680,15 @@ cdef class PageTables:
                                 maps[pfn + i] += 1
                         if _kind(fs, pfn) == FRAME_ANON:
                             npt += 1
+                            ndeposit += 1
                         rss[_kind(fs, pfn)] += PT_HPAGE_NR
                         continue
-                    if (x & ~PTE_PFN_MASK) != PTE_TABLE:
+                    if (x & ~PTE_PFN_MASK) == PTE_TABLE | PMD_SHARED_TABLE:
+                        if entry_table(x) != NONE_TABLE and entry_table(x) != GUARD_TABLE:
+                            raise InvariantError(f"shared PMD entry at {addr:#x} names no "
+                                                 f"canonical table: {x:#x}")
+                        nshared += 1
+                    elif (x & ~PTE_PFN_MASK) != PTE_TABLE:
                         raise InvariantError(f"bad PMD entry at {addr:#x}: {x:#x}")
                     npt += 1
                     pte = entry_table(x)
@@ -2496,7 +2710,7 @@ cdef class PageTables:
                             continue
                         if pfn_is_zero(pfn):
                             raise InvariantError(f"PTE at {addr:#x}+{t} maps the huge zero page")
-                        if pfn >= <uint64_t>fs.capacity or fs.refcount[pfn] <= 0:
+                        if pfn >= <uint64_t>fs.high or fs.refcount[pfn] <= 0:
                             raise InvariantError(f"PTE at {addr + (t << 12):#x} maps free "
                                                  f"pfn {pfn:#x}")
                         if maps != NULL:
@@ -2506,6 +2720,12 @@ cdef class PageTables:
             raise InvariantError(
                 f"tables: counted pud/pmd/pte {mm.nr_pud_tables}/{mm.nr_pmd_tables}/"
                 f"{mm.nr_pte_tables}, found {nud}/{nmd}/{npt}")
+        if nshared != mm.nr_shared_pte_tables:
+            raise InvariantError(f"shared PTE tables: counted {mm.nr_shared_pte_tables}, "
+                                 f"found {nshared}")
+        if 1 + nud + nmd + npt - nshared - ndeposit != mm.nr_host_tables:
+            raise InvariantError(f"host tables: counted {mm.nr_host_tables}, found "
+                                 f"{1 + nud + nmd + npt - nshared - ndeposit}")
         for i in range(FRAME_ANON, FRAME_SHMEM + 1):
             if rss[i] != mm.rss[i]:
                 raise InvariantError(f"rss[{i}] is {mm.rss[i]}, found {rss[i]}")
@@ -2524,7 +2744,7 @@ cdef class PageTables:
             raise MemoryError()
         try:
             self._tally(maps)
-            for pfn in range(fs.capacity):
+            for pfn in range(fs.high):
                 if maps[pfn] and (fs.mapcount[pfn] < maps[pfn] or
                                   fs.refcount[pfn] < fs.mapcount[pfn]):
                     raise InvariantError(

@@ -30,5 +30,9 @@ def test_instruction_counts_with_callgrind():
     figures = callgrind.instruction_counts()
     assert set(figures["counts"]) == set(callgrind.WALKERS)
     pages = figures["bytes_walked"] // 4096
-    # Every walker visits every page at least once: at least an instruction per page.
-    assert all(n >= pages for n in figures["counts"].values()), figures
+    # Every walker visits every page at least once: at least an instruction per page;
+    # but a guard install over empty, whole 2 MiB spans writes one PMD entry per span
+    # (the shared GUARD table): at least an instruction per 2 MiB.
+    counts = dict(figures["counts"])
+    assert counts.pop("install_guards") >= pages // 512, figures
+    assert all(n >= pages for n in counts.values()), figures

@@ -150,9 +150,12 @@ def test_move_aligned_but_destination_has_a_table(pt, frames):
     anon_page(pt, frames, BASE)
     pt.install_guards(BASE + 4 * PMD, BASE + 4 * PMD + P)
     pt.zap(BASE + 4 * PMD, BASE + 5 * PMD, _core.ZAP_DROP_MARKERS)   # empty table remains
-    dst_table = pt.get_pmd(BASE + 4 * PMD)
+    assert pt.get_pmd(BASE + 4 * PMD) != 0
+    src_table = pt.get_pmd(BASE)
     pt.move_range(BASE, BASE + 4 * PMD, PMD)
-    assert pt.get_pmd(BASE + 4 * PMD) == dst_table          # moved PTE by PTE instead
+    assert pt.get_pmd(BASE) == src_table                    # moved PTE by PTE instead:
+    assert pt.get_pmd(BASE + 4 * PMD) != src_table          # the source table stays
+    assert pt.nr_pte_tables == 2
     assert pt.lookup(BASE + 4 * PMD)[0] == _core.ENTRY_PRESENT
 
 

@@ -318,6 +318,48 @@ class CoreMachine(RuleBasedStateMachine):
         tree.pmd -= pmds
         tree.pud -= puds
 
+    @rule(r=page_ranges(), new=addresses)
+    def move_range(self, r, new):
+        """mremap's move_page_tables(): whole tables move where both sides are aligned and
+        the destination has none; otherwise entries move one by one into a table of the
+        destination, and the source table stays."""
+        (old, old_end), tree, pt = r, self.model[0], self.pt[0]
+        length = old_end - old
+        if old < new + length and new < old_end or tree.within(new, new + length):
+            return
+        assert pt.move_range(old, new, length) == length
+        while old < old_end:
+            extent = min(PUD - old % PUD, old_end - old, PUD - new % PUD)
+            if old & ~(PUD - 1) in tree.pmd:
+                tree.pud.add(new & ~(PGDIR - 1))
+                if extent == PUD and new not in tree.pmd:
+                    self.move_tables(tree, old, new, PUD)
+                    old, new = old + extent, new + extent
+                    continue
+                extent = min(PMD - old % PMD, old_end - old, PMD - new % PMD)
+                if old & ~(PMD - 1) in tree.pte:
+                    tree.pmd.add(new & ~(PUD - 1))
+                    if extent == PMD and new not in tree.pte:
+                        self.move_tables(tree, old, new, PMD)
+                    else:
+                        tree.pte.add(new & ~(PMD - 1))
+                        self.move_entries(tree, old, new, extent)
+            old, new = old + extent, new + extent
+
+    @staticmethod
+    def move_entries(tree, old, new, length):
+        for a in tree.within(old, old + length):
+            tree.entries[a - old + new] = tree.entries.pop(a)
+
+    def move_tables(self, tree, old, new, size):
+        """The table of [old, old + size) changes hands (with the PTE tables under it)."""
+        levels = (tree.pmd, tree.pte) if size == PUD else (tree.pte,)
+        for level in levels:
+            for b in [b for b in level if old <= b < old + size]:
+                level.discard(b)
+                level.add(b - old + new)
+        self.move_entries(tree, old, new, size)
+
     @rule()
     def exit_child(self):
         self.pt[1].zap(0, 1 << 47, _core.ZAP_DROP_MARKERS)
@@ -354,6 +396,14 @@ class CoreMachine(RuleBasedStateMachine):
                               pte_tables=sum(1 for b in tree.pte
                                              if b < base + size and b + PMD > base))
                 assert pt.count(base, base + size) == expect
+            # A shared PTE table stands for 512 none entries or 512 exact guard markers.
+            raw = pt.dump()
+            for b in tree.pte:
+                if pt.get_pmd(b) & _core.PMD_SHARED_TABLE:
+                    values = {raw.get(a, 0) for a in range(b, b + PMD, P)}
+                    assert values in ({0}, {_core.GUARD_PTE}), (hex(b), values)
+            assert pt.nr_shared_pte_tables == sum(
+                1 for b in tree.pte if pt.get_pmd(b) & _core.PMD_SHARED_TABLE)
             pt.check()
 
     @invariant()

@@ -19,14 +19,16 @@ PROGRAM = textwrap.dedent("""
                     return int(line.split()[1]) << 10
 
     def guards(gib):
-        # Linear memories as wasm runtimes reserve them: PROT_NONE, MAP_NORESERVE, every
-        # page a guard marker, so the tables are all there is.
+        # A PROT_NONE reservation with guard markers on all pages but one of each 2 MiB,
+        # so the tables are all there is, and every PTE table is a private one (a span of
+        # guards only would name the shared GUARD table and take no memory).
         system = pt.System()
         mm = system.spawn()
-        length = gib << 30
+        length, pmd = gib << 30, 2 << 20
         a = mm.mmap(0, length, pt.PROT_NONE,
                     pt.MAP_PRIVATE | pt.MAP_ANONYMOUS | pt.MAP_NORESERVE)
-        mm.madvise(a, length, pt.MADV_GUARD_INSTALL)
+        for off in range(-a % pmd, length - pmd + 1, pmd):
+            mm.madvise(a + off, pmd - pt.PAGE_SIZE, pt.MADV_GUARD_INSTALL)
         return system, [mm]
 
     def contents(mib):
@@ -43,7 +45,7 @@ PROGRAM = textwrap.dedent("""
         return system, [mm, child]
 
     def held(system, procs):
-        return (sum(p.pt.pgtables_bytes for p in procs)
+        return (sum(p.pt.host_table_bytes for p in procs)
                 + system.frames.nr_data * pt.PAGE_SIZE)
 
     make = {"guards": guards, "contents": contents}[SCENARIO]
