@@ -12,8 +12,8 @@ import time
 import types
 
 from .. import constants as C
-from ..errors import ERRNO_NAMES
-from . import registry
+from ..errors import ERRNO_NAMES, Fault
+from . import arrays, registry
 from .blocks import Batcher, Strategy
 from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
                       Snapshot)
@@ -96,9 +96,11 @@ class Run:
 
 class RecordingMM:
     """Forwards to `inner` and logs every syscall-shaped call (the ones CountingMM counts)
-    as (name, args, result): the return value (None as 0, a forked child as 0), or -errno.
-    With it, `compare --live` checks the host kernel's answers call by call against the
-    simulator's, not only the state they leave."""
+    and every touch as (name, args, result): the return value (None as 0, a forked child
+    as 0), -errno, or a touch's signal number (0 when every page faulted in). With it,
+    `compare --live` checks the host kernel's answers call by call against the
+    simulator's, not only the state they leave, and the run becomes an array of calls
+    (RunResult.array())."""
 
     def __init__(self, inner, log):
         self.inner = inner
@@ -107,6 +109,15 @@ class RecordingMM:
     @property
     def map_count(self):
         return self.inner.map_count
+
+    def touch(self, addr, size=1, *, write=False):
+        args = (addr, size, write)
+        try:
+            self.inner.touch(addr, size, write=write)
+        except Fault as e:
+            self.log.append(("touch", args, int(e.signal)))
+            raise
+        self.log.append(("touch", args, 0))
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -187,6 +198,11 @@ class RunResult:
     @property
     def delta(self):
         return self.final - self.baseline.times(max(self.final.processes, 1))
+
+    def array(self):
+        """The run's calls as one arrays.CallArray (needs record_calls): what the model
+        is for timing, run as one batch on a fresh process of either backend."""
+        return arrays.from_log(self.calls, stopped=self.limit is not None)
 
     def as_dict(self):
         return {

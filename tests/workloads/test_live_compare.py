@@ -101,5 +101,6 @@ def test_an_errno_is_compared_too(live_only):
 @pytest.mark.parametrize("strategy", list(Strategy))
 def test_the_models_agree_call_by_call(live_only, name, params, strategy):
     sim, live = both(name, strategy, params)
-    assert sim.calls and len(sim.calls) == len(live.calls) == sim.syscalls["total"]
+    assert sim.calls and len(sim.calls) == len(live.calls)
+    assert sum(c[0] != "touch" for c in sim.calls) == sim.syscalls["total"]
     assert report.mismatches(sim, live) == []
