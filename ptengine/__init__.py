@@ -9,3 +9,12 @@ warn_if_stale()
 from .files import File, System  # noqa: E402,F401
 from .mm import MM  # noqa: E402,F401
 from .vma import VMA  # noqa: E402,F401
+from .calls import calls  # noqa: E402,F401
+
+
+def __getattr__(name):
+    # CALL_DTYPE is made on first use: numpy starts threads at import (calls.py).
+    if name == "CALL_DTYPE":
+        from .calls import call_dtype
+        return call_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,19 @@ def lock_mode(name, args):
     return "read" if name in READ_LOCKED_CALLS else "write"
 
 
+def call_kind(name, advice=None):
+    """(label, lock mode) under which a call is counted: "madvise(GUARD_INSTALL)" for the
+    advised calls (by their advice), the name for the others."""
+    if name in ("madvise", "process_madvise"):
+        return f"{name}({ADVICE_NAMES.get(advice, advice)})", lock_mode(name, (advice,))
+    return name, lock_mode(name, ())
+
+
+def error_label(name, err):
+    """How a failed call is counted: "set_anon_name: EINVAL"."""
+    return f"{name}: {ERRNO_NAMES.get(err, err)}"
+
+
 @dataclasses.dataclass
 class CallRecord:
     """One forwarded call, kept for the last call so that a failure can say where it was."""
@@ -81,7 +94,8 @@ class SyscallCounter:
         self.by_lock = defaultdict(int)     # "write" / "read" / "none"
         self.errors = defaultdict(int)      # "set_anon_name: EINVAL", ...
         self.iovecs = 0               # ranges carried by process_madvise calls
-        self.last_call = None         # (name, args) of the last call that failed
+        self.last_call = None         # (name, args) of the last call that failed (a batch:
+                                      # of the last row it ran, the failing one at a stop)
         self.failed_map_count = None  # map_count of the process when a call last failed
 
     @property
@@ -110,11 +124,10 @@ def _counted(name):
     def kind(args):
         advice = args[-1]
         if advice not in kinds:
-            kinds[advice] = (f"{name}({ADVICE_NAMES.get(advice, advice)})",
-                             lock_mode(name, args))
+            kinds[advice] = call_kind(name, advice)
         return kinds[advice]
 
-    fixed = None if advised else (name, lock_mode(name, ()))
+    fixed = None if advised else call_kind(name)
 
     def call(self, *args, **kwargs):
         counter = self.counter
@@ -129,7 +142,7 @@ def _counted(name):
         except OSError as e:
             # The failing call is the one a stopped run names (SyscallCounter.last).
             counter.last_call = (name, args)
-            counter.errors[f"{name}: {ERRNO_NAMES.get(e.errno, e.errno)}"] += 1
+            counter.errors[error_label(name, e.errno)] += 1
             counter.failed_map_count = self.inner.map_count
             raise
     call.__name__ = name
