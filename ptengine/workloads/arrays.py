@@ -20,25 +20,14 @@ import dataclasses
 
 import numpy as np
 
-from ..calls import CALL_DTYPE, FLAG_TOLERATE, CallOp
+from ..calls import CALL_NAMES, FLAG_TOLERATE, NO_FILE, CallOp, calls
 
-ANONYMOUS = 2**64 - 1             # fd_index of an anonymous mmap
 MASK = 2**64 - 1
-
-# The log's call names -> (op, the argument positions that hold addresses).
-OPS = {
-    "mmap": (CallOp.MMAP, (0,)), "munmap": (CallOp.MUNMAP, (0,)),
-    "mprotect": (CallOp.MPROTECT, (0,)), "madvise": (CallOp.MADVISE, (0,)),
-    "mremap": (CallOp.MREMAP, (0, 4)), "mlock": (CallOp.MLOCK, (0,)),
-    "munlock": (CallOp.MUNLOCK, (0,)), "mlockall": (CallOp.MLOCKALL, ()),
-    "munlockall": (CallOp.MUNLOCKALL, ()), "mseal": (CallOp.MSEAL, (0,)),
-    "brk": (CallOp.BRK, ()), "set_anon_name": (CallOp.ANON_NAME, (0,)),
-    "touch": (CallOp.TOUCH, (0,)),
-}
-# Calls with optional trailing arguments: (how many are required, the methods' defaults
-# of the rest), so that a row always carries every argument in API order.
-OPTIONAL = {"mmap": (4, (None, 0)), "mremap": (3, (0, 0)), "mlock": (2, (0,)),
-            "mseal": (2, (0,)), "touch": (1, (1, False))}
+OP_OF = {name: op for op, name in CALL_NAMES.items()}
+# The argument positions of each call that hold addresses (mremap: old and new_addr).
+ADDRESS_ARGS = {"mmap": (0,), "munmap": (0,), "mprotect": (0,), "madvise": (0,),
+                "mremap": (0, 4), "mlock": (0,), "munlock": (0,), "mseal": (0,),
+                "set_anon_name": (0,), "touch": (0,)}
 
 
 @dataclasses.dataclass
@@ -116,72 +105,64 @@ def from_log(log, *, stopped=False):
     at its last call's error (a Limit); every other failed call was tolerated."""
     names, name_index = [], {}
     regions = Regions()
-    ops, flags, refs, args, expected = [], [], [], [], []
+    tuples, refs, flags, expected = [], [], [], []
     last = len(log) - 1
 
-    def row(op, a, result, addr_at, tolerate):
-        ref, base = -1, 0
-        rel = 0
+    def relative(args, addr_at):
+        """args with the addresses inside one earlier row's mapping made relative to it:
+        (args, ref, REL bits)."""
+        args, ref, rel = list(args), -1, 0
         for k in addr_at:
-            hit = regions.find(a[k])
+            hit = regions.find(args[k])
             if hit is None or (ref >= 0 and hit[0] != ref):
                 continue
             ref, base = hit
-            a[k] = (a[k] - base) & MASK
+            args[k] = (args[k] - base) & MASK
             rel |= 1 << k
-        ops.append(op)
-        flags.append(rel | (FLAG_TOLERATE if tolerate else 0))
-        refs.append(ref)
-        args.append(a + [0] * (6 - len(a)))
-        expected.append(result)
+        return args, ref, rel
 
-    for i, (name, call_args, result) in enumerate(log):
-        tolerate = result < 0 and not (stopped and i == last)
-        n = len(ops)
-        if name == "process_madvise":
-            iovecs, advice, *rest = call_args
-            iov_flags = rest[0] if rest else 0
-            row(CallOp.PROCESS_MADVISE, [len(iovecs), advice, iov_flags], result, (), tolerate)
-            for base, length in iovecs:
-                row(CallOp.IOVEC, [base, length], 0, (0,), False)
-            continue
-        if name not in OPS:
+    for i, (name, args, result) in enumerate(log):
+        if name not in OP_OF:
             raise ValueError(f"a {name}() cannot be a row of this session's arrays "
                              "(one process only: fork and exit rows are later work)")
-        op, addr_at = OPS[name]
-        required, defaults = OPTIONAL.get(name, (len(call_args), ()))
-        a = list(call_args) + list(defaults[len(call_args) - required:])
+        row = len(refs)
+        tolerate = FLAG_TOLERATE if result < 0 and not (stopped and i == last) else 0
+        if name == "process_madvise":
+            iovecs = [relative(iov, (0,)) for iov in args[0]]
+            tuples.append((name, [v for v, _, _ in iovecs], *args[1:]))
+            refs += [-1] + [ref for _, ref, _ in iovecs]
+            flags += [tolerate] + [rel for _, _, rel in iovecs]
+            expected += [result] + [0] * len(iovecs)
+            continue
+        args, ref, rel = relative(args, ADDRESS_ARGS.get(name, ()))
         if name == "mmap":
-            if a[4] is not None:
+            if len(args) > 4 and args[4] is not None:
                 raise ValueError("file mappings are not recorded into arrays yet")
-            a[4] = ANONYMOUS
+            args[4:5] = [NO_FILE] if len(args) > 4 else []
         elif name == "set_anon_name":
-            label = a[2]
-            if label is None:
-                a[2] = 0
-            else:
-                if label not in name_index:
-                    name_index[label] = len(names)
-                    names.append(label)
-                a[2] = name_index[label] + 1
+            label = args[2]
+            if label is not None and label not in name_index:
+                name_index[label] = len(names)
+                names.append(label)
+            args[2] = 0 if label is None else name_index[label] + 1
         elif name == "touch":
-            a[2] = int(bool(a[2]))
-        row(op, [int(x) & MASK for x in a], result, addr_at, tolerate)
+            args[2] = int(bool(args[2]))
+        tuples.append((name, *args))
+        refs.append(ref)
+        flags.append(rel | tolerate)
+        expected.append(result)
         if result < 0:
             continue
+        log_args = log[i][1]
         if name == "mmap":
-            regions.add(result, _page_end(result, a[1]), n, result)
+            regions.add(result, _page_end(result, log_args[1]), row, result)
         elif name == "munmap":
-            regions.remove(call_args[0], _page_end(call_args[0], call_args[1]))
+            regions.remove(log_args[0], _page_end(log_args[0], log_args[1]))
         elif name == "mremap":
-            regions.remove(call_args[0], _page_end(call_args[0], call_args[1]))
-            regions.add(result, _page_end(result, a[2]), n, result)
+            regions.remove(log_args[0], _page_end(log_args[0], log_args[1]))
+            regions.add(result, _page_end(result, log_args[2]), row, result)
 
-    out = np.zeros(len(ops), dtype=CALL_DTYPE)
-    out["op"] = ops
-    out["flags"] = flags
+    out = calls(tuples)
     out["ref"] = refs
-    if ops:
-        out["a"] = np.array(args, dtype=np.uint64)
+    out["flags"] = flags
     return CallArray(out, np.array(expected, dtype=np.int64), [], names)
-

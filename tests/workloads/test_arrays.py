@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from ptengine import constants as C
-from ptengine.calls import FLAG_TOLERATE, CallOp
+from ptengine.calls import FLAG_TOLERATE, NO_FILE, CallOp
 from ptengine.errors import Fault
-from ptengine.workloads import WORKLOADS, Strategy, run
-from ptengine.workloads.arrays import ANONYMOUS, from_log
+from ptengine.workloads import WORKLOADS, Strategy, SyscallCounter, run
+from ptengine.workloads.arrays import from_log
 from ptengine.workloads.runner import close_backend, open_backend
 
 # Every registered model at a size both backends run in seconds. Models that fork are not
@@ -68,7 +68,7 @@ def _resolved(row, results):
 
 def _method(mm, arr, op, a):
     if op == CallOp.MMAP:
-        assert a[4] == ANONYMOUS
+        assert a[4] == NO_FILE
         return mm.mmap, a[0], a[1], a[2], a[3], None, a[5]
     if op == CallOp.ANON_NAME:
         return mm.set_anon_name, a[0], a[1], arr.names[a[2] - 1] if a[2] else None
@@ -119,6 +119,23 @@ def test_a_model_run_as_an_array_reproduces_every_result(backend, name, strategy
         f"row {arr.first_difference(got)}: {arr.calls[arr.first_difference(got)]}"
 
 
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_a_model_array_runs_as_one_batch(sim, name, strategy):
+    """mm.batch(array, stop=expected) on a fresh simulated process runs every row to the
+    recorded result, and counts what CountingMM counted when the model ran."""
+    result = run(name, strategy, SIZES[name], record_calls=True)
+    arr = result.array()
+    system, mm = open_backend("sim", profile=WORKLOADS[name].profile)
+    counter = SyscallCounter()
+    try:
+        got, ns = arr.run(mm, counter=counter)
+    finally:
+        close_backend(system, [mm])
+    assert arr.first_difference(got) is None and ns > 0
+    assert counter.as_dict() == result.syscalls
+
+
 def test_addresses_are_relative_to_the_rows_that_mapped_them(sim):
     """On a process whose placement differs (a mapping already sits where the first one
     went), every mapping lands elsewhere by one offset, and every other call still
@@ -164,7 +181,7 @@ def test_rel_follows_munmap_map_fixed_and_mremap():
     assert rows["a"][5][0] == A + page                  # no longer mapped: absolute
     assert rows["flags"][5] == FLAG_TOLERATE            # the model went on after it
     assert rows["flags"][6] == 0b1 and rows["a"][6][4] == B    # new_addr maps nothing yet
-    assert rows["a"][0][4] == ANONYMOUS and arr.names == ["x"]
+    assert rows["a"][0][4] == NO_FILE and arr.names == ["x"]
     assert list(rows["a"][8][:3]) == [0, page, 1] and rows["a"][9][2] == 0
     assert list(rows["a"][10][:3]) == [2, C.MADV_GUARD_INSTALL, 0]
     assert arr.expected.tolist() == [r for *_, r in log[:10]] + [2 * page, 0, 0]
