@@ -17,7 +17,7 @@ import gc
 
 from .advice cimport AdviceSyscalls
 from . import calls as _calls
-from .calls import ARITY, CALL_NAMES, CallOp, as_calls, stop_rule
+from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
 from .errors import Fault
 from .files import File
 from .workloads.metrics import call_kind, error_label
@@ -111,14 +111,13 @@ cdef class Tally:
     cdef int64_t iovecs
     cdef dict odd                 # (op, advice) -> calls, for an advice past every MADV_*
     cdef object failed_map_count  # map_count when a call last failed
-    cdef uint8_t last_op          # the last call made: op, arguments, object argument
-    cdef uint64_t last_a[6]
-    cdef object last_arg
+    cdef int64_t last_row         # the last row whose call was made (-1: none)
 
     def __cinit__(self):
         self.odd = {}
+        self.last_row = -1
 
-    cdef void count(self, uint8_t op, const uint64_t *a, object arg):
+    cdef void count(self, Py_ssize_t row, uint8_t op, const uint64_t *a, object arg):
         cdef int advice, slot = op
         if op == MADVISE or op == PROCESS_MADVISE:
             advice = <int>(a[2] if op == MADVISE else a[1])      # an int, as the kernel reads it
@@ -132,16 +131,13 @@ cdef class Tally:
             self.by_lock[SLOT_LOCK[slot]] += 1
         if op == PROCESS_MADVISE:
             self.iovecs += len(arg)
-        self.last_op = op
-        for k in range(6):
-            self.last_a[k] = a[k]
-        self.last_arg = arg
+        self.last_row = row
 
     cdef void failed(self, uint8_t op, int err, AdviceSyscalls mm) except *:
         self.errors[op][err if 0 < err < N_ERRNO else 0] += 1
         self.failed_map_count = mm.map_count
 
-    def add_to(self, counter):
+    def add_to(self, counter, rows, results, files, names):
         """Add the counts to a workloads.metrics.SyscallCounter, one update per label."""
         for slot in range(N_SLOTS):
             if self.calls[slot]:
@@ -160,20 +156,8 @@ cdef class Tally:
         counter.iovecs += self.iovecs
         if self.failed_map_count is not None:
             counter.failed_map_count = self.failed_map_count
-        if self.last_op:
-            counter.last_call = (CALL_NAMES[self.last_op], self.last_args())
-
-    cdef tuple last_args(self):
-        """The last call's arguments as the method took them (CountingMM's last_call)."""
-        cdef uint8_t op = self.last_op
-        if op == PROCESS_MADVISE:
-            return (self.last_arg, <int>self.last_a[1])
-        args = [self.last_a[k] for k in range(ARITY[op])]
-        if op == MMAP:
-            args[4] = self.last_arg
-        elif op == ANON_NAME:
-            args[2] = self.last_arg
-        return tuple(args)
+        if self.last_row >= 0:
+            counter.last_call = call_at(rows, results, self.last_row, files, names)
 
 
 def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter=None):
@@ -185,10 +169,10 @@ def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter
     time is CLOCK_MONOTONIC around the loop, the clock the live server uses."""
     import numpy as np
     rows = as_calls(calls)
-    files = _table(files, "files", (File,))
-    names = _table(names, "names", (str, bytes, bytearray))
+    files = object_table(files, "files", (File,))
+    names = object_table(names, "names", (str, bytes, bytearray))
     mode, expected = stop_rule(stop, len(rows))
-    _check(rows, len(files), len(names))
+    check(rows, len(files), len(names))
     results = np.full(len(rows), -ECANCELED, dtype=np.int64)
     tally = Tally()
     cdef uint64_t *iov = <uint64_t *>malloc(2 * sizeof(uint64_t) * (_longest_vector(rows) + 1))
@@ -207,19 +191,8 @@ def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter
             gc.enable()
         free(iov)
     if counter is not None:
-        tally.add_to(counter)
+        tally.add_to(counter, rows, results, files, names)
     return results, (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
-
-
-def _table(values, what, types):
-    """files= / names= as a list, every entry of an accepted type (TypeError before any
-    call otherwise)."""
-    values = [] if values is None else list(values)
-    for v in values:
-        if not isinstance(v, types):
-            raise TypeError(f"{what} holds {type(v).__name__}, not "
-                            f"{' or '.join(t.__name__ for t in types)}")
-    return values
 
 
 cdef Py_ssize_t _longest_vector(const call_t[::1] rows):
@@ -230,9 +203,10 @@ cdef Py_ssize_t _longest_vector(const call_t[::1] rows):
     return most
 
 
-cdef _check(const call_t[::1] rows, uint64_t n_files, uint64_t n_names):
+def check(const call_t[::1] rows, uint64_t n_files, uint64_t n_names):
     """ValueError for a row no backend can run: an unknown op, a process other than 0, an
-    IOVEC row outside its PROCESS_MADVISE's count or a count past the end, a `ref` that is
+    IOVEC row outside its PROCESS_MADVISE's count, a count past the end (or one a REL bit
+    would change), a `ref` that is
     not an earlier call row (or REL bits without one), an fd_index or a name index outside
     files= or names=."""
     cdef Py_ssize_t i, n = rows.shape[0], iovecs_left = 0, head = 0
@@ -259,6 +233,8 @@ cdef _check(const call_t[::1] rows, uint64_t n_files, uint64_t n_names):
         elif row.flags & FLAG_REL:
             raise ValueError(f"row {i}: REL flags without a ref row")
         if row.op == PROCESS_MADVISE:
+            if row.flags & 1:
+                raise ValueError(f"row {i}: a REL bit on process_madvise's count of IOVEC rows")
             if row.a[0] > <uint64_t>(n - 1 - i):
                 raise ValueError(f"row {i}: process_madvise of {row.a[0]} IOVEC rows "
                                  f"runs past the end of the batch")
@@ -287,7 +263,7 @@ cdef void run_rows(AdviceSyscalls mm, const call_t[::1] rows, int64_t[::1] resul
             if results[i + j]:
                 r = -ECANCELED
         if r == 0:
-            r = issue(mm, row, a, files, names, iov, tally)
+            r = issue(mm, i, row, a, files, names, iov, tally)
         results[i] = r
         if mode == STOP_ERROR and r < 0 and not row.flags & FLAG_TOLERATE:
             return
@@ -310,13 +286,14 @@ cdef inline long long resolve(const call_t *row, int64_t[::1] results, uint64_t 
     return 0
 
 
-cdef long long issue(AdviceSyscalls mm, const call_t *row, const uint64_t *a, list files,
-                     list names, const uint64_t *iov, Tally tally) except? -1:
+cdef long long issue(AdviceSyscalls mm, Py_ssize_t row_index, const call_t *row,
+                     const uint64_t *a, list files, list names, const uint64_t *iov,
+                     Tally tally) except? -1:
     """One row's call, counted; -errno on failure. A process_madvise with FLAG_RESTART is
     re-issued for the bytes a short count left, as blocks.Batcher.flush() does: the
     result is then the bytes of all the calls, or the errno of one that failed."""
     cdef uint8_t op = row.op
-    cdef Py_ssize_t k, first = 0, n = a[0] if op == PROCESS_MADVISE else 0
+    cdef Py_ssize_t k, first = 0, n = row.a[0] if op == PROCESS_MADVISE else 0
     cdef uint64_t skip = 0, done       # ranges [first, n) are left, less skip bytes of the first
     cdef long long r, total = 0
     arg = None
@@ -329,7 +306,7 @@ cdef long long issue(AdviceSyscalls mm, const call_t *row, const uint64_t *a, li
             arg = [(iov[2 * k] + (skip if k == first else 0),
                     iov[2 * k + 1] - (skip if k == first else 0)) for k in range(first, n)]
         if op != TOUCH:
-            tally.count(op, a, arg)
+            tally.count(row_index, op, a, arg)
         try:
             r = call_row(mm, op, a, arg)
         except OSError as e:

@@ -172,6 +172,40 @@ def stop_rule(stop, n):
     return STOP_EXPECTED, expected
 
 
+def object_table(values, what, types):
+    """batch()'s files= or names= as a list whose entries are all of the accepted types
+    (TypeError before any call otherwise)."""
+    values = [] if values is None else list(values)
+    for v in values:
+        if not isinstance(v, types):
+            raise TypeError(f"{what} holds {type(v).__name__}, not "
+                            f"{' or '.join(t.__name__ for t in types)}")
+    return values
+
+
+def call_at(rows, results, i, files, names):
+    """(name, args) of the call row i made, its REL arguments resolved as the executor
+    resolved them: what workloads.metrics.SyscallCounter.last_call holds for a method call."""
+    row = rows[i]
+
+    def args_of(r):
+        ref = int(r["ref"])
+        add = int(results[ref]) if ref >= 0 else 0
+        return [(int(v) + (add if int(r["flags"]) >> k & 1 else 0)) & U64_MAX
+                for k, v in enumerate(r["a"])]
+    op = CallOp(int(row["op"]))
+    a = args_of(row)
+    if op == CallOp.PROCESS_MADVISE:
+        iovecs = [tuple(args_of(rows[j])[:2]) for j in range(i + 1, i + 1 + a[0])]
+        return CALL_NAMES[op], (iovecs, a[1])
+    args = a[:ARITY[op]]
+    if op == CallOp.MMAP:
+        args[4] = None if a[4] == NO_FILE else files[a[4]]
+    elif op == CallOp.ANON_NAME:
+        args[2] = names[a[2] - 1] if a[2] else None
+    return CALL_NAMES[op], tuple(args)
+
+
 __all__ = ["CALL_DTYPE", "CallOp", "FLAG_REL", "FLAG_TOLERATE", "FLAG_RESTART", "NO_FILE",
            "CALL_NAMES", "ARITY", "STOP_NONE", "STOP_ERROR", "STOP_EXPECTED", "calls",
-           "as_calls", "stop_rule"]
+           "as_calls", "stop_rule", "object_table", "call_at"]
