@@ -6,8 +6,10 @@
 pyproject's addopts carry --benchmark-disable, so a plain run is the smoke test: every
 benchmark body runs once, and at a reduced size (SMOKE below) so the suite stays quick.
 With --benchmark-enable the full sizes run: each model at a fixed size per strategy, and
-the scale runs (glibc threads N=100,000 per strategy; an Android system of 1,000
-processes) — targets < 10 s and < 4 GiB each.
+the scale runs of issue 13, every strategy: an Android device of 1,000 processes in < 3 s,
+glibc 100,000 threads in < 0.5 s (and < 4 GiB each, issue 6). The time is the runner's
+wall time of the model (its Python and every call through the API); the table says met or
+MISSED with the figure.
 
 Each scale run executes in a forked child, so its peak RSS (getrusage ru_maxrss) is its
 own and not the high-water mark of the whole pytest process; it goes to extra_info with the
@@ -34,8 +36,9 @@ MODEL_SIZES = {
 }
 SMOKE_DIVISOR = 20                   # model sizes under --benchmark-disable
 SCALE_RUNS_SMOKE_DIVISOR = 50        # scale sizes under --benchmark-disable
-SCALE_RUNS = [("glibc_threads", "n", 100_000), ("android_device", "processes", 1000)]
-SCALE_LIMITS = {"seconds": 10.0, "rss_bytes": 4 << 30}
+# (model, scale parameter, size, seconds: issue 13's target for every strategy)
+SCALE_RUNS = [("glibc_threads", "n", 100_000, 0.5), ("android_device", "processes", 1000, 3.0)]
+SCALE_RSS_BYTES = 4 << 30
 
 
 @pytest.fixture
@@ -113,10 +116,10 @@ def _in_child(name, strategy, params):
 
 
 @pytest.mark.parametrize("strategy", [s.value for s in STRATEGIES])
-@pytest.mark.parametrize("name,scale,size", SCALE_RUNS)
-def test_scale(bench, disabled, name, scale, size, strategy):
-    """The scale runs of issue 6; their time and memory targets are figures in the table
-    (met or MISSED), not assertions: speed is judged by benchmarks, never by tests."""
+@pytest.mark.parametrize("name,scale,size,seconds", SCALE_RUNS)
+def test_scale(bench, disabled, name, scale, size, seconds, strategy):
+    """The scale runs of issues 6 and 13; their time and memory targets are figures in the
+    table (met or MISSED), not assertions: speed is judged by benchmarks, never by tests."""
     benchmark = bench.benchmark
     params = {scale: size // (SCALE_RUNS_SMOKE_DIVISOR if disabled else 1)}
     info = benchmark.pedantic(_in_child, args=(name, strategy, params), rounds=1, iterations=1)
@@ -126,8 +129,9 @@ def test_scale(bench, disabled, name, scale, size, strategy):
         assert info["limit"] and "ENOMEM" in info["limit"]
     else:
         assert info["limit"] is None
-    bench.figure(f"{name} {scale}={params[scale]} time", info["wall_time_s"], unit="s",
-                 at_most=SCALE_LIMITS["seconds"], goal="< 10 s (issue 6)")
-    bench.figure(f"{name} {scale}={params[scale]} peak RSS", info["peak_rss_bytes"] / 2**30,
-                 unit="GiB", at_most=SCALE_LIMITS["rss_bytes"] / 2**30, goal="< 4 GiB (issue 6)")
+    bench.figure(f"{name} {scale}={params[scale]} {strategy} time", info["wall_time_s"],
+                 unit="s", at_most=seconds, goal=f"< {seconds:g} s (issue 13)")
+    bench.figure(f"{name} {scale}={params[scale]} {strategy} peak RSS",
+                 info["peak_rss_bytes"] / 2**30, unit="GiB", at_most=SCALE_RSS_BYTES / 2**30,
+                 goal="< 4 GiB (issue 6)")
 

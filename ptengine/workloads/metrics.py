@@ -94,13 +94,12 @@ class SyscallCounter:
         self.by_lock = defaultdict(int)     # "write" / "read" / "none"
         self.errors = defaultdict(int)      # "set_anon_name: EINVAL", ...
         self.iovecs = 0               # ranges carried by process_madvise calls
-        self.last_call = None         # (name, args) of the last call that failed (a batch:
-                                      # of the last row it ran, the failing one at a stop)
+        self.last_call = None         # (name, args) of the last call issued
         self.failed_map_count = None  # map_count of the process when a call last failed
 
     @property
     def last(self):
-        """CallRecord of the last call that failed, or None."""
+        """CallRecord of the last call issued, or None."""
         return None if self.last_call is None else CallRecord(*self.last_call)
 
     @property
@@ -131,6 +130,7 @@ def _counted(name):
 
     def call(self, *args, **kwargs):
         counter = self.counter
+        counter.last_call = (name, args)
         label, mode = kind(args) if advised else fixed
         counter.by_lock[mode] += 1
         counter.by_name[label] += 1
@@ -140,8 +140,6 @@ def _counted(name):
         try:
             return method(*args, **kwargs)
         except OSError as e:
-            # The failing call is the one a stopped run names (SyscallCounter.last).
-            counter.last_call = (name, args)
             counter.errors[error_label(name, e.errno)] += 1
             counter.failed_map_count = self.inner.map_count
             raise

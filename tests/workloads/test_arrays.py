@@ -92,6 +92,15 @@ def _call(method, *args):
     return 0 if result is None else result
 
 
+def _profile(name, backend):
+    """The model's profile, or the host's for the host kernel (as compare --live runs it:
+    the android models' names need CONFIG_ANON_VMA_NAME, which a host may lack)."""
+    if backend == "live":
+        from ptengine import live
+        return live.host_profile()
+    return WORKLOADS[name].profile
+
+
 def test_every_registered_model_is_sized_here():
     assert set(WORKLOADS) == set(SIZES) | FORKING
 
@@ -100,13 +109,8 @@ def test_every_registered_model_is_sized_here():
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_a_model_run_as_an_array_reproduces_every_result(backend, name, strategy):
     """Recorded on the simulator (as the runner runs a model for its figures), run as rows
-    on a fresh process of each backend: every row returns what the model's call returned.
-    For the host kernel, the simulator runs under the host's profile (as compare --live
-    does: the android models' names need CONFIG_ANON_VMA_NAME, which a host may lack)."""
-    profile = WORKLOADS[name].profile
-    if backend == "live":
-        from ptengine import live
-        profile = live.host_profile()
+    on a fresh process of each backend: every row returns what the model's call returned."""
+    profile = _profile(name, backend)
     result = run(name, strategy, SIZES[name], record_calls=True, profile=profile)
     arr = result.array()
     assert len(arr) >= len(result.calls) and arr.expected.tolist()[:1] == [result.calls[0][2]]
@@ -121,12 +125,13 @@ def test_a_model_run_as_an_array_reproduces_every_result(backend, name, strategy
 
 @pytest.mark.parametrize("strategy", list(Strategy))
 @pytest.mark.parametrize("name", sorted(SIZES))
-def test_a_model_array_runs_as_one_batch(sim, name, strategy):
-    """mm.batch(array, stop=expected) on a fresh simulated process runs every row to the
-    recorded result, and counts what CountingMM counted when the model ran."""
-    result = run(name, strategy, SIZES[name], record_calls=True)
+def test_a_model_array_runs_as_one_batch(backend, name, strategy):
+    """mm.batch(array, stop=expected) on a fresh process of either backend runs every row
+    to the recorded result, and counts what CountingMM counted when the model ran."""
+    profile = _profile(name, backend)
+    result = run(name, strategy, SIZES[name], record_calls=True, profile=profile)
     arr = result.array()
-    system, mm = open_backend("sim", profile=WORKLOADS[name].profile)
+    system, mm = open_backend(backend, profile=profile)
     counter = SyscallCounter()
     try:
         got, ns = arr.run(mm, counter=counter)
