@@ -13,14 +13,13 @@ places alike (the simulator mirrors the kernel's top-down placement), the result
 the recorded ones, which `expected` holds for `batch(..., stop=expected)`.
 Calls that failed and that the model went on after (glibc ignoring the error of its exit
 DONTNEED, a name on a kernel without CONFIG_ANON_VMA_NAME) carry TOLERATE. Addresses in
-the heap stay absolute: brk returns the new break, not a range.
+the heap stay absolute: brk returns the new break, not a range. numpy is imported when an
+array is made, as calls.py does (its import starts OpenBLAS threads).
 """
 import bisect
 import dataclasses
 
-import numpy as np
-
-from ..calls import CALL_NAMES, FLAG_TOLERATE, NO_FILE, CallOp, calls
+from ..calls import CALL_NAMES, FLAG_TOLERATE, NO_FILE, calls
 
 MASK = 2**64 - 1
 OP_OF = {name: op for op, name in CALL_NAMES.items()}
@@ -50,6 +49,7 @@ class CallArray:
 
     def first_difference(self, results):
         """The index of the first row whose result differs from the recorded one, or None."""
+        import numpy as np
         differ = np.flatnonzero(np.asarray(results) != self.expected)
         return int(differ[0]) if len(differ) else None
 
@@ -162,6 +162,7 @@ def from_log(log, *, stopped=False):
             regions.remove(log_args[0], _page_end(log_args[0], log_args[1]))
             regions.add(result, _page_end(result, log_args[2]), row, result)
 
+    import numpy as np
     out = calls(tuples)
     out["ref"] = refs
     out["flags"] = flags
