@@ -9,7 +9,7 @@ after the loop. The live server runs the same rows with the same rules (server.c
 run_batch()); tests/batch runs one array on both and compares them row by row.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import errno
@@ -18,7 +18,6 @@ import gc
 from .advice cimport AdviceSyscalls
 from . import calls as _calls
 from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
-from .errors import Fault
 from .files import File
 from .workloads.metrics import call_kind, error_label
 
@@ -166,9 +165,11 @@ def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter
     stop: None (run every row), "error" (stop after the first row that fails without
     FLAG_TOLERATE), or an int64 array of expected results (stop after the first row whose
     result differs). Rows not run, and rows whose `ref` row failed, get -ECANCELED. The
-    time is CLOCK_MONOTONIC around the loop, the clock the live server uses."""
+    time is CLOCK_MONOTONIC around the loop, the clock the live server uses. OSError
+    ESRCH for an exited process."""
     import numpy as np
     rows = as_calls(calls)
+    mm._alive()           # an exited process runs no batch (ESRCH), as the live server's
     files = object_table(files, "files", (File,))
     names = object_table(names, "names", (str, bytes, bytearray))
     mode, expected = stop_rule(stop, len(rows))
@@ -310,7 +311,8 @@ cdef long long issue(AdviceSyscalls mm, Py_ssize_t row_index, const call_t *row,
         try:
             r = call_row(mm, op, a, arg)
         except OSError as e:
-            tally.failed(op, e.errno, mm)
+            if op != TOUCH:           # uncounted, as CountingMM forwards it uncounted
+                tally.failed(op, e.errno, mm)
             return -e.errno
         if op != PROCESS_MADVISE or not row.flags & FLAG_RESTART:
             return r
@@ -326,38 +328,34 @@ cdef long long issue(AdviceSyscalls mm, Py_ssize_t row_index, const call_t *row,
 
 
 cdef long long call_row(AdviceSyscalls mm, uint8_t op, const uint64_t *a, object arg) except? -1:
-    """The one place a row becomes a call (a switch over the ops, in API argument order).
-    `arg` is the row's object argument: the file of an mmap, the name of a set_anon_name,
-    the (base, length) list of a process_madvise."""
+    """The one place a row becomes a call: a switch over the ops onto the typed entry
+    points (dtype.md), in API argument order, through the vtable. `arg` is the row's object
+    argument: the file of an mmap, the name of a set_anon_name, the (base, length) list of
+    a process_madvise."""
     if op == MMAP:
-        return mm.mmap(a[0], a[1], a[2], a[3], arg, a[5])
+        return mm.sys_mmap(a[0], a[1], a[2], a[3], arg, a[5])
     if op == MUNMAP:
-        mm.munmap(a[0], a[1])
-    elif op == MPROTECT:
-        mm.mprotect(a[0], a[1], a[2])
-    elif op == MADVISE:
-        mm.madvise(a[0], a[1], <int>a[2])
-    elif op == PROCESS_MADVISE:
-        return mm.process_madvise(arg, <int>a[1], a[2])
-    elif op == MREMAP:
-        return mm.mremap(a[0], a[1], a[2], a[3], a[4])
-    elif op == MLOCK:
-        mm.mlock(a[0], a[1], a[2])
-    elif op == MUNLOCK:
-        mm.munlock(a[0], a[1])
-    elif op == MLOCKALL:
-        mm.mlockall(a[0])
-    elif op == MUNLOCKALL:
-        mm.munlockall()
-    elif op == MSEAL:
-        mm.mseal(a[0], a[1], a[2])
-    elif op == BRK:
-        return mm.brk(a[0])
-    elif op == ANON_NAME:
-        mm.set_anon_name(a[0], a[1], arg)
-    elif op == TOUCH:
-        try:
-            mm.touch(a[0], a[1], write=a[2] != 0)
-        except Fault as e:
-            return e.signal
-    return 0
+        return mm.sys_munmap(a[0], a[1])
+    if op == MPROTECT:
+        return mm.sys_mprotect(a[0], a[1], a[2])
+    if op == MADVISE:
+        return mm.sys_madvise(a[0], a[1], <int>a[2])
+    if op == PROCESS_MADVISE:
+        return mm.sys_process_madvise(arg, <int>a[1], a[2])
+    if op == MREMAP:
+        return mm.sys_mremap(a[0], a[1], a[2], a[3], a[4])
+    if op == MLOCK:
+        return mm.sys_mlock(a[0], a[1], a[2])
+    if op == MUNLOCK:
+        return mm.sys_munlock(a[0], a[1])
+    if op == MLOCKALL:
+        return mm.sys_mlockall(a[0])
+    if op == MUNLOCKALL:
+        return mm.sys_munlockall()
+    if op == MSEAL:
+        return mm.sys_mseal(a[0], a[1], a[2])
+    if op == BRK:
+        return mm.sys_brk(a[0])
+    if op == ANON_NAME:
+        return mm.sys_set_anon_name(a[0], a[1], arg)
+    return mm.sys_touch(a[0], a[1], a[2] != 0)          # TOUCH: check() allows no other op

@@ -496,22 +496,28 @@ class LiveMM:
         return results, rep.ret
 
     def _check_rows(self, rows):
-        """_check_op() for every row, on the arguments known before the batch runs (those
-        that REL bits change come from the server's own results: mappings it made)."""
+        """_check_op() for every row at once, on the arguments known before the batch runs
+        (those that REL bits change come from the server's own results: mappings it made).
+        A range _guard() leaves to the kernel (empty, unaligned, wrapping) is left here."""
         import numpy as np
         op, a = rows["op"], rows["a"]
         known = [(rows["flags"] >> k) & 1 == 0 for k in range(6)]
         fixed = (a[:, 3] & MAP_FIXED != 0) & (a[:, 3] & MAP_FIXED_NOREPLACE == 0)
-        spans = [  # (rows, addr, length): the ranges _check_op() guards
-            (np.isin(op, _RANGE_CALLS), 0, 1),
-            ((op == CallOp.MMAP) & fixed, 0, 1),
-            (op == CallOp.MREMAP, 0, 1),
-            ((op == CallOp.MREMAP) & (a[:, 3] & MREMAP_FIXED != 0), 4, 2)]
+        remap = op == CallOp.MREMAP
+        spans = [  # (rows, argument of the address, of the length)
+            (np.isin(op, _RANGE_CALLS) | ((op == CallOp.MMAP) & fixed) | remap, 0, 1),
+            (remap & (a[:, 3] & MREMAP_FIXED != 0), 4, 2)]
         for which, at, size in spans:
-            for i in np.flatnonzero(which & known[at] & known[size]):
-                length = int(a[i, size])
-                self._guard(int(a[i, at]), max(length, PAGE_SIZE) if op[i] == CallOp.MREMAP
-                            and at == 0 else length)
+            rows_at = np.flatnonzero(which & known[at] & known[size])
+            addr, length = a[rows_at, at], a[rows_at, size]
+            length = np.where(remap[rows_at] & (at == 0), np.maximum(length, PAGE_SIZE), length)
+            end = addr + ((length + np.uint64(PAGE_SIZE - 1)) & np.uint64(U64 ^ (PAGE_SIZE - 1)))
+            checked = (length != 0) & (addr % PAGE_SIZE == 0) & (end > addr) \
+                & (length <= np.uint64(U64 - PAGE_SIZE))
+            for start, stop, _ in self.reserved:
+                hit = np.flatnonzero(checked & (addr < stop) & (end > start))
+                if len(hit):
+                    self._guard(int(addr[hit[0]]), int(length[hit[0]]))   # raises
         for i in np.flatnonzero((op == CallOp.BRK) & known[0]):
             self._check_op(Op.BRK, [int(a[i, 0])])
 

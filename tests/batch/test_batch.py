@@ -143,6 +143,26 @@ def test_files_and_touch_past_eof(pair):
     assert [r[:3] for r in pair.layout()] == [(0, 2, "r--p"), (4, 6, "rw-s")]
 
 
+def test_an_exited_process_runs_no_batch(pair):
+    for side in pair.sides:
+        side.mm.exit()
+        with pytest.raises(OSError) as e:
+            side.mm.batch(calls([("munmap", FAR, P)]))
+        assert e.value.errno == errno.ESRCH
+
+
+def test_live_refuses_the_servers_own_mappings(pair):
+    """Live only: the simulator has no server whose mappings a batch could break. A row
+    over them is refused (LiveRangeError, a ValueError) before any row runs."""
+    from ptengine.live import LiveRangeError
+    live = pair.sides[1].mm
+    start, end, _ = live.reserved[0]
+    rows = calls([("mmap", FAR, P, RW, NEW), ("munmap", start, end - start)])
+    with pytest.raises(LiveRangeError):
+        live.batch(rows)
+    assert pair.sides[1].layout() == []
+
+
 def test_names(pair):
     """The host kernel lacks CONFIG_ANON_VMA_NAME (the simulator's default profile too):
     set_anon_name is EINVAL on both, with a name or without."""
@@ -179,7 +199,8 @@ CALLS = [("mmap", FAR, 6 * P, RW, NEW), ("mprotect", FAR, P, PROT_READ),
          ("process_madvise", [(FAR + 3 * P, P)], MADV_GUARD_REMOVE),
          ("madvise", FAR, P, 999), ("munmap", FAR + 1, P), ("mlockall", MCL_CURRENT),
          ("munlockall",), ("mremap", FAR + 5 * P, P, 2 * P, 0), ("touch", FAR, 1, 0),
-         ("mseal", FAR + 5 * P, P), ("munmap", FAR, P)]
+         ("mseal", FAR + 5 * P, P), ("munmap", FAR, P),
+         ("munmap", FAR + 1, P)]     # last, and failing: what SyscallCounter.last_call names
 
 
 def test_counts_equal_countingmm(pair):
@@ -203,7 +224,7 @@ def test_counts_equal_countingmm(pair):
     # mappings included): a stop="error" batch's last row is the failed one.
     assert counters[0].failed_map_count == counting.counter.failed_map_count
     assert counters[1].failed_map_count == pair.sides[1].mm.map_count
-    assert results[-1] == 0
+    assert results[-2:] == [0, -errno.EINVAL]
     mm.exit()
 
 
