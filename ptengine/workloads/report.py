@@ -105,9 +105,12 @@ def format_table(results, live=None):
                      "a socket round trip each); 'one batch' runs the same calls as one array "
                      "in the backend's executor (simulator: its C loop; live: the server's "
                      "loop, the kernel's own cost)")
+    notes = {}                  # one line per reason, naming the runs it applies to
     for r in results + list(live or []):
         if r.batch_note:
-            lines.append(f"   note {r.strategy} [{r.backend}]: no batch time: {r.batch_note}")
+            notes.setdefault(r.batch_note, []).append(f"{r.strategy} [{r.backend}]")
+    for note, runs in notes.items():
+        lines.append(f"   note {', '.join(runs)}: no batch time: {note}")
     for r in results:
         for key, value in r.extra.items():
             lines.append(f"   note {r.strategy}: {key} = {value}")
