@@ -6,13 +6,16 @@
 pyproject's addopts carry --benchmark-disable, so a plain run is the smoke test: every
 benchmark body runs once, and at a reduced size (SMOKE below) so the suite stays quick.
 With --benchmark-enable the full sizes run: each model at a fixed size per strategy, and
-the scale runs (glibc threads N=100,000 per strategy; an Android system of 1,000
-processes) — targets < 10 s and < 4 GiB each.
+the scale runs of issue 13, every strategy: an Android device of 1,000 processes in < 3 s,
+glibc 100,000 threads in < 0.5 s (and < 4 GiB each, issue 6). The time is the runner's
+wall time of the model (its Python and every call through the API); the table says met or
+MISSED with the figure.
 
 Each scale run executes in a forked child, so its peak RSS (getrusage ru_maxrss) is its
 own and not the high-water mark of the whole pytest process; it goes to extra_info with the
-run's wall time and result. Where ptengine.live serves, the same model is also run on the
-host kernel once and the simulated/live time ratio is recorded (CONVENTIONS.md #8).
+run's wall time and result. Where ptengine.live serves, the same model's calls also run as
+one array on each backend (the simulator's executor against the kernel's, in the live
+server's own loop) and that ratio is recorded (CONVENTIONS.md #8), beside the per-call one.
 """
 import multiprocessing
 
@@ -34,8 +37,9 @@ MODEL_SIZES = {
 }
 SMOKE_DIVISOR = 20                   # model sizes under --benchmark-disable
 SCALE_RUNS_SMOKE_DIVISOR = 50        # scale sizes under --benchmark-disable
-SCALE_RUNS = [("glibc_threads", "n", 100_000), ("android_device", "processes", 1000)]
-SCALE_LIMITS = {"seconds": 10.0, "rss_bytes": 4 << 30}
+# (model, scale parameter, size, seconds: issue 13's target for every strategy)
+SCALE_RUNS = [("glibc_threads", "n", 100_000, 0.5), ("android_device", "processes", 1000, 3.0)]
+SCALE_RSS_BYTES = 4 << 30
 
 
 @pytest.fixture
@@ -68,14 +72,23 @@ def _live_available():
 
 @pytest.mark.parametrize("strategy", [s.value for s in STRATEGIES])
 @pytest.mark.parametrize("name", list(MODEL_SIZES))
-def test_model(benchmark, disabled, name, strategy):
+def test_model(bench, disabled, name, strategy):
+    benchmark = bench.benchmark
     params = _shrink(MODEL_SIZES[name], disabled)
     result = benchmark.pedantic(run, args=(name, strategy, params), rounds=3, iterations=1)
     benchmark.extra_info.update(_summary(result))
     if _live_available() and not disabled:
-        live = run(name, strategy, params, backend="live")
+        # Each backend runs the model's calls as one array in its own executor (the
+        # simulator's C loop, the server's loop: the kernel's cost); the per-call live time
+        # is mostly socket round trips and is recorded as such, not as the kernel's.
+        sim = run(name, strategy, params, batch=True)
+        live = run(name, strategy, params, backend="live", batch=True)
         benchmark.extra_info["live_wall_time_s"] = live.wall_time
-        benchmark.extra_info["sim_over_live"] = result.wall_time / max(live.wall_time, 1e-9)
+        if sim.batch_ns and live.batch_ns:
+            bench.ratio("vs kernel, one batch each", sim.batch_ns / 1e9, live.batch_ns / 1e9,
+                        goal="the model's calls as one array; no target")
+        bench.ratio("per call vs live per call (socket round trips)", result.wall_time,
+                    live.wall_time, goal="no target")
     assert result.limit is None
 
 
@@ -113,10 +126,10 @@ def _in_child(name, strategy, params):
 
 
 @pytest.mark.parametrize("strategy", [s.value for s in STRATEGIES])
-@pytest.mark.parametrize("name,scale,size", SCALE_RUNS)
-def test_scale(bench, disabled, name, scale, size, strategy):
-    """The scale runs of issue 6; their time and memory targets are figures in the table
-    (met or MISSED), not assertions: speed is judged by benchmarks, never by tests."""
+@pytest.mark.parametrize("name,scale,size,seconds", SCALE_RUNS)
+def test_scale(bench, disabled, name, scale, size, seconds, strategy):
+    """The scale runs of issues 6 and 13; their time and memory targets are figures in the
+    table (met or MISSED), not assertions: speed is judged by benchmarks, never by tests."""
     benchmark = bench.benchmark
     params = {scale: size // (SCALE_RUNS_SMOKE_DIVISOR if disabled else 1)}
     info = benchmark.pedantic(_in_child, args=(name, strategy, params), rounds=1, iterations=1)
@@ -126,8 +139,9 @@ def test_scale(bench, disabled, name, scale, size, strategy):
         assert info["limit"] and "ENOMEM" in info["limit"]
     else:
         assert info["limit"] is None
-    bench.figure(f"{name} {scale}={params[scale]} time", info["wall_time_s"], unit="s",
-                 at_most=SCALE_LIMITS["seconds"], goal="< 10 s (issue 6)")
-    bench.figure(f"{name} {scale}={params[scale]} peak RSS", info["peak_rss_bytes"] / 2**30,
-                 unit="GiB", at_most=SCALE_LIMITS["rss_bytes"] / 2**30, goal="< 4 GiB (issue 6)")
+    bench.figure(f"{name} {scale}={params[scale]} {strategy} time", info["wall_time_s"],
+                 unit="s", at_most=seconds, goal=f"< {seconds:g} s (issue 13)")
+    bench.figure(f"{name} {scale}={params[scale]} {strategy} peak RSS",
+                 info["peak_rss_bytes"] / 2**30, unit="GiB", at_most=SCALE_RSS_BYTES / 2**30,
+                 goal="< 4 GiB (issue 6)")
 

@@ -150,7 +150,7 @@ def cmd_compare(args):
                         backend="live" if backend == "live" else "sim",
                         max_map_count=args.max_map_count if backend != "live" else None,
                         profile=live.host_profile() if backend == "host" else None,
-                        record_calls=args.live))
+                        record_calls=args.live, batch=True))
                     if backend != "host":
                         bar.update(1)
             checked = got.get("host", got["sim"])

@@ -77,7 +77,8 @@ def format_table(results, live=None):
         rows += [(f"live: {label}", [METRIC[column].get(x) for x in live], True,
                   METRIC[column].fmt)
                  for column, label in (("vmas", "VMAs Δ"), ("vm_pte_bytes", "VmPTE Δ"),
-                                       ("wall_time_s", "wall time"))]
+                                       ("batch_time_s", "kernel time, one batch (server loop)"),
+                                       ("wall_time_s", "time, per call (socket round trips)"))]
     header = [""] + [r.strategy for r in results]
     table = []
     for label, values, change, fmt in rows:
@@ -99,6 +100,17 @@ def format_table(results, live=None):
     for r, text in zip(results, limits):
         if r.limit:
             lines.append(f"   LIMIT {r.strategy}: {text}")
+    if any(r.batch_ns is not None for r in results + list(live or [])):
+        lines.append("   times: 'per call' runs the model, each call through the API (live: "
+                     "a socket round trip each); 'one batch' runs the same calls as one array "
+                     "in the backend's executor (simulator: its C loop; live: the server's "
+                     "loop, the kernel's own cost)")
+    notes = {}                  # one line per reason, naming the runs it applies to
+    for r in results + list(live or []):
+        if r.batch_note:
+            notes.setdefault(r.batch_note, []).append(f"{r.strategy} [{r.backend}]")
+    for note, runs in notes.items():
+        lines.append(f"   note {', '.join(runs)}: no batch time: {note}")
     for r in results:
         for key, value in r.extra.items():
             lines.append(f"   note {r.strategy}: {key} = {value}")

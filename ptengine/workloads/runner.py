@@ -12,8 +12,8 @@ import time
 import types
 
 from .. import constants as C
-from ..errors import ERRNO_NAMES
-from . import registry
+from ..errors import ERRNO_NAMES, Fault
+from . import arrays, registry
 from .blocks import Batcher, Strategy
 from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
                       Snapshot)
@@ -96,9 +96,11 @@ class Run:
 
 class RecordingMM:
     """Forwards to `inner` and logs every syscall-shaped call (the ones CountingMM counts)
-    as (name, args, result): the return value (None as 0, a forked child as 0), or -errno.
-    With it, `compare --live` checks the host kernel's answers call by call against the
-    simulator's, not only the state they leave."""
+    and every touch as (name, args, result): the return value (None as 0, a forked child
+    as 0), -errno, or a touch's signal number (0 when every page faulted in). With it,
+    `compare --live` checks the host kernel's answers call by call against the
+    simulator's, not only the state they leave, and the run becomes an array of calls
+    (RunResult.array())."""
 
     def __init__(self, inner, log):
         self.inner = inner
@@ -107,6 +109,15 @@ class RecordingMM:
     @property
     def map_count(self):
         return self.inner.map_count
+
+    def touch(self, addr, size=1, *, write=False):
+        args = (addr, size, write)
+        try:
+            self.inner.touch(addr, size, write=write)
+        except Fault as e:
+            self.log.append(("touch", args, int(e.signal)))
+            raise
+        self.log.append(("touch", args, 0))
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -183,10 +194,21 @@ class RunResult:
     profile: str = "reference"      # the host profile's name: the simulated machine's, or
                                     # "host" for the live kernel
     calls: list = dataclasses.field(default_factory=list)   # with record_calls: the log
+    # With batch=True: the run's calls as one array (arrays.CallArray) run by the batch
+    # executor of the same backend on a fresh process: its own loop time (the simulator's
+    # C loop, the live server's loop: the kernel's cost, no socket round trips), or None
+    # with the reason in batch_note (a model that forks).
+    batch_ns: object = None
+    batch_note: object = None
 
     @property
     def delta(self):
         return self.final - self.baseline.times(max(self.final.processes, 1))
+
+    def array(self):
+        """The run's calls as one arrays.CallArray (needs record_calls): what the model
+        is for timing, run as one batch on a fresh process of either backend."""
+        return arrays.from_log(self.calls, stopped=self.limit is not None)
 
     def as_dict(self):
         return {
@@ -195,6 +217,8 @@ class RunResult:
             "delta": self.delta.as_dict(), "baseline": self.baseline.as_dict(),
             "final": self.final.as_dict(), "syscalls": self.syscalls,
             "wall_time_s": self.wall_time,
+            "batch_time_s": None if self.batch_ns is None else self.batch_ns / 1e9,
+            "batch_note": self.batch_note,
             "limit": self.limit.as_dict() if self.limit else None,
             "peak_map_count_delta": self.peak_map_count,
             "expected_vmas": self.expected_vmas, "extra": self.extra,
@@ -250,17 +274,20 @@ def _max_map_count(system, backend):
 
 
 def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None,
-        system_options=None, profile=None, record_calls=False):
+        system_options=None, profile=None, record_calls=False, batch=False):
     """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
     address space). `backend` is 'sim', 'live', or a factory of (system, mm). The
     simulator runs under `profile` (a HostProfile or a shipped profile's name; default:
     the model's own), changed by `system_options` (e.g. anon_vma_name=False); with
-    `record_calls`, RunResult.calls logs every call and its result (see RecordingMM)."""
+    `record_calls`, RunResult.calls logs every call and its result (see RecordingMM).
+    With `batch`, the calls are also timed as one array on a fresh process of the same
+    backend (RunResult.batch_ns; implies record_calls)."""
     wl = registry.get(name)
     strategy = Strategy(strategy)
     p = wl.params(params, small=small)
-    system, raw = open_backend(backend, max_map_count, system_options,
-                               wl.profile if profile is None else profile)
+    profile = wl.profile if profile is None else profile
+    record_calls = record_calls or batch
+    system, raw = open_backend(backend, max_map_count, system_options, profile)
     calls = []
     mm = CountingMM(RecordingMM(raw, calls) if record_calls else raw)
     r = Run(mm, strategy, p, system)
@@ -289,11 +316,35 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
         final = Snapshot.of(r.processes)
         r.observe()
         peak = r.peak_map_count - baseline.map_count * len(r.processes)
-        return RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline, final,
-                         mm.counter.as_dict(), wall, limit, peak,
-                         wl.expected_vmas(strategy, p), r.extra,
-                         getattr(getattr(system, "profile", None), "name", "host"),
-                         list(calls))       # the run's calls, not the teardown's exits
+        result = RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline,
+                           final, mm.counter.as_dict(), wall, limit, peak,
+                           wl.expected_vmas(strategy, p), r.extra,
+                           getattr(getattr(system, "profile", None), "name", "host"),
+                           list(calls))     # the run's calls, not the teardown's exits
     finally:
         close_backend(system, r.processes)
+    if batch:
+        time_batch(result, lambda: open_backend(backend, max_map_count, system_options, profile))
+    return result
+
+
+def time_batch(result, fresh):
+    """Run `result`'s calls as one array on a process from `fresh()` -> (system, mm) and
+    set result.batch_ns to the executor's loop time, or batch_note to why not (a model
+    that forks is not one process's array; a row whose result differs from the run's)."""
+    try:
+        arr = result.array()
+    except ValueError as e:
+        result.batch_note = str(e)
+        return
+    system, mm = fresh()
+    try:
+        results, ns = arr.run(mm)
+    finally:
+        close_backend(system, [mm])
+    result.batch_ns = ns
+    row = arr.first_difference(results)
+    if row is not None:
+        result.batch_note = (f"the array stopped at row {row} of {len(arr)}: "
+                             f"{results[row]} where the run got {arr.expected[row]}")
 

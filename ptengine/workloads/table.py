@@ -46,8 +46,10 @@ METRICS = (
     Metric("process_madvise_iovecs", lambda r: r.syscalls["process_madvise_iovecs"]),
     Metric("syscalls_by_name", _json(lambda r: r.syscalls["by_name"]), dtype="string"),
     Metric("failed_calls", _json(lambda r: r.syscalls["failed"] or None), dtype="string"),
-    Metric("wall_time_s", lambda r: r.wall_time, "wall time (sim)", "{:.3f} s",
-           dtype="Float64"),
+    Metric("wall_time_s", lambda r: r.wall_time, "time, per call (model + calls)",
+           "{:.3f} s", dtype="Float64"),
+    Metric("batch_time_s", lambda r: None if r.batch_ns is None else r.batch_ns / 1e9,
+           "time, one batch (executor loop)", "{:.4f} s", dtype="Float64"),
     Metric("n_processes", lambda r: r.final.processes),    # processes measured
     # Per process: where a max_map_count line sits in Δ terms.
     Metric("baseline_vmas", lambda r: r.baseline.map_count),

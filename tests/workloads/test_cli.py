@@ -32,7 +32,8 @@ def test_table_has_strategies_side_by_side(compare):
     assert header.index("prot_none") < header.index("guard ") < header.index("guard_batched")
     row = next(line for line in out.splitlines() if "VMAs (map_count" in line)
     assert row.split()[3:5] == ["40", "1"] and "(-97.5%)" in row
-    assert "mmap_lock write" in out and "VmPTE" in out and "wall time" in out
+    assert "mmap_lock write" in out and "VmPTE" in out
+    assert "time, per call (model + calls)" in out and "time, one batch (executor loop)" in out
 
 
 def test_json_schema(compare, tmp_path):
@@ -56,7 +57,7 @@ def test_json_schema(compare, tmp_path):
     assert r["syscalls"]["by_name"] == {"mmap": 10, "mprotect": 10}
     assert runs[1]["syscalls"]["by_name"] == {"mmap": 10, "madvise(GUARD_INSTALL)": 10}
     assert r["limit"] is None and r["live"] is None and r["mismatch"] == []
-    assert r["wall_time_s"] >= 0
+    assert r["wall_time_s"] >= 0 and r["batch_time_s"] > 0 and r["batch_note"] is None
     assert runs[2]["params"]["live"] == 5 and runs[2]["params"]["cycles"] == 3
 
 
