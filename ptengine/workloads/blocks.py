@@ -19,6 +19,7 @@ import dataclasses
 import enum
 
 from .. import constants as C
+from .recorder import tolerant
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -77,16 +78,24 @@ class Batcher:
     def discard(self, addr):
         self.pending.pop(addr, None)
 
-    def flush(self):
-        """Issue the pending ranges. process_madvise() may advise fewer bytes than asked
+    def flush(self, mm=None):
+        """Issue the pending ranges (on `mm`, a view of the batcher's process such as
+        recorder.handled(), if given). process_madvise() may advise fewer bytes than asked
         (the iovec total is capped at MAX_RW_COUNT, just under 2 GiB), so the rest is
-        re-issued, as a write() loop would. On failure the ranges not done are left in
-        `failed` and the OSError propagates (a model may fall back, as glibc does)."""
+        re-issued, as a write() loop would; a recorder does that loop in one row. On
+        failure the ranges not done are left in `failed` and the OSError propagates (a
+        model may fall back, as glibc does)."""
+        mm = mm or self.mm
         iovecs = list(self.pending.items())
         self.pending = {}
+        restarting = getattr(mm, "process_madvise_restarting", None)
+        if restarting is not None:
+            if iovecs:                  # (the loop below makes no call for none either)
+                restarting(iovecs, self.advice)
+            return
         self.failed = iovecs
         while iovecs:
-            done = self.mm.process_madvise(iovecs, self.advice)
+            done = mm.process_madvise(iovecs, self.advice)
             if done is None:                        # a backend that reports nothing
                 break
             if done <= 0:
@@ -161,9 +170,10 @@ def clear_guard(mm, addr, length, strategy, prot=RW, batcher=None):
 
 def name_vma(mm, addr, length, name):
     """prctl(PR_SET_VMA_ANON_NAME), best effort as glibc and bionic do it: they ignore the
-    error of a kernel built without CONFIG_ANON_VMA_NAME (EINVAL). Returns success."""
+    error of a kernel built without CONFIG_ANON_VMA_NAME (EINVAL). Returns success (True
+    under a recorder, where the call is a tolerated row whose result comes later)."""
     try:
-        mm.set_anon_name(addr, length, name)
+        tolerant(mm).set_anon_name(addr, length, name)
         return True
     except OSError:
         return False

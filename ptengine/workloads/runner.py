@@ -16,7 +16,8 @@ from ..errors import ERRNO_NAMES, Fault
 from . import arrays, registry
 from .blocks import Batcher, Strategy
 from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
-                      Snapshot)
+                      Snapshot, SyscallCounter)
+from .recorder import Diverged, Extra, Recorder, Session
 
 
 @dataclasses.dataclass
@@ -274,23 +275,48 @@ def _max_map_count(system, backend):
 
 
 def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None,
-        system_options=None, profile=None, record_calls=False, batch=False):
+        system_options=None, profile=None, record_calls=False, batch=False, batched=None):
     """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
     address space). `backend` is 'sim', 'live', or a factory of (system, mm). The
     simulator runs under `profile` (a HostProfile or a shipped profile's name; default:
     the model's own), changed by `system_options` (e.g. anon_vma_name=False); with
     `record_calls`, RunResult.calls logs every call and its result (see RecordingMM).
     With `batch`, the calls are also timed as one array on a fresh process of the same
-    backend (RunResult.batch_ns; implies record_calls)."""
+    backend (RunResult.batch_ns; implies record_calls). With `batched` (the default on
+    the simulator without record_calls) the model's calls go to the process as batches
+    (workloads/recorder.py), not one method call each; every figure is the same."""
     wl = registry.get(name)
     strategy = Strategy(strategy)
     p = wl.params(params, small=small)
     profile = wl.profile if profile is None else profile
     record_calls = record_calls or batch
-    system, raw = open_backend(backend, max_map_count, system_options, profile)
+    if batched is None:
+        batched = backend == "sim" and not record_calls
+    opened = (backend, max_map_count, system_options, profile)
+    try:
+        result = _run(wl, strategy, p, opened, record_calls, batched)
+    except Diverged:        # a call the model handles failed: the run one call at a time
+        result = _run(wl, strategy, p, opened, record_calls, False)
+    if batch:
+        time_batch(result, lambda: open_backend(*opened))
+    return result
+
+
+def _run(wl, strategy, p, opened, record_calls, batched):
+    """run()'s RunResult, the model's calls made on a backend opened with `opened`."""
+    backend = opened[0]
+    system, raw = open_backend(*opened)
     calls = []
-    mm = CountingMM(RecordingMM(raw, calls) if record_calls else raw)
-    r = Run(mm, strategy, p, system)
+    r = Run(None, strategy, p, system)
+    if batched:
+        session = Session(r, SyscallCounter())
+        mm = r.mm = Recorder(raw, session)
+        r.extra = Extra(session)
+        counter = session.counter
+    else:
+        mm = r.mm = CountingMM(RecordingMM(raw, calls) if record_calls else raw)
+        counter = mm.counter
+    r.processes = [mm]
     backend_name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
     try:
         baseline = Snapshot.of([mm])
@@ -302,29 +328,36 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
         collecting = gc.isenabled()
         gc.disable()
         try:
-            wl.func(r)
-            r.phase, r.index = "final sync", None
-            r.sync()
+            try:
+                wl.func(r)
+                r.phase, r.index = "final sync", None
+                r.sync()
+            finally:
+                if batched:
+                    session.close()
         except OSError as e:
-            last = mm.counter.last
-            limit = Limit(r.phase, r.index, last.describe() if last else "?", e.errno,
-                          mm.counter.failed_map_count, _max_map_count(system, backend_name))
+            if not (batched and session.stopped):
+                last = counter.last
+                limit = Limit(r.phase, r.index, last.describe() if last else "?", e.errno,
+                              counter.failed_map_count, _max_map_count(system, backend_name))
         finally:
             if collecting:
                 gc.enable()
+        if batched and session.stopped:     # (even if the model caught it)
+            stop = session.stopped
+            limit = Limit(stop.phase, stop.index, stop.call, stop.errno, stop.map_count,
+                          _max_map_count(system, backend_name))
         wall = time.perf_counter() - t0
         final = Snapshot.of(r.processes)
         r.observe()
         peak = r.peak_map_count - baseline.map_count * len(r.processes)
         result = RunResult(wl.name, strategy.value, backend_name, p, p[wl.scale], baseline,
-                           final, mm.counter.as_dict(), wall, limit, peak,
-                           wl.expected_vmas(strategy, p), r.extra,
+                           final, counter.as_dict(), wall, limit, peak,
+                           wl.expected_vmas(strategy, p), dict(r.extra),
                            getattr(getattr(system, "profile", None), "name", "host"),
                            list(calls))     # the run's calls, not the teardown's exits
     finally:
         close_backend(system, r.processes)
-    if batch:
-        time_batch(result, lambda: open_backend(backend, max_map_count, system_options, profile))
     return result
 
 

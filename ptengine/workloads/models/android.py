@@ -18,6 +18,7 @@ so the names keep stacks (and their marker runs) apart; the figures depend on th
 """
 from ... import constants as C
 from ..blocks import ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, set_guard
+from ..recorder import align_up
 from ..registry import workload
 
 SIGNAL_STACK_SIZE = 32 * KiB + C.PAGE_SIZE          # LP64: SIGSTKSZ-ish + guard
@@ -61,7 +62,7 @@ def bionic_thread(run, mm, tid, *, java, batcher=None):
         else:
             base = mm.mmap(0, region, C.PROT_NONE, ANON)
         if p.scs == "old":
-            aligned = (base + SCS_SIZE - 1) & ~(SCS_SIZE - 1)
+            aligned = align_up(base, SCS_SIZE)
             scs = aligned + run.rng.randrange(region // SCS_SIZE - 1) * SCS_SIZE
             opened = [(scs, SCS_SIZE)]
         else:

@@ -10,6 +10,7 @@ import dataclasses
 from ... import constants as C
 from ..blocks import (ANON, RW, KiB, MiB, Strategy, guarded_mapping, name_vma, page_align,
                      release, set_guard, clear_guard, touch_top)
+from ..recorder import handled, tolerant
 from ..registry import workload
 
 # nptl/pthreadP.h: PTHREAD_STACK_MIN on x86-64; advise_stack_range keeps this much below SP.
@@ -80,7 +81,7 @@ class Glibc:
             self.batcher.add(addr, guard)
         else:
             try:
-                mm.madvise(addr, guard, C.MADV_GUARD_INSTALL)
+                handled(mm).madvise(addr, guard, C.MADV_GUARD_INSTALL)
             except OSError as e:
                 self._fall_back(e)
                 mm.mprotect(addr, guard, C.PROT_NONE)
@@ -98,7 +99,7 @@ class Glibc:
         if self.batcher is None or not len(self.batcher):
             return
         try:
-            self.batcher.flush()
+            self.batcher.flush(handled(self.mm))
         except OSError as e:
             self._fall_back(e)
             for addr, length in self.batcher.failed:
@@ -123,7 +124,8 @@ class Glibc:
         freesize = (st.size - EXIT_SP_FROM_TOP) & ~(C.PAGE_SIZE - 1)
         if freesize > PTHREAD_STACK_MIN:
             try:       # the return value is ignored (it fails with EINVAL on mlocked stacks)
-                self.mm.madvise(st.addr, freesize - PTHREAD_STACK_MIN, C.MADV_DONTNEED)
+                tolerant(self.mm).madvise(st.addr, freesize - PTHREAD_STACK_MIN,
+                                          C.MADV_DONTNEED)
             except OSError:
                 pass
         if self.decorate_maps:
