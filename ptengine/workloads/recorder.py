@@ -20,6 +20,7 @@ only glibc 2.42's fallback under mlockall(MCL_ONFAULT)).
 """
 import array
 import bisect
+import functools
 
 from ..calls import FLAG_RESTART, FLAG_TOLERATE, NO_FILE, CallOp, call_dtype
 from .. import constants as C
@@ -28,10 +29,7 @@ from .metrics import CallRecord, CountingMM
 
 MASK = 2**64 - 1
 PMD_SIZE = 2 << 20
-# The address arguments a REL bit may apply to, per call (mremap: old and new_addr).
-ADDRESS_ARGS = {"mmap": (0,), "munmap": (0,), "mprotect": (0,), "madvise": (0,),
-                "mremap": (0, 4), "mlock": (0,), "munlock": (0,), "mseal": (0,),
-                "set_anon_name": (0,), "touch": (0,), "brk": (0,), "iovec": (0,)}
+PADDING = [(0,) * (6 - n) for n in range(7)]     # a row's unused argument words
 OPS = {"mmap": CallOp.MMAP, "munmap": CallOp.MUNMAP, "mprotect": CallOp.MPROTECT,
        "madvise": CallOp.MADVISE, "mremap": CallOp.MREMAP, "mlock": CallOp.MLOCK,
        "munlock": CallOp.MUNLOCK, "mlockall": CallOp.MLOCKALL,
@@ -172,6 +170,15 @@ class Session:
         self.closed = False           # the model is done: state reads no longer submit
         self.recorders = []
 
+    def switch(self, rec):
+        """`rec` is about to record: the other process's pending rows run first (raises
+        the stop if the run has stopped)."""
+        if self.stopped is not None:
+            raise self.stopped
+        if self.active is not None:
+            self.active.submit()
+        self.active = rec
+
     def flush(self):
         """Submit the pending rows (of whichever process has them)."""
         if self.active is not None:
@@ -229,41 +236,31 @@ class Recorder:
     def record(self, name, args, kind, op=None, extra=0, shown=None):
         """Append the row of call `name` with integer (or Ref) `args`; `shown`: the
         arguments as the model passed them (the Limit's call), if they differ. Returns
-        the row's number."""
+        the row's number. A pending Ref of this process as the first argument (the
+        address of every call that has one) becomes REL_A0 + offset; any other Ref is
+        made a value (which submits)."""
         session = self.session
-        if session.stopped is not None:
-            if session.closed:
-                return
-            raise session.stopped
         if session.active is not self:
-            if session.active is not None:
-                session.active.submit()
-            session.active = self
-        row = self.base + len(self.pending)
-        words = [0, 0, 0, 0, 0, 0]
+            session.switch(self)
+        words = list(args)
         ref = -1
         flags = extra | (FLAG_TOLERATE if kind == TOLERATE else 0)
-        rel_at = ADDRESS_ARGS.get(name, ())
-        for k, value in enumerate(args):
-            if type(value) is Ref:
-                if k in rel_at and value.rec is self and value.row >= self.base and \
-                        (ref < 0 or ref == value.row - self.base):
-                    ref = value.row - self.base
-                    flags |= 1 << k
-                    value = value.offset
-                else:
-                    value = int(value)
-            words[k] = value & MASK
+        first = words[0] if words else 0
+        if type(first) is Ref and first.rec is self and first.row >= self.base:
+            ref = first.row - self.base
+            flags |= 1
+            words[0] = first.offset & MASK
+        for k, value in enumerate(words):
+            if type(value) is not int:
+                words[k] = int(value)
+        out = self.words
+        out.append((op or OPS[name]) | flags << 8 | (ref & 0xffffffff) << 32)
+        out.extend(words)
+        out.extend(PADDING[len(words)])
         run = session.run
-        self.words.extend(((op or OPS[name]) | flags << 8 | (ref & 0xffffffff) << 32,
-                           *words))
         self.pending.append((run.phase, run.index, name, args if shown is None else shown,
                              kind))
-        return row
-
-    def _call(self, name, args, kind):
-        row = self.record(name, args, kind)
-        return Ref(self, row) if name in RETURNS_VALUE else None
+        return self.base + len(self.pending) - 1
 
     def mmap(self, addr, length, prot, flags, file=None, offset=0, *, _kind=STOP):
         if file is not None:          # files= tables are not recorded: a call now
@@ -393,8 +390,13 @@ def _resolved(args):
 
 
 def _syscall(name):
-    def call(self, *args, _kind=STOP):
-        return self._call(name, args, _kind)
+    op = OPS[name]
+    if name in RETURNS_VALUE:
+        def call(self, *args, _kind=STOP):
+            return Ref(self, self.record(name, args, _kind, op))
+    else:
+        def call(self, *args, _kind=STOP):
+            self.record(name, args, _kind, op)
     call.__name__ = name
     return call
 
@@ -412,9 +414,9 @@ class _View:
         self.rec, self.kind = rec, kind
 
     def __getattr__(self, name):
-        method = getattr(self.rec, name)
-        kind = self.kind
-        return lambda *args, **kwargs: method(*args, _kind=kind, **kwargs)
+        method = functools.partial(getattr(self.rec, name), _kind=self.kind)
+        setattr(self, name, method)       # found directly from now on
+        return method
 
 
 def tolerant(mm):
