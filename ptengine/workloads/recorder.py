@@ -22,13 +22,16 @@ import array
 import bisect
 import functools
 
-from ..calls import FLAG_RESTART, FLAG_TOLERATE, NO_FILE, CallOp, call_dtype
+from ..calls import FLAG_RESTART, FLAG_TOLERATE, NO_FILE, CallOp, call_at, call_dtype
 from .. import constants as C
 from ..errors import fault_for
 from .metrics import CallRecord, CountingMM
 
 MASK = 2**64 - 1
 PMD_SIZE = 2 << 20
+# Rows submitted together at most: a stop is found within this many rows of the failing
+# one (the model runs on until the next submission), at a batch's fixed cost each time.
+CHUNK_ROWS = 4096
 PADDING = [(0,) * (6 - n) for n in range(7)]     # a row's unused argument words
 OPS = {"mmap": CallOp.MMAP, "munmap": CallOp.MUNMAP, "mprotect": CallOp.MPROTECT,
        "madvise": CallOp.MADVISE, "mremap": CallOp.MREMAP, "mlock": CallOp.MLOCK,
@@ -220,7 +223,10 @@ class Recorder:
         self.inner = inner
         self.session = session
         self.words = array.array("Q")    # 7 words a row: header (op, flags, mm, ref), a[6]
-        self.pending = []                # per pending row: (phase, index, name, args, kind)
+        self.n = 0                       # rows pending
+        self.where = []                  # (row, phase, index) at each change of the run's
+        self.last_index = self.last_phase = None   # object (the Limit's phase and index)
+        self.handled_rows = set()        # pending rows recorded through `handled`
         self.names = []                  # set_anon_name's names= of the pending rows
         self.name_index = {}
         self.base = 0                    # the row number of the first pending row
@@ -233,15 +239,16 @@ class Recorder:
         session.recorders.append(self)
 
     # -- rows ------------------------------------------------------------------------
-    def record(self, name, args, kind, op=None, extra=0, shown=None):
-        """Append the row of call `name` with integer (or Ref) `args`; `shown`: the
-        arguments as the model passed them (the Limit's call), if they differ. Returns
-        the row's number. A pending Ref of this process as the first argument (the
-        address of every call that has one) becomes REL_A0 + offset; any other Ref is
-        made a value (which submits)."""
+    def record(self, op, args, kind=STOP, extra=0):
+        """Append a row of `op` with integer (or Ref) `args`; returns the row's number. A
+        pending Ref of this process as the first argument (the address of every call that
+        has one) becomes REL_A0 + offset; any other Ref is made a value (which submits)."""
         session = self.session
         if session.active is not self:
             session.switch(self)
+        elif self.n >= CHUNK_ROWS and op != CallOp.IOVEC:
+            self.submit()
+            session.active = self
         words = list(args)
         ref = -1
         flags = extra | (FLAG_TOLERATE if kind == TOLERATE else 0)
@@ -254,20 +261,24 @@ class Recorder:
             if type(value) is not int:
                 words[k] = int(value)
         out = self.words
-        out.append((op or OPS[name]) | flags << 8 | (ref & 0xffffffff) << 32)
+        out.append(op | flags << 8 | (ref & 0xffffffff) << 32)
         out.extend(words)
         out.extend(PADDING[len(words)])
+        row = self.base + self.n
+        self.n += 1
         run = session.run
-        self.pending.append((run.phase, run.index, name, args if shown is None else shown,
-                             kind))
-        return self.base + len(self.pending) - 1
+        if run.index is not self.last_index or run.phase is not self.last_phase:
+            self.last_index, self.last_phase = run.index, run.phase
+            self.where.append((row, run.phase, run.index))
+        if kind == HANDLED:
+            self.handled_rows.add(row)
+        return row
 
     def mmap(self, addr, length, prot, flags, file=None, offset=0, *, _kind=STOP):
         if file is not None:          # files= tables are not recorded: a call now
             return self.now().mmap(addr, length, prot, flags, file, offset)
-        shown = (addr, length, prot, flags) + ((file, offset) if offset else ())
-        return Ref(self, self.record("mmap", (addr, length, prot, flags, NO_FILE, offset),
-                                     _kind, shown=shown))
+        return Ref(self, self.record(CallOp.MMAP, (addr, length, prot, flags, NO_FILE,
+                                                   offset), _kind))
 
     def set_anon_name(self, addr, length, name, *, _kind=STOP):
         index = 0
@@ -276,21 +287,19 @@ class Recorder:
             if index is None:
                 self.names.append(name)
                 index = self.name_index[name] = len(self.names)
-        self.record("set_anon_name", (addr, length, index), _kind, shown=(addr, length, name))
+        self.record(CallOp.ANON_NAME, (addr, length, index), _kind)
 
     def touch(self, addr, size=1, *, write=False, _kind=STOP):
-        self.record("touch", (addr, size, int(bool(write))), _kind, CallOp.TOUCH,
-                    shown=(addr, size))
+        self.record(CallOp.TOUCH, (addr, size, 1 if write else 0), _kind)
 
     def process_madvise(self, iovecs, advice, flags=0, *, _kind=STOP, _restart=False):
         # Values from elsewhere are made ints first: nothing submits between the rows.
         iovecs = [(b if type(b) is not Ref or b.rec is self else int(b), int(n))
                   for b, n in iovecs]
-        row = self.record("process_madvise", (len(iovecs), advice, flags), _kind,
-                          CallOp.PROCESS_MADVISE, FLAG_RESTART if _restart else 0,
-                          shown=(iovecs, advice) + ((flags,) if flags else ()))
+        row = self.record(CallOp.PROCESS_MADVISE, (len(iovecs), advice, flags), _kind,
+                          FLAG_RESTART if _restart else 0)
         for base, length in iovecs:
-            self.record("iovec", (base, length), STOP, CallOp.IOVEC)
+            self.record(CallOp.IOVEC, (base, length))
         return Ref(self, row)
 
     def process_madvise_restarting(self, iovecs, advice, *, _kind=STOP):
@@ -318,32 +327,42 @@ class Recorder:
         session.active = None
         import numpy as np
         rows = np.frombuffer(self.words, dtype=call_dtype())
-        results, _ = self.inner.batch(rows, names=self.names or None, stop="error",
+        names = self.names
+        results, _ = self.inner.batch(rows, names=names or None, stop="error",
                                       counter=session.counter)
-        pending, base = self.pending, self.base
+        base, where, handled_rows = self.base, self.where, self.handled_rows
         self.words = array.array("Q")
-        self.pending, self.names, self.name_index = [], [], {}
+        self.names, self.name_index, self.handled_rows = [], {}, set()
+        self.where, self.last_index, self.last_phase = [], None, None
         self.starts.append(base)
         self.results.append(results)
-        self.base += len(pending)
-        self._check(rows, results, pending, base)
+        self.base += self.n
+        self.n = 0
+        self._check(rows, results, base, where, handled_rows, names)
 
-    def _check(self, rows, results, pending, base):
+    def _check(self, rows, results, base, where, handled_rows, names):
+        """Stopped at the row that stopped the batch (Diverged if the model handles its
+        error), the Fault of a touch that faulted, AssertionError if a placement was not
+        aligned as align_up() took it to be."""
         import numpy as np
-        for i in np.flatnonzero(results < 0):
-            phase, index, name, args, kind = pending[i]
-            if kind == TOLERATE or name == "iovec":
-                continue
-            if kind == HANDLED:
-                raise Diverged(f"{name} failed with errno {-int(results[i])}")
-            call = CallRecord(name, _resolved(args)).describe()
-            self.session.stopped = Stopped(-int(results[i]), phase, index, call,
+        failed = np.flatnonzero((results < 0) & (rows["flags"] & FLAG_TOLERATE == 0)
+                                & (rows["op"] != CallOp.IOVEC))
+        if len(failed):
+            i = int(failed[0])
+            if base + i in handled_rows:
+                raise Diverged(f"row {base + i} failed with errno {-int(results[i])}")
+            name, args = call_at(rows, results, i, [], names)
+            if name == "mmap" and args[4:] == (None, 0):
+                args = args[:4]           # as the model calls it
+            _, phase, index = where[bisect.bisect_right([w[0] for w in where], base + i) - 1]
+            self.session.stopped = Stopped(-int(results[i]), phase, index,
+                                           CallRecord(name, args).describe(),
                                            self.session.counter.failed_map_count)
             raise self.session.stopped
         touched = np.flatnonzero((rows["op"] == CallOp.TOUCH) & (results > 0))
         if len(touched):             # the one-by-one run raised the fault at the access
-            i = touched[0]
-            raise fault_for(int(results[i]), 0, int(_resolved(pending[i][3])[0]))
+            i = int(touched[0])
+            raise fault_for(int(results[i]), 0, call_at(rows, results, i, [], names)[1][0])
         checks, self.aligned_rows = self.aligned_rows, []
         for row, n in checks:
             if self.result(row) % n:
@@ -358,14 +377,14 @@ class Recorder:
         return int(self.results[k][row - self.starts[k]])
 
     def pmd_aligned(self, row):
-        """Whether row `row` is an mmap placement aligns to PMD_SIZE (Ref.align_up)."""
+        """Whether row `row` is a pending mmap that placement aligns to PMD_SIZE
+        (Ref.align_up): anonymous, private, no hint, a multiple of PMD_SIZE long."""
         if row < self.base:
             return False
-        phase, index, name, args, kind = self.pending[row - self.base]
-        if name != "mmap" or type(args[0]) is Ref or args[0] or type(args[1]) is Ref:
-            return False
-        return (args[1] % PMD_SIZE == 0 and not args[3] & C.MAP_SHARED
-                and bool(args[3] & C.MAP_ANONYMOUS))
+        head, addr, length, _, flags = self.words[7 * (row - self.base):][:5]
+        return (head & 0xff == CallOp.MMAP and not head >> 8 & 1 and addr == 0
+                and length % PMD_SIZE == 0 and not flags & C.MAP_SHARED
+                and bool(flags & C.MAP_ANONYMOUS))
 
     # -- state -----------------------------------------------------------------------
     def fork(self):
@@ -383,20 +402,14 @@ class Recorder:
         return getattr(self.inner, name)
 
 
-def _resolved(args):
-    """The arguments as the one-by-one run passed them: Refs as their values."""
-    return tuple(_resolved(a) if isinstance(a, (list, tuple)) else
-                 int(a) if type(a) is Ref else a for a in args)
-
-
 def _syscall(name):
     op = OPS[name]
     if name in RETURNS_VALUE:
         def call(self, *args, _kind=STOP):
-            return Ref(self, self.record(name, args, _kind, op))
+            return Ref(self, self.record(op, args, _kind))
     else:
         def call(self, *args, _kind=STOP):
-            self.record(name, args, _kind, op)
+            self.record(op, args, _kind)
     call.__name__ = name
     return call
 
