@@ -32,7 +32,9 @@ PMD_SIZE = 2 << 20
 # Rows submitted together at most: a stop is found within this many rows of the failing
 # one (the model runs on until the next submission), at a batch's fixed cost each time.
 CHUNK_ROWS = 4096
-PADDING = [(0,) * (6 - n) for n in range(7)]     # a row's unused argument words
+MMAP, IOVEC, TOUCH = int(CallOp.MMAP), int(CallOp.IOVEC), int(CallOp.TOUCH)   # ints: an enum costs a lookup
+NO_REF = 0xffffffff << 32          # a header's ref field holding -1
+PADDING = [[0] * (6 - n) for n in range(7)]     # a row's unused argument words
 OPS = {"mmap": CallOp.MMAP, "munmap": CallOp.MUNMAP, "mprotect": CallOp.MPROTECT,
        "madvise": CallOp.MADVISE, "mremap": CallOp.MREMAP, "mlock": CallOp.MLOCK,
        "munlock": CallOp.MUNLOCK, "mlockall": CallOp.MLOCKALL,
@@ -222,7 +224,7 @@ class Recorder:
     def __init__(self, inner, session):
         self.inner = inner
         self.session = session
-        self.words = array.array("Q")    # 7 words a row: header (op, flags, mm, ref), a[6]
+        self.words = []                  # 7 words a row: header (op, flags, mm, ref), a[6]
         self.n = 0                       # rows pending
         self.where = []                  # (row, phase, index) at each change of the run's
         self.last_index = self.last_phase = None   # object (the Limit's phase and index)
@@ -246,7 +248,7 @@ class Recorder:
         session = self.session
         if session.active is not self:
             session.switch(self)
-        elif self.n >= CHUNK_ROWS and op != CallOp.IOVEC:
+        elif self.n >= CHUNK_ROWS and op != IOVEC:
             self.submit()
             session.active = self
         words = list(args)
@@ -260,10 +262,10 @@ class Recorder:
         for k, value in enumerate(words):
             if type(value) is not int:
                 words[k] = int(value)
+        words += PADDING[len(words)]
         out = self.words
-        out.append(op | flags << 8 | (ref & 0xffffffff) << 32)
-        out.extend(words)
-        out.extend(PADDING[len(words)])
+        out.append(op | flags << 8 | (ref & 0xffffffff) << 32)     # (-1: NO_REF)
+        out += words
         row = self.base + self.n
         self.n += 1
         run = session.run
@@ -277,7 +279,7 @@ class Recorder:
     def mmap(self, addr, length, prot, flags, file=None, offset=0, *, _kind=STOP):
         if file is not None:          # files= tables are not recorded: a call now
             return self.now().mmap(addr, length, prot, flags, file, offset)
-        return Ref(self, self.record(CallOp.MMAP, (addr, length, prot, flags, NO_FILE,
+        return Ref(self, self.record(MMAP, (addr, length, prot, flags, NO_FILE,
                                                    offset), _kind))
 
     def set_anon_name(self, addr, length, name, *, _kind=STOP):
@@ -287,19 +289,27 @@ class Recorder:
             if index is None:
                 self.names.append(name)
                 index = self.name_index[name] = len(self.names)
-        self.record(CallOp.ANON_NAME, (addr, length, index), _kind)
+        self.record(int(CallOp.ANON_NAME), (addr, length, index), _kind)
 
     def touch(self, addr, size=1, *, write=False, _kind=STOP):
-        self.record(CallOp.TOUCH, (addr, size, 1 if write else 0), _kind)
+        self.record(TOUCH, (addr, size, 1 if write else 0), _kind)
 
     def process_madvise(self, iovecs, advice, flags=0, *, _kind=STOP, _restart=False):
-        # Values from elsewhere are made ints first: nothing submits between the rows.
-        iovecs = [(b if type(b) is not Ref or b.rec is self else int(b), int(n))
-                  for b, n in iovecs]
-        row = self.record(CallOp.PROCESS_MADVISE, (len(iovecs), advice, flags), _kind,
+        iovecs = list(iovecs)
+        row = self.record(int(CallOp.PROCESS_MADVISE), (len(iovecs), advice, flags), _kind,
                           FLAG_RESTART if _restart else 0)
-        for base, length in iovecs:
-            self.record(CallOp.IOVEC, (base, length))
+        # The IOVEC rows, written here (record() per range would be most of a batched
+        # flush's time): a base from a pending row of this process is REL_A0 + offset.
+        # Values are taken before any word is written: nothing submits between the rows.
+        first, out = self.base, []
+        for addr, length in iovecs:
+            if type(addr) is Ref and addr.rec is self and addr.row >= first:
+                out += (IOVEC | 1 << 8 | (addr.row - first) << 32, addr.offset & MASK,
+                        int(length), 0, 0, 0, 0)
+            else:
+                out += (IOVEC | NO_REF, int(addr), int(length), 0, 0, 0, 0)
+        self.words += out
+        self.n += len(iovecs)
         return Ref(self, row)
 
     def process_madvise_restarting(self, iovecs, advice, *, _kind=STOP):
@@ -326,12 +336,13 @@ class Recorder:
             return
         session.active = None
         import numpy as np
-        rows = np.frombuffer(self.words, dtype=call_dtype())
+        # (a list of Python ints while recording: appending to it is the cheapest)
+        rows = np.frombuffer(array.array("Q", self.words), dtype=call_dtype())
         names = self.names
         results, _ = self.inner.batch(rows, names=names or None, stop="error",
                                       counter=session.counter)
         base, where, handled_rows = self.base, self.where, self.handled_rows
-        self.words = array.array("Q")
+        self.words = []
         self.names, self.name_index, self.handled_rows = [], {}, set()
         self.where, self.last_index, self.last_phase = [], None, None
         self.starts.append(base)
@@ -381,7 +392,8 @@ class Recorder:
         (Ref.align_up): anonymous, private, no hint, a multiple of PMD_SIZE long."""
         if row < self.base:
             return False
-        head, addr, length, _, flags = self.words[7 * (row - self.base):][:5]
+        k = 7 * (row - self.base)
+        head, addr, length, _, flags = self.words[k:k + 5]
         return (head & 0xff == CallOp.MMAP and not head >> 8 & 1 and addr == 0
                 and length % PMD_SIZE == 0 and not flags & C.MAP_SHARED
                 and bool(flags & C.MAP_ANONYMOUS))
@@ -403,7 +415,7 @@ class Recorder:
 
 
 def _syscall(name):
-    op = OPS[name]
+    op = int(OPS[name])
     if name in RETURNS_VALUE:
         def call(self, *args, _kind=STOP):
             return Ref(self, self.record(op, args, _kind))

@@ -121,3 +121,8 @@ def test_a_failed_row_stops_later_calls(rec):
     assert raw.map_count == 0
     with pytest.raises(OSError):
         rec.mprotect(0, 4096, C.PROT_READ)
+
+
+def test_batched_runs_are_the_simulators_without_a_call_log():
+    with pytest.raises(ValueError):
+        run("wasm", "guard", {"memories": 1}, batched=True, record_calls=True)
