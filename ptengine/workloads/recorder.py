@@ -1,9 +1,10 @@
 """A model's calls recorded as batch rows and submitted together (notes/engine-shape.md 3.5).
 
-`Recorder` is what a model sees as its MM on the runner's batched path: each syscall method
-appends one row (calls.CALL_DTYPE, packed into an array.array of u64 words) and returns at
-once; the rows go to the process's `batch()` with stop="error" and the run's counter when
-something needs their outcome. mmap, mremap, brk and process_madvise return a `Ref` to
+`Recorder` is what a model sees as its MM on the runner's batched path (`run(...,
+batched=True)`): each syscall method appends one row (calls.CALL_DTYPE's seven u64 words, a
+list of ints until they are viewed as rows at submission) and returns at once; the rows go
+to the process's `batch()` with stop="error" and the run's counter when something needs
+their outcome (and every 4,096 rows). mmap, mremap, brk and process_madvise return a `Ref` to
 their row: `Ref + int` and `Ref - int` stay Refs (a REL bit and the offset in the using
 row), two Refs of one row compare and subtract without running anything, and anything else
 (int(), &, comparing with an int, formatting) submits the pending rows first and uses the
@@ -32,7 +33,8 @@ PMD_SIZE = 2 << 20
 # Rows submitted together at most: a stop is found within this many rows of the failing
 # one (the model runs on until the next submission), at a batch's fixed cost each time.
 CHUNK_ROWS = 4096
-MMAP, IOVEC, TOUCH = int(CallOp.MMAP), int(CallOp.IOVEC), int(CallOp.TOUCH)   # ints: an enum costs a lookup
+# Ops as plain ints: an enum member costs an attribute lookup per use.
+MMAP, IOVEC, TOUCH = int(CallOp.MMAP), int(CallOp.IOVEC), int(CallOp.TOUCH)
 NO_REF = 0xffffffff << 32          # a header's ref field holding -1
 PADDING = [[0] * (6 - n) for n in range(7)]     # a row's unused argument words
 OPS = {"mmap": CallOp.MMAP, "munmap": CallOp.MUNMAP, "mprotect": CallOp.MPROTECT,
@@ -173,7 +175,6 @@ class Session:
         self.active = None
         self.stopped = None           # the Stopped of the row that failed
         self.closed = False           # the model is done: state reads no longer submit
-        self.recorders = []
 
     def switch(self, rec):
         """`rec` is about to record: the other process's pending rows run first (raises
@@ -238,7 +239,6 @@ class Recorder:
         self.counting = CountingMM(inner, session.counter)
         self.tolerant = _View(self, TOLERATE)
         self.handled = _View(self, HANDLED)
-        session.recorders.append(self)
 
     # -- rows ------------------------------------------------------------------------
     def record(self, op, args, kind=STOP, extra=0):
