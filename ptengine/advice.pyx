@@ -11,6 +11,9 @@ import errno
 
 from . import _core
 from . import constants as C
+from libc.stdint cimport uint64_t
+from ._core cimport ZAP_KEEP_UFFD_WP, pt_install_guards, pt_remove_guards, pt_zap
+from .addrspace cimport pt_result
 from .vma cimport VMA, u64, vma_required
 from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
@@ -124,7 +127,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     cdef long long sys_madvise(self, u64 addr, u64 length, int advice) except? -1:
         """do_madvise() on converted arguments: the checks, then the walk."""
         cdef u64 end
-        self._alive()
+        self.check_alive()
         if advice not in VALID_ADVICE:
             raise_errno(errno.EINVAL)
         # start page aligned; start + PAGE_ALIGN(length) may not reach 2**64.
@@ -191,17 +194,20 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         self.check_piece(vma, start, end)
         if not is_valid_guard_vma(vma, False):
             raise_errno(errno.EINVAL)
-        if self.system.profile.maybe_guard:
+        if self.profile.maybe_guard:
             vma.flags |= c_VM_MAYBE_GUARD
             if vma.file is None:
                 self.anon_vma_prepare(vma)
         else:
             self.anon_vma_prepare(vma)
-        zap_flags = 0 if vma.file is None else _core.ZAP_KEEP_UFFD_WP
-        for _ in range(MAX_GUARD_RETRIES):
-            if self.pt.install_guards(start, end) == end:
+        cdef int zap_flags = 0 if vma.file is None else ZAP_KEEP_UFFD_WP
+        cdef uint64_t stop
+        cdef int attempt
+        for attempt in range(MAX_GUARD_RETRIES):
+            pt_result(pt_install_guards(&self.pt.mm, start, end, &stop))
+            if stop == end:
                 return
-            self.pt.zap(start, end, zap_flags)
+            pt_result(pt_zap(&self.pt.mm, start, end, zap_flags))
         # The kernel restarts the syscall; only a marker an ordinary zap keeps (uffd-wp in
         # a file VMA) can get here, and this simulator never creates one.
         raise RuntimeError("guard install would restart forever")
@@ -210,7 +216,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         self.check_piece(vma, start, end)
         if not is_valid_guard_vma(vma, True):
             raise_errno(errno.EINVAL)
-        self.pt.remove_guards(start, end)
+        pt_remove_guards(&self.pt.mm, start, end)
 
     # --- discarding advice ---------------------------------------------------------------
     def _dontneed(self, vma, start, end, locked_ok=False):
@@ -496,7 +502,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         work is kept but not counted). Invalid advice fails at the first segment, so with
         no bytes to advise the call returns 0 whatever the advice."""
         cdef long long done = 0
-        self._alive()
+        self.check_alive()
         if <unsigned int>flags:
             raise_errno(errno.EINVAL)
         for base, n in iterated(import_iovec(iovecs)):
@@ -526,7 +532,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         VMA gets an anon_vma. Page by page, a file offset past EOF stops with EFAULT and
         an entry that is not none with EEXIST; when some pages were poisoned before the
         stop, the ioctl reports the short count as EAGAIN instead."""
-        self._alive()
+        self.check_alive()
         start, end = self.uffd_range(addr, length)
         vma = self.vma_tree.lookup(start)
         if vma is None or vma.end < end:

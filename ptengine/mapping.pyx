@@ -9,6 +9,8 @@ every workload issues most; the rest is plain Python compiled as it is.
 import errno
 
 from . import constants as C
+from ._core cimport pt_move_range
+from .addrspace cimport pt_result
 from .vma cimport VMA, u64
 
 from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
@@ -113,7 +115,7 @@ cdef class MappingSyscalls(AddressSpace):
         cdef u64 pgoff, map_type, vm_flags, start
         cdef bint anonymous, fixed, shared
         cdef VMA vma
-        self._alive()
+        self.check_alive()
         if fd is not None and not isinstance(fd, File):
             raise TypeError("fd must be a file object from this System or None")
         if off & c_PAGE_OFFSET:
@@ -236,7 +238,7 @@ cdef class MappingSyscalls(AddressSpace):
             file = self.system.shmem_zero_setup(length)
         if vm_flags & c_VM_LOCKED and vm_flags & c_VM_SPECIAL:
             vm_flags &= ~c_VM_LOCKED_MASK
-        v = self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
+        v = self.map_range(start, end, vm_flags | self.profile.new_vma_flags, pgoff, file)
         if vm_flags & c_VM_LOCKED:
             self.locked_vm += length >> PAGE_SHIFT
         return v
@@ -246,7 +248,7 @@ cdef class MappingSyscalls(AddressSpace):
         self.sys_munmap(as_ulong(addr, "addr"), as_ulong(length, "length"))
 
     cdef long long sys_munmap(self, u64 addr, u64 length) except? -1:
-        self._alive()
+        self.check_alive()
         self.do_munmap(addr, length)
         return 0
 
@@ -270,7 +272,7 @@ cdef class MappingSyscalls(AddressSpace):
 
     cdef long long sys_mremap(self, u64 old, u64 old_size, u64 new_size, u64 flags_,
                               u64 new_address) except? -1:
-        self._alive()
+        self.check_alive()
         # Python integers below: the checks read as the kernel's, and sums may pass 2**64.
         addr, old_len, new_len, flags, new_addr = old, old_size, new_size, flags_, new_address
         if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
@@ -418,7 +420,8 @@ cdef class MappingSyscalls(AddressSpace):
         flags = vma.flags
         anon_vma, file, name = vma.anon_vma, vma.file, vma.anon_name
         self.map_range(new_addr, new_addr + new_len, flags, pgoff, file, name, anon_vma)
-        self.pt.move_range(addr, new_addr, old_len)
+        # The destination is free of VMAs, so of entries; the ranges do not overlap.
+        pt_result(pt_move_range(&self.pt.mm, addr, new_addr, old_len))
         if flags & VM_LOCKED:
             self.locked_vm += new_len >> PAGE_SHIFT          # vrm_stat_account()
         if dontunmap:
@@ -472,7 +475,7 @@ cdef class MappingSyscalls(AddressSpace):
         return self.sys_brk(as_ulong(addr or 0, "addr"))
 
     cdef long long sys_brk(self, u64 addr_) except? -1:
-        self._alive()
+        self.check_alive()
         addr = addr_                # a Python integer: page_align() may pass 2**64
         if addr < self.start_brk:
             return self.brk_end
@@ -531,7 +534,7 @@ cdef class MappingSyscalls(AddressSpace):
         """mm/vma.c:do_brk_flags(): anonymous data at [addr, addr + length), charged to the
         commit limit. Only `prev` may grow over it (when it ends at addr and could merge):
         brk never joins the VMA above, nor any VMA the caller did not pass."""
-        flags |= VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.system.new_vma_flags
+        flags |= VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.profile.new_vma_flags
         if self.map_count > self.max_map_count:
             raise_errno(errno.ENOMEM)
         self.vm_enough_memory(length >> PAGE_SHIFT)

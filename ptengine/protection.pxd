@@ -6,7 +6,7 @@ from .vma cimport VMA, u64
 # walked range it holds, and the walk's argument; returns the VMA now covering the piece.
 ctypedef object (*vma_visitor)(object mm, VMA vma, u64 start, u64 end, object arg)
 
-cpdef tuple pte_prot_update(u64 vm_flags)
+cdef void prot_update(u64 vm_flags, u64 *bits, u64 *mask) noexcept
 
 
 cdef class ProtectionSyscalls(MappingSyscalls):

@@ -12,6 +12,8 @@ import errno
 import re
 
 from . import constants as C
+from ._core cimport pt_change_prot
+from .addrspace cimport pt_result
 from .vma cimport VMA, u64
 from .mapping cimport calc_vm_prot_bits
 
@@ -44,17 +46,16 @@ cdef u64 c_PROT_GROWSDOWN = C.PROT_GROWSDOWN, c_PROT_GROWSUP = C.PROT_GROWSUP
 cdef u64 c_PROT_VALID = C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC | C.PROT_SEM
 
 
-cpdef tuple pte_prot_update(u64 vm_flags):
+cdef void prot_update(u64 vm_flags, u64 *bits, u64 *mask) noexcept:
     """What change_protection() does to the permission bits of a present PTE under the
-    new vm_flags: (bits to set, mask of bits it rewrites). Write permission is never added
-    here; the next write fault grants it (or copies)."""
-    cdef u64 mask = PTE_P | PTE_PROTNONE | PTE_NX
-    cdef u64 bits = PTE_P if vm_flags & c_VM_ACCESS else PTE_PROTNONE
+    new vm_flags: the bits to set, and the mask of bits it rewrites. Write permission is
+    never added here; the next write fault grants it (or copies)."""
+    mask[0] = PTE_P | PTE_PROTNONE | PTE_NX
+    bits[0] = PTE_P if vm_flags & c_VM_ACCESS else PTE_PROTNONE
     if not vm_flags & c_VM_WRITE:
-        mask |= PTE_RW
+        mask[0] |= PTE_RW
     if not vm_flags & c_VM_EXEC:
-        bits |= PTE_NX
-    return bits, mask
+        bits[0] |= PTE_NX
 
 
 # --- per-VMA steps of the walks (visitors) ------------------------------------------------
@@ -120,7 +121,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         cdef u64 end
         cdef u64 grows = p & c_PROT_GROWS
         cdef VMA vma
-        self._alive()
+        self.check_alive()
         p &= ~c_PROT_GROWS
         if grows == c_PROT_GROWS or start & c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
@@ -179,8 +180,9 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         elif oldflags & c_VM_ACCOUNT and vma.file is None and vma.anon_vma is None:
             newflags &= ~c_VM_ACCOUNT
         vma = self.modify_range(vma, start, end, newflags)
-        bits, mask = pte_prot_update(newflags)
-        self.pt.change_prot(start, end, bits, mask)
+        cdef u64 bits, mask
+        prot_update(newflags, &bits, &mask)
+        pt_result(pt_change_prot(&self.pt.mm, start, end, bits, mask))
         if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
             self.populate_range(start, end, ignore_errors=True)
         return vma
@@ -194,7 +196,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     cdef long long sys_mlock(self, u64 addr, u64 length, u64 flags) except? -1:
         # mlock2() takes an int: the low 32 bits of the register, as as_cint() reads them.
         cdef int f = <int><unsigned int>flags
-        self._alive()
+        self.check_alive()
         if f & ~MLOCK_ONFAULT:
             raise_errno(errno.EINVAL)
         vm_flags = VM_LOCKED | (VM_LOCKONFAULT if f & MLOCK_ONFAULT else 0)
@@ -215,7 +217,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         self.sys_munlock(as_ulong(addr, "addr"), as_ulong(length, "length"))
 
     cdef long long sys_munlock(self, u64 addr, u64 length) except? -1:
-        self._alive()
+        self.check_alive()
         start, end = self._mlock_range(addr, length)
         if end != start:
             self._apply_vma_lock_flags(start, end, 0)
@@ -257,7 +259,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     cdef long long sys_mlockall(self, u64 flags) except? -1:
         # mlockall() takes an int: the low 32 bits of the register, as as_cint() reads them.
         cdef int f = <int><unsigned int>flags
-        self._alive()
+        self.check_alive()
         if not f or f & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or f == MCL_ONFAULT:
             raise_errno(errno.EINVAL)
         self._apply_mlockall_flags(f)
@@ -269,7 +271,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         self.sys_munlockall()
 
     cdef long long sys_munlockall(self) except? -1:
-        self._alive()
+        self.check_alive()
         self._apply_mlockall_flags(0)
         return 0
 
@@ -294,7 +296,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
                        as_ulong(flags, "flags"))
 
     cdef long long sys_mseal(self, u64 addr, u64 length, u64 flags) except? -1:
-        self._alive()
+        self.check_alive()
         if flags:
             raise_errno(errno.EINVAL)
         start, end = page_range(addr, length)
@@ -319,12 +321,12 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         self.sys_set_anon_name(as_ulong(addr, "addr"), as_ulong(length, "length"), name)
 
     cdef long long sys_set_anon_name(self, u64 addr, u64 length, object name) except? -1:
-        self._alive()
+        self.check_alive()
         if isinstance(name, (bytes, bytearray)):
             name = bytes(name).decode("latin-1")
         if name is not None and not isinstance(name, str):
             raise TypeError("name must be str, bytes or None")
-        if not self.system.profile.anon_vma_name:
+        if not self.profile.anon_vma_name:
             raise_errno(errno.EINVAL)
         if name is not None:
             if len(name.encode("latin-1", "replace")) >= ANON_VMA_NAME_MAX_LEN:
@@ -353,7 +355,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         """UFFDIO_REGISTER on the process's userfaultfd, created with UFFD_FEATURE_SIGBUS:
         a missing-page fault in a registered range raises SIGBUS (no handler thread). Only
         the VMA flags are modelled. Returns the range ioctls mask."""
-        self._alive()
+        self.check_alive()
         start, end = self.uffd_range(addr, length)
         mode = as_int(mode, "mode")
         if not mode or mode & ~UFFD_REGISTER_MODES:
@@ -378,7 +380,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         return ioctls
 
     def uffd_unregister(self, addr, length):
-        self._alive()
+        self.check_alive()
         start, end = self.uffd_range(addr, length)
         for vma in self.vma_tree.overlapping(start, end):
             if vma.flags & VM_UFFD_FLAGS:
