@@ -42,7 +42,7 @@ cdef class AddressSpace:
     cdef readonly PageTables pt
     cdef readonly Frames frames          # the machine's frames (the System's)
     cdef readonly object system          # the System: files, page cache, reverse map
-    cdef mm_profile profile
+    cdef readonly mm_profile profile     # (a dict from Python)
     cdef public long long max_map_count
     cdef public long long locked_vm      # mm->locked_vm, in pages: what VmLck reports
     cdef public long long minflt, majflt # the task's min_flt / maj_flt

@@ -27,10 +27,10 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_MAYWRITE, VM_MERGEABLE, VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP,
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
-from .errors import Fault, raise_errno
+from .errors import raise_errno
 from .args import as_cint, as_ulong
 from .iov import import_iovec, iterated
-from .fault import pte_flags_for
+from .fault cimport pte_flags_for
 from .protection import ProtectionSyscalls
 
 VALID_ADVICE = frozenset({
@@ -435,8 +435,8 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             addr = other.start + ((index - other.pgoff) << PAGE_SHIFT)
             if addr & (PMD_SIZE - 1) or addr < other.start or addr + PMD_SIZE > other.end:
                 continue
-            mm._retract_pte_table(addr)
-        if not self._retract_pte_table(haddr):
+            (<AdviceSyscalls?>mm).retract_pte_table(addr)
+        if not self.retract_pte_table(haddr):
             return _SKIP
         flags = self._collapsed_pmd_flags(vma) & ~(_core.PTE_RW | _core.PTE_DIRTY)
         if vma.flags & VM_SHARED and vma.flags & VM_WRITE:
@@ -460,7 +460,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             inode.pages[index + i] = head + i
             frames.set_dirty(head + i)
 
-    def _retract_pte_table(self, haddr):
+    cdef bint retract_pte_table(self, u64 haddr) except -1:
         """Free the PTE table under the PMD at haddr if it maps nothing; True if the PMD
         is none afterwards."""
         pt = self.pt
@@ -515,16 +515,6 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             done += n
         return done
 
-    # --- user accesses ------------------------------------------------------------------
-    cdef long long sys_touch(self, u64 addr, u64 length, bint write) except? -1:
-        """touch() as the batch takes it: 0, or the signal number of the first access that
-        faults (an outcome, not an error). The fault code is fault.py's touch() for now."""
-        try:
-            self.touch(addr, length, write=write)
-        except Fault as e:
-            return e.signal
-        return 0
-
     # --- poison (UFFDIO_POISON) ----------------------------------------------------------
     def install_poison(self, addr, length):
         """Install poison markers as UFFDIO_POISON does (mm/userfaultfd.c:mfill_atomic()):
@@ -542,7 +532,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         if not vma.flags & VM_SHARED:
             self.anon_vma_prepare(vma)
         for page in range(start, end, PAGE_SIZE):
-            self._fault_tables(page, pte_table=True)     # mm_alloc_pmd(), __pte_alloc()
+            self.fault_tables(page, True)     # mm_alloc_pmd(), __pte_alloc()
             if vma.file is not None and vma.pgoff_at(page) >= vma.file.inode.nr_pages:
                 err = errno.EFAULT                  # mfill_file_over_size()
             elif self.pt.lookup(page)[0] != _core.ENTRY_NONE:

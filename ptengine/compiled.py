@@ -13,7 +13,7 @@ import warnings
 
 # Read by setup.py: the plain-Python modules it compiles (dotted below ptengine). The
 # workload modules issue the syscalls of a run and count each one.
-COMPILED_PY = ("args", "errors", "mm", "fault", "files", "lifecycle", "procview", "exec_layout",
+COMPILED_PY = ("args", "errors", "mm", "files", "lifecycle", "procview", "exec_layout",
                "workloads.metrics", "workloads.blocks", "workloads.runner",
                "workloads.threads", "workloads.android", "workloads.allocators",
                "workloads.fibers", "workloads.wasm")

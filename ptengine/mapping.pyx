@@ -24,7 +24,7 @@ from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MA
                         VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED, VM_UFFD_MINOR,
                         VM_UFFD_MISSING, VM_UFFD_WP)
 from .errors import raise_errno
-from .addrspace import AddressSpace
+from .fault import FaultHandling
 from .args import U64_MAX, as_ulong
 from .files import File
 from .vma import can_merge_after, can_merge_before, vm_start_gap
@@ -102,7 +102,7 @@ def file_mmap_ok(pgoff, length):
     return length <= MAX_LFS_FILESIZE and pgoff <= (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT
 
 
-cdef class MappingSyscalls(AddressSpace):
+cdef class MappingSyscalls(FaultHandling):
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
@@ -181,7 +181,7 @@ cdef class MappingSyscalls(AddressSpace):
         vma = self._mmap_region(start, size, vm_flags, pgoff, file)
         if vma.flags & c_VM_LOCKED and not vma.flags & c_VM_LOCKONFAULT or \
                 f & (c_MAP_POPULATE | c_MAP_NONBLOCK) == c_MAP_POPULATE:
-            self.populate_range(start, start + size, ignore_errors=True)
+            self.populate_range(start, start + size, True)
         return start
 
     def _file_vm_flags(self, file, map_type, flags, prot, vm_flags):
@@ -368,7 +368,7 @@ cdef class MappingSyscalls(AddressSpace):
         """do_mremap(): the part a VM_LOCKED mapping grew by is faulted in (mm_populate(),
         which leaves VM_LOCKONFAULT alone)."""
         if start < end and vma.flags & VM_LOCKED:
-            self.populate_range(start, end, ignore_errors=True)
+            self.populate_range(start, end, True)
 
     def _duplicate(self, vma, addr, new_len, hint):
         """A second mapping of a shared VMA's range (old_size 0). It keeps VM_LOCKED and
@@ -513,7 +513,7 @@ cdef class MappingSyscalls(AddressSpace):
             return self.brk_end
         self.brk_end = addr
         if self.def_flags & VM_LOCKED and not self.def_flags & VM_LOCKONFAULT:
-            self.populate_range(oldbrk, newbrk, ignore_errors=True)
+            self.populate_range(oldbrk, newbrk, True)
         return addr
 
     # mirrors mm/mmap.c:vm_brk_flags()

@@ -13,7 +13,6 @@ from . import _core
 from .addrspace import AddressSpace
 from .advice import AdviceSyscalls
 from .args import as_int
-from .fault import FaultHandling
 from .files import System
 from .lifecycle import ProcessLifecycle
 from .procview import ProcView
@@ -22,7 +21,7 @@ from .procview import ProcView
 DEFAULT_START_BRK = 0x555555559000
 
 
-class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
+class MM(AdviceSyscalls, ProcessLifecycle, ProcView):
     """One address space. `MM()` is shorthand for a fresh System with one process."""
 
     def __init__(self, system=None, *, mmap_base=None, max_map_count=None,

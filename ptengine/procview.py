@@ -15,6 +15,7 @@ from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZE
                         VM_WRITE)
 from .errors import InvariantError, raise_errno
 from . import procfs
+from .fault import thp_vma
 from .args import as_ulong
 
 
@@ -22,7 +23,6 @@ def thp_eligible(vma, thp_enabled):
     """smaps THPeligible: thp_vma_allowable_order(TVA_SMAPS, PMD_ORDER) with shmem THP
     `never`: a private anonymous VMA THP may back (under the profile's `enabled` mode)
     that holds a whole PMD-aligned 2 MiB."""
-    from .fault import thp_vma
     first = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
     return bool(thp_vma(vma, thp_enabled)) and first + PMD_SIZE <= vma.end
 
@@ -52,7 +52,7 @@ class ProcView:
                                            show_soft_dirty=profile.soft_dirty)
                        for v in self._gate())
         return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,
-                                           thp_eligible=thp_eligible(v, profile.thp_enabled),
+                                           thp_eligible=thp_eligible(v, self.profile["thp_enabled"]),
                                            locked_bytes=stats["locked"],
                                            show_soft_dirty=profile.soft_dirty)
                        for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree)) + gate

@@ -42,6 +42,7 @@ cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_ACCOUNT = C.VM_ACCOUNT, c_VM_LOCKED = C
 cdef u64 c_VM_SHARED = C.VM_SHARED, c_VM_GROWSDOWN = C.VM_GROWSDOWN
 cdef u64 c_NO_CHARGE = C.VM_ACCOUNT | C.VM_WRITE | C.VM_HUGETLB | C.VM_SHARED | C.VM_NORESERVE
 cdef u64 c_PROT_GROWS = C.PROT_GROWSDOWN | C.PROT_GROWSUP
+cdef u64 c_NEVER_LOCKED = C.VM_SPECIAL | C.VM_HUGETLB | C.VM_DROPPABLE
 cdef u64 c_PROT_GROWSDOWN = C.PROT_GROWSDOWN, c_PROT_GROWSUP = C.PROT_GROWSUP
 cdef u64 c_PROT_VALID = C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC | C.PROT_SEM
 
@@ -70,14 +71,15 @@ cdef object mprotect_vma(object mm, VMA vma, u64 start, u64 end, object prot):
 
 
 cdef object mlock_vma(object mm, VMA vma, u64 start, u64 end, object lock_flags):
-    return mm._mlock_fixup(vma, start, end, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
+    return (<ProtectionSyscalls>mm).mlock_fixup(vma, start, end,
+                                               (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
 
 
 cdef object name_vma(object mm, VMA vma, u64 start, u64 end, object name):
     """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
     if vma.file is not None and vma.file.inode.kind != "shmem_anon":
         raise_errno(errno.EBADF)
-    return mm.modify_range(vma, start, end, None, name)
+    return (<ProtectionSyscalls>mm).modify_range(vma, start, end, None, name)
 
 
 # mm/madvise.c:is_valid_name_char(): printable ASCII, and none of \ ` $ [ ].
@@ -184,7 +186,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         prot_update(newflags, &bits, &mask)
         pt_result(pt_change_prot(&self.pt.mm, start, end, bits, mask))
         if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
-            self.populate_range(start, end, ignore_errors=True)
+            self.populate_range(start, end, True)
         return vma
 
     # --- mlock family (mm/mlock.c) -------------------------------------------------------
@@ -204,7 +206,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         if end == start:
             return 0
         self._apply_vma_lock_flags(start, end, vm_flags)
-        err = self.populate_range(start, end, ignore_errors=False)
+        err = self.populate_range(start, end, False)
         if err == errno.EFAULT:
             raise_errno(errno.ENOMEM)
         if err == errno.ENOMEM:
@@ -241,16 +243,17 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             raise_errno(errno.ENOMEM)
         self.walk_contiguous(vma, start, end, mlock_vma, lock_flags)
 
-    def _mlock_fixup(self, vma, start, end, newflags):
+    cdef VMA mlock_fixup(self, VMA vma, u64 start, u64 end, u64 newflags):
         """mlock_fixup(): special, hugetlb and droppable VMAs are never locked; locked_vm
         follows VM_LOCKED going on or off."""
-        oldflags = vma.flags
-        if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+        cdef u64 oldflags = vma.flags
+        cdef long long pages
+        if newflags == oldflags or oldflags & c_NEVER_LOCKED:
             return vma
         vma = self.modify_range(vma, start, end, newflags)
-        if (newflags ^ oldflags) & VM_LOCKED:
+        if (newflags ^ oldflags) & c_VM_LOCKED:
             pages = (end - start) >> PAGE_SHIFT
-            self.locked_vm += pages if newflags & VM_LOCKED else -pages
+            self.locked_vm += pages if newflags & c_VM_LOCKED else -pages
         return vma
 
     def mlockall(self, flags):
@@ -264,7 +267,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             raise_errno(errno.EINVAL)
         self._apply_mlockall_flags(f)
         if f & MCL_CURRENT:
-            self.populate_range(0, TASK_SIZE, ignore_errors=True)
+            self.populate_range(0, TASK_SIZE, True)
         return 0
 
     def munlockall(self):
@@ -286,7 +289,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             to_add = VM_LOCKED | (VM_LOCKONFAULT if flags & MCL_ONFAULT else 0)
         for vma in list(self.vma_tree):
             try:
-                self._mlock_fixup(vma, vma.start, vma.end, (vma.flags & ~VM_LOCKED_MASK) | to_add)
+                self.mlock_fixup(vma, vma.start, vma.end, (vma.flags & ~VM_LOCKED_MASK) | to_add)
             except OSError:
                 pass        # errors are ignored, as the kernel does
 
