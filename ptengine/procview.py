@@ -78,7 +78,7 @@ class ProcView:
                 data += size
         pt = self.pt
         pages_kb = PAGE_SIZE // 1024
-        anon, file, shmem = pt.rss_anon * pages_kb, pt.rss_file * pages_kb, pt.rss_shmem * pages_kb
+        anon, file, shmem = self._rss_kb()
         # VmLck is mm->locked_vm, a counter kept by mlock/munlock/munmap/mremap: after
         # MREMAP_DONTUNMAP the unlocked old VMA's pages still count.
         locked = self.locked_vm * pages_kb
@@ -86,6 +86,19 @@ class ProcView:
                 "RssAnon": anon, "RssFile": file, "RssShmem": shmem, "VmData": data >> 10,
                 "VmStk": stack >> 10, "VmPTE": pt.pgtables_bytes >> 10,
                 "map_count": self.map_count}
+
+    def _rss_kb(self):
+        """RssAnon, RssFile, RssShmem in kB: the mm's rss_stat counters."""
+        pt, pages_kb = self.pt, PAGE_SIZE // 1024
+        return pt.rss_anon * pages_kb, pt.rss_file * pages_kb, pt.rss_shmem * pages_kb
+
+    def __repr__(self):
+        """The mm at a glance, from its counters (nothing is rendered): map_count, VmPTE
+        and VmRSS as /proc/PID/status shows them."""
+        if self.dead:
+            return f"<{type(self).__name__} dead>"
+        return (f"<{type(self).__name__} map_count={self.map_count} "
+                f"VmPTE={self.pt.pgtables_bytes >> 10} kB VmRSS={sum(self._rss_kb())} kB>")
 
     def pagemap(self, addr, size):
         """/proc/PID/pagemap entries for [addr, addr+size), as a privileged reader sees them."""
