@@ -14,6 +14,7 @@ from . import constants as C
 from libc.stdint cimport uint64_t
 from ._core cimport ZAP_KEEP_UFFD_WP, pt_install_guards, pt_remove_guards, pt_zap
 from .addrspace cimport pt_result
+from .argconv cimport cint_arg, ulong_arg
 from .vma cimport VMA, u64, vma_required
 from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
@@ -121,8 +122,9 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     def madvise(self, addr, length, advice):
         # addr and length are unsigned long (a negative one wraps as the C cast does);
         # advice is an int: the kernel reads the low 32 bits of the register.
-        self.sys_madvise(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                         as_cint(advice, "advice"))
+        self.sys_madvise(ulong_arg(addr, "addr", as_ulong),
+                         ulong_arg(length, "length", as_ulong),
+                         cint_arg(advice, "advice", as_cint))
 
     cdef long long sys_madvise(self, u64 addr, u64 length, int advice) except? -1:
         """do_madvise() on converted arguments: the checks, then the walk."""

@@ -11,6 +11,7 @@ import errno
 from . import constants as C
 from ._core cimport pt_move_range
 from .addrspace cimport pt_result
+from .argconv cimport ulong_arg
 from .vma cimport VMA, u64
 
 from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
@@ -106,9 +107,11 @@ cdef class MappingSyscalls(FaultHandling):
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
-        return self.sys_mmap(as_ulong(addr or 0, "addr"), as_ulong(length, "length"),
-                             as_ulong(prot, "prot"), as_ulong(flags, "flags"), fd,
-                             as_ulong(offset, "offset"))
+        return self.sys_mmap(ulong_arg(addr or 0, "addr", as_ulong),
+                             ulong_arg(length, "length", as_ulong),
+                             ulong_arg(prot, "prot", as_ulong),
+                             ulong_arg(flags, "flags", as_ulong), fd,
+                             ulong_arg(offset, "offset", as_ulong))
 
     cdef long long sys_mmap(self, u64 hint, u64 size, u64 p, u64 f, object fd,
                             u64 off) except? -1:
@@ -245,7 +248,7 @@ cdef class MappingSyscalls(FaultHandling):
 
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
-        self.sys_munmap(as_ulong(addr, "addr"), as_ulong(length, "length"))
+        self.sys_munmap(ulong_arg(addr, "addr", as_ulong), ulong_arg(length, "length", as_ulong))
 
     cdef long long sys_munmap(self, u64 addr, u64 length) except? -1:
         self.check_alive()
@@ -265,10 +268,11 @@ cdef class MappingSyscalls(FaultHandling):
 
     # mirrors mm/mremap.c:do_mremap()
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
-        return self.sys_mremap(as_ulong(old_address, "old_address"),
-                               as_ulong(old_size, "old_size"), as_ulong(new_size, "new_size"),
-                               as_ulong(flags, "flags"),
-                               as_ulong(new_address or 0, "new_address"))
+        return self.sys_mremap(ulong_arg(old_address, "old_address", as_ulong),
+                               ulong_arg(old_size, "old_size", as_ulong),
+                               ulong_arg(new_size, "new_size", as_ulong),
+                               ulong_arg(flags, "flags", as_ulong),
+                               ulong_arg(new_address or 0, "new_address", as_ulong))
 
     cdef long long sys_mremap(self, u64 old, u64 old_size, u64 new_size, u64 flags_,
                               u64 new_address) except? -1:
@@ -472,7 +476,7 @@ cdef class MappingSyscalls(FaultHandling):
 
     # mirrors mm/mmap.c:brk()
     def brk(self, addr):
-        return self.sys_brk(as_ulong(addr or 0, "addr"))
+        return self.sys_brk(ulong_arg(addr or 0, "addr", as_ulong))
 
     cdef long long sys_brk(self, u64 addr_) except? -1:
         self.check_alive()

@@ -46,13 +46,13 @@ class ProcView:
 
     def smaps(self):
         heap = self._heap()
-        profile = self.system.profile
+        profile, thp_mode = self.system.profile, self.profile["thp_enabled"]
         # The gate page has no page tables of the mm: its counters are all zero.
         gate = "".join(procfs.render_smaps(v, None, heap=heap, stack=self.start_stack,
                                            show_soft_dirty=profile.soft_dirty)
                        for v in self._gate())
         return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,
-                                           thp_eligible=thp_eligible(v, self.profile["thp_enabled"]),
+                                           thp_eligible=thp_eligible(v, thp_mode),
                                            locked_bytes=stats["locked"],
                                            show_soft_dirty=profile.soft_dirty)
                        for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree)) + gate

@@ -14,6 +14,7 @@ import re
 from . import constants as C
 from ._core cimport pt_change_prot
 from .addrspace cimport pt_result
+from .argconv cimport ulong_arg
 from .vma cimport VMA, u64
 from .mapping cimport calc_vm_prot_bits
 
@@ -116,8 +117,9 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors mm/mprotect.c:do_mprotect_pkey()
     def mprotect(self, addr, length, prot):
-        self.sys_mprotect(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                          as_ulong(prot, "prot"))
+        self.sys_mprotect(ulong_arg(addr, "addr", as_ulong),
+                          ulong_arg(length, "length", as_ulong),
+                          ulong_arg(prot, "prot", as_ulong))
 
     cdef long long sys_mprotect(self, u64 start, u64 size, u64 p) except? -1:
         cdef u64 end
@@ -192,8 +194,9 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     # --- mlock family (mm/mlock.c) -------------------------------------------------------
     def mlock(self, addr, length, flags=0):
         """mlock(2), or mlock2(2) when flags are given."""
-        self.sys_mlock(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                       as_ulong(flags, "flags"))
+        self.sys_mlock(ulong_arg(addr, "addr", as_ulong),
+                       ulong_arg(length, "length", as_ulong),
+                       ulong_arg(flags, "flags", as_ulong))
 
     cdef long long sys_mlock(self, u64 addr, u64 length, u64 flags) except? -1:
         # mlock2() takes an int: the low 32 bits of the register, as as_cint() reads them.
@@ -216,7 +219,8 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         return 0
 
     def munlock(self, addr, length):
-        self.sys_munlock(as_ulong(addr, "addr"), as_ulong(length, "length"))
+        self.sys_munlock(ulong_arg(addr, "addr", as_ulong),
+                         ulong_arg(length, "length", as_ulong))
 
     cdef long long sys_munlock(self, u64 addr, u64 length) except? -1:
         self.check_alive()
@@ -257,7 +261,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         return vma
 
     def mlockall(self, flags):
-        self.sys_mlockall(as_ulong(flags, "flags"))
+        self.sys_mlockall(ulong_arg(flags, "flags", as_ulong))
 
     cdef long long sys_mlockall(self, u64 flags) except? -1:
         # mlockall() takes an int: the low 32 bits of the register, as as_cint() reads them.
@@ -295,8 +299,9 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors mm/mseal.c:do_mseal()
     def mseal(self, addr, length, flags=0):
-        self.sys_mseal(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                       as_ulong(flags, "flags"))
+        self.sys_mseal(ulong_arg(addr, "addr", as_ulong),
+                       ulong_arg(length, "length", as_ulong),
+                       ulong_arg(flags, "flags", as_ulong))
 
     cdef long long sys_mseal(self, u64 addr, u64 length, u64 flags) except? -1:
         self.check_alive()
@@ -321,7 +326,8 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors kernel/sys.c:prctl_set_vma() and mm/madvise.c:madvise_set_anon_name()
     def set_anon_name(self, addr, length, name):
-        self.sys_set_anon_name(as_ulong(addr, "addr"), as_ulong(length, "length"), name)
+        self.sys_set_anon_name(ulong_arg(addr, "addr", as_ulong),
+                               ulong_arg(length, "length", as_ulong), name)
 
     cdef long long sys_set_anon_name(self, u64 addr, u64 length, object name) except? -1:
         self.check_alive()
