@@ -65,8 +65,6 @@ KNOWN_CYCLES = {
 KNOWN_HIDDEN = {
     # mm.py (helper `typed`): the exec layout of spawn(exec_layout=True).
     ("ptengine.mm", "MM.__init__", "ptengine.exec.layout"),
-    # procview.py (helper `typed`): thp_eligible() reads fault.thp_vma.
-    ("ptengine.procview", "thp_eligible", "ptengine.fault"),
     # workloads/runner.py (helper `runner`): the backend of a run.
     ("ptengine.workloads.runner", "open_backend", "ptengine"),
     ("ptengine.workloads.runner", "open_backend", "ptengine.live"),
