@@ -10,3 +10,12 @@ from .fs.files import File  # noqa: E402,F401
 from .system import System  # noqa: E402,F401
 from .mm import MM  # noqa: E402,F401
 from .vma import VMA  # noqa: E402,F401
+from .calls import calls  # noqa: E402,F401
+
+
+def __getattr__(name):
+    # CALL_DTYPE is made on first use: numpy starts threads at import (calls.py).
+    if name == "CALL_DTYPE":
+        from .calls import call_dtype
+        return call_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_MAYWRITE, VM_MERGEABLE, VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP,
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
-from .errors import raise_errno
+from .errors import Fault, raise_errno
 from .args import as_cint, as_ulong
 from .iov import import_iovec, iterated
 from .fault import pte_flags_for
@@ -45,7 +45,6 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
                          MADV_DODUMP, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
                          MADV_NOHUGEPAGE})
 MAX_GUARD_RETRIES = 3
-U64_MAX = (1 << 64) - 1
 cdef u64 c_PAGE_OFFSET = C.PAGE_SIZE - 1
 cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_MAYBE_GUARD = C.VM_MAYBE_GUARD
 cdef u64 c_VM_SPECIAL = C.VM_SPECIAL, c_VM_HUGETLB = C.VM_HUGETLB, c_VM_LOCKED = C.VM_LOCKED
@@ -117,39 +116,35 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
 
     # mirrors mm/madvise.c:do_madvise()
     def madvise(self, addr, length, advice):
-        self._alive()
         # addr and length are unsigned long (a negative one wraps as the C cast does);
         # advice is an int: the kernel reads the low 32 bits of the register.
-        self._madvise(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                      as_cint(advice, "advice"))
+        self.sys_madvise(as_ulong(addr, "addr"), as_ulong(length, "length"),
+                         as_cint(advice, "advice"))
 
-    cpdef _madvise(self, start, length, advice):
-        """The checks of do_madvise() on Python integers of any size (every value out of
-        range is EINVAL), then the walk in C integers."""
-        cdef u64 s, size, end
-        cdef int adv
+    cdef long long sys_madvise(self, u64 addr, u64 length, int advice) except? -1:
+        """do_madvise() on converted arguments: the checks, then the walk."""
+        cdef u64 end
+        self._alive()
         if advice not in VALID_ADVICE:
             raise_errno(errno.EINVAL)
-        if not (0 <= start <= U64_MAX and 0 <= length <= U64_MAX):
-            raise_errno(errno.EINVAL)
-        s, size, adv = start, length, advice
         # start page aligned; start + PAGE_ALIGN(length) may not reach 2**64.
-        if s & c_PAGE_OFFSET or size > ~c_PAGE_OFFSET:
+        if addr & c_PAGE_OFFSET or length > ~c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
-        size = (size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
-        if size > ~s:
+        length = (length + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
+        if length > ~addr:
             raise_errno(errno.EINVAL)
-        end = s + size
-        if end == s:
-            return
-        if adv == MADV_HWPOISON or adv == MADV_SOFT_OFFLINE:
+        end = addr + length
+        if end == addr:
+            return 0
+        if advice == MADV_HWPOISON or advice == MADV_SOFT_OFFLINE:
             raise_errno(errno.EPERM)
-        if adv == MADV_POPULATE_READ or adv == MADV_POPULATE_WRITE:
-            err = self.madvise_populate(s, end, adv == MADV_POPULATE_WRITE)
+        if advice == MADV_POPULATE_READ or advice == MADV_POPULATE_WRITE:
+            err = self.madvise_populate(addr, end, advice == MADV_POPULATE_WRITE)
             if err:
                 raise_errno(err)
-            return
-        self.walk_vmas(s, end, advise_vma, advice)
+            return 0
+        self.walk_vmas(addr, end, advise_vma, advice)
+        return 0
 
     cpdef VMA _advise_vma(self, VMA vma, u64 start, u64 end, int advice):
         """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""
@@ -484,33 +479,45 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     # --- process_madvise (mm/madvise.c) -----------------------------------------------
     def process_madvise(self, iovecs, advice, flags=0):
         """process_madvise(2) on this process's own mm: the bytes advised."""
-        self._alive()
-        # behavior is an int, as for madvise(); flags an unsigned int (the low 32 bits).
-        advice, flags = as_cint(advice, "advice"), as_ulong(flags, "flags") & 0xFFFFFFFF
+        # behavior is an int, as for madvise(); flags an unsigned int (sys_ takes its low
+        # 32 bits).
+        advice, flags = as_cint(advice, "advice"), as_ulong(flags, "flags")
         try:
             vec = [(as_ulong(a, "iov_base"), as_ulong(n, "iov_len")) for a, n in iovecs]
         except ValueError:
             raise TypeError("iovecs must be a sequence of (addr, length) pairs") from None
-        if flags:
-            raise_errno(errno.EINVAL)
-        return self._vector_madvise(import_iovec(vec), advice)
+        return self.sys_process_madvise(vec, advice, flags)
 
-    def _vector_madvise(self, segments, advice):
-        """vector_madvise(): each segment as madvise() would take it, in order, stopping at
-        the first error. The result is the bytes of the segments done before the error,
-        or its errno when there are none (a failing segment's partial work is kept but not
-        counted). Invalid advice fails at the first segment, so with no bytes to advise
-        the call returns 0 whatever the advice."""
-        done = 0
-        for base, n in iterated(segments):
+    cdef long long sys_process_madvise(self, object iovecs, int advice,
+                                       u64 flags) except? -1:
+        """vector_madvise(): each segment of import_iovec() as madvise() would take it, in
+        order, stopping at the first error. The result is the bytes of the segments done
+        before the error, or its errno when there are none (a failing segment's partial
+        work is kept but not counted). Invalid advice fails at the first segment, so with
+        no bytes to advise the call returns 0 whatever the advice."""
+        cdef long long done = 0
+        self._alive()
+        if <unsigned int>flags:
+            raise_errno(errno.EINVAL)
+        for base, n in iterated(import_iovec(iovecs)):
             try:
-                self._madvise(base, n, advice)
+                self.sys_madvise(base, n, advice)
             except OSError:
                 if done:
                     return done
                 raise
             done += n
         return done
+
+    # --- user accesses ------------------------------------------------------------------
+    cdef long long sys_touch(self, u64 addr, u64 length, bint write) except? -1:
+        """touch() as the batch takes it: 0, or the signal number of the first access that
+        faults (an outcome, not an error). The fault code is fault.py's touch() for now."""
+        try:
+            self.touch(addr, length, write=write)
+        except Fault as e:
+            return e.signal
+        return 0
 
     # --- poison (UFFDIO_POISON) ----------------------------------------------------------
     def install_poison(self, addr, length):

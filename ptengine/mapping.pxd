@@ -11,3 +11,10 @@ cpdef bint accountable_mapping(u64 vm_flags)
 cdef class MappingSyscalls(AddressSpace):
     cpdef VMA _mmap_region(self, u64 start, u64 length, u64 vm_flags, u64 pgoff, file)
     cpdef do_munmap(self, u64 start, u64 size)
+    # The typed entry points (see advice.pxd)
+    cdef long long sys_mmap(self, u64 addr, u64 length, u64 prot, u64 flags, object file,
+                            u64 offset) except? -1
+    cdef long long sys_munmap(self, u64 addr, u64 length) except? -1
+    cdef long long sys_mremap(self, u64 old, u64 old_size, u64 new_size, u64 flags,
+                              u64 new_addr) except? -1
+    cdef long long sys_brk(self, u64 addr) except? -1

@@ -104,13 +104,16 @@ cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
-        self._alive()
-        cdef u64 hint = as_ulong(addr or 0, "addr"), size = as_ulong(length, "length")
-        cdef u64 p = as_ulong(prot, "prot"), f = as_ulong(flags, "flags")
-        cdef u64 off = as_ulong(offset, "offset")
+        return self.sys_mmap(as_ulong(addr or 0, "addr"), as_ulong(length, "length"),
+                             as_ulong(prot, "prot"), as_ulong(flags, "flags"), fd,
+                             as_ulong(offset, "offset"))
+
+    cdef long long sys_mmap(self, u64 hint, u64 size, u64 p, u64 f, object fd,
+                            u64 off) except? -1:
         cdef u64 pgoff, map_type, vm_flags, start
         cdef bint anonymous, fixed, shared
         cdef VMA vma
+        self._alive()
         if fd is not None and not isinstance(fd, File):
             raise TypeError("fd must be a file object from this System or None")
         if off & c_PAGE_OFFSET:
@@ -240,8 +243,12 @@ cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
+        self.sys_munmap(as_ulong(addr, "addr"), as_ulong(length, "length"))
+
+    cdef long long sys_munmap(self, u64 addr, u64 length) except? -1:
         self._alive()
-        self.do_munmap(as_ulong(addr, "addr"), as_ulong(length, "length"))
+        self.do_munmap(addr, length)
+        return 0
 
     cpdef do_munmap(self, u64 start, u64 size):
         """mm/vma.c:do_vmi_munmap(), for munmap and for the tail mremap cuts off: the range
@@ -256,10 +263,16 @@ cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mremap.c:do_mremap()
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
+        return self.sys_mremap(as_ulong(old_address, "old_address"),
+                               as_ulong(old_size, "old_size"), as_ulong(new_size, "new_size"),
+                               as_ulong(flags, "flags"),
+                               as_ulong(new_address or 0, "new_address"))
+
+    cdef long long sys_mremap(self, u64 old, u64 old_size, u64 new_size, u64 flags_,
+                              u64 new_address) except? -1:
         self._alive()
-        addr = as_ulong(old_address, "old_address")
-        old_len, new_len = as_ulong(old_size, "old_size"), as_ulong(new_size, "new_size")
-        flags, new_addr = as_ulong(flags, "flags"), as_ulong(new_address or 0, "new_address")
+        # Python integers below: the checks read as the kernel's, and sums may pass 2**64.
+        addr, old_len, new_len, flags, new_addr = old, old_size, new_size, flags_, new_address
         if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
             raise_errno(errno.EINVAL)
         if addr & ~PAGE_MASK:
@@ -456,8 +469,11 @@ cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mmap.c:brk()
     def brk(self, addr):
+        return self.sys_brk(as_ulong(addr or 0, "addr"))
+
+    cdef long long sys_brk(self, u64 addr_) except? -1:
         self._alive()
-        addr = as_ulong(addr or 0, "addr")
+        addr = addr_                # a Python integer: page_align() may pass 2**64
         if addr < self.start_brk:
             return self.brk_end
         # PAGE_ALIGN() wraps in C: a break near 2**64 asks for a length no check passes.

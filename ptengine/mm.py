@@ -14,6 +14,7 @@ from . import _core
 from .addrspace import AddressSpace
 from .advice import AdviceSyscalls
 from .args import as_int
+from .batch import execute
 from .errors import raise_errno
 from .fault import FaultHandling
 from .system import System
@@ -70,6 +71,10 @@ class MM(AdviceSyscalls, FaultHandling, ProcessLifecycle, ProcView):
         if any(mm is not self for mm in self.system.processes):
             _warn(f"process {self!r} dropped without exit(); its address space is freed",
                   ResourceWarning, source=self)
+
+    def batch(self, calls, *, files=None, names=None, stop=None, counter=None):
+        """Run many calls in one C loop (API.md "Batched calls"): -> (results, ns)."""
+        return execute(self, calls, files, names, stop, counter)
 
     # --- introspection basics -----------------------------------------------------------
     def vmas(self):

@@ -13,3 +13,11 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     cdef walk_vmas(self, u64 start, u64 end, vma_visitor visit, object arg)
     cdef walk_contiguous(self, VMA vma, u64 start, u64 end, vma_visitor fixup, object arg)
     cpdef VMA _mprotect_fixup(self, VMA vma, u64 start, u64 end, u64 newflags)
+    # The typed entry points (see advice.pxd)
+    cdef long long sys_mprotect(self, u64 addr, u64 length, u64 prot) except? -1
+    cdef long long sys_mlock(self, u64 addr, u64 length, u64 flags) except? -1
+    cdef long long sys_munlock(self, u64 addr, u64 length) except? -1
+    cdef long long sys_mlockall(self, u64 flags) except? -1
+    cdef long long sys_munlockall(self) except? -1
+    cdef long long sys_mseal(self, u64 addr, u64 length, u64 flags) except? -1
+    cdef long long sys_set_anon_name(self, u64 addr, u64 length, object name) except? -1

@@ -23,7 +23,7 @@ from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFA
                         VM_UFFD_WP, VM_UFFD_MINOR)
 from .errors import raise_errno
 from .mapping import VM_UFFD_FLAGS, MappingSyscalls
-from .args import U64_MAX, as_cint, as_int, as_ulong, page_range
+from .args import U64_MAX, as_int, as_ulong, page_range
 
 UFFDIO_REGISTER_MODE_MISSING = 1
 UFFD_REGISTER_MODES = 1 | 2 | 4
@@ -113,16 +113,19 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors mm/mprotect.c:do_mprotect_pkey()
     def mprotect(self, addr, length, prot):
-        self._alive()
-        cdef u64 start = as_ulong(addr, "addr"), size = as_ulong(length, "length")
-        cdef u64 p = as_ulong(prot, "prot"), end
+        self.sys_mprotect(as_ulong(addr, "addr"), as_ulong(length, "length"),
+                          as_ulong(prot, "prot"))
+
+    cdef long long sys_mprotect(self, u64 start, u64 size, u64 p) except? -1:
+        cdef u64 end
         cdef u64 grows = p & c_PROT_GROWS
         cdef VMA vma
+        self._alive()
         p &= ~c_PROT_GROWS
         if grows == c_PROT_GROWS or start & c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
         if size == 0:
-            return
+            return 0
         # The end rounded up to a page, where the sum wraps past 2**64 or to 0: ENOMEM.
         if size > ~start - c_PAGE_OFFSET:
             raise_errno(errno.ENOMEM)
@@ -141,6 +144,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         elif grows & c_PROT_GROWSUP:
             raise_errno(errno.EINVAL)          # x86 has no VM_GROWSUP
         self.walk_contiguous(vma, start, end, mprotect_vma, p)
+        return 0
 
     cdef walk_contiguous(self, VMA vma, u64 start, u64 end, vma_visitor fixup, object arg):
         """The loop of do_mprotect_pkey() and apply_vma_lock_flags(): fixup(self, vma, lo,
@@ -184,15 +188,19 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     # --- mlock family (mm/mlock.c) -------------------------------------------------------
     def mlock(self, addr, length, flags=0):
         """mlock(2), or mlock2(2) when flags are given."""
+        self.sys_mlock(as_ulong(addr, "addr"), as_ulong(length, "length"),
+                       as_ulong(flags, "flags"))
+
+    cdef long long sys_mlock(self, u64 addr, u64 length, u64 flags) except? -1:
+        # mlock2() takes an int: the low 32 bits of the register, as as_cint() reads them.
+        cdef int f = <int><unsigned int>flags
         self._alive()
-        addr, length = as_ulong(addr, "addr"), as_ulong(length, "length")
-        flags = as_cint(flags, "flags")          # mlock2() takes an int
-        if flags & ~MLOCK_ONFAULT:
+        if f & ~MLOCK_ONFAULT:
             raise_errno(errno.EINVAL)
-        vm_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
+        vm_flags = VM_LOCKED | (VM_LOCKONFAULT if f & MLOCK_ONFAULT else 0)
         start, end = self._mlock_range(addr, length)
         if end == start:
-            return
+            return 0
         self._apply_vma_lock_flags(start, end, vm_flags)
         err = self.populate_range(start, end, ignore_errors=False)
         if err == errno.EFAULT:
@@ -201,12 +209,17 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             raise_errno(errno.EAGAIN)
         if err:
             raise_errno(err)
+        return 0
 
     def munlock(self, addr, length):
+        self.sys_munlock(as_ulong(addr, "addr"), as_ulong(length, "length"))
+
+    cdef long long sys_munlock(self, u64 addr, u64 length) except? -1:
         self._alive()
-        start, end = self._mlock_range(as_ulong(addr, "addr"), as_ulong(length, "length"))
+        start, end = self._mlock_range(addr, length)
         if end != start:
             self._apply_vma_lock_flags(start, end, 0)
+        return 0
 
     @staticmethod
     def _mlock_range(addr, length):
@@ -239,17 +252,26 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         return vma
 
     def mlockall(self, flags):
+        self.sys_mlockall(as_ulong(flags, "flags"))
+
+    cdef long long sys_mlockall(self, u64 flags) except? -1:
+        # mlockall() takes an int: the low 32 bits of the register, as as_cint() reads them.
+        cdef int f = <int><unsigned int>flags
         self._alive()
-        flags = as_cint(flags, "flags")          # mlockall() takes an int
-        if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
+        if not f or f & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or f == MCL_ONFAULT:
             raise_errno(errno.EINVAL)
-        self._apply_mlockall_flags(flags)
-        if flags & MCL_CURRENT:
+        self._apply_mlockall_flags(f)
+        if f & MCL_CURRENT:
             self.populate_range(0, TASK_SIZE, ignore_errors=True)
+        return 0
 
     def munlockall(self):
+        self.sys_munlockall()
+
+    cdef long long sys_munlockall(self) except? -1:
         self._alive()
         self._apply_mlockall_flags(0)
+        return 0
 
     def _apply_mlockall_flags(self, flags):
         self.def_flags &= ~VM_LOCKED_MASK
@@ -268,14 +290,16 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors mm/mseal.c:do_mseal()
     def mseal(self, addr, length, flags=0):
+        self.sys_mseal(as_ulong(addr, "addr"), as_ulong(length, "length"),
+                       as_ulong(flags, "flags"))
+
+    cdef long long sys_mseal(self, u64 addr, u64 length, u64 flags) except? -1:
         self._alive()
-        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
-        flags = as_ulong(flags, "flags")
         if flags:
             raise_errno(errno.EINVAL)
-        start, end = page_range(start, length)
+        start, end = page_range(addr, length)
         if end == start:
-            return
+            return 0
         # First pass: the whole range must be mapped, so nothing is half sealed.
         pos = start
         for vma in self.vma_tree.overlapping(start, end):
@@ -288,11 +312,14 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             if not vma.flags & VM_SEALED:
                 self.modify_range(vma, max(vma.start, start), min(vma.end, end),
                                   vma.flags | VM_SEALED)
+        return 0
 
     # mirrors kernel/sys.c:prctl_set_vma() and mm/madvise.c:madvise_set_anon_name()
     def set_anon_name(self, addr, length, name):
+        self.sys_set_anon_name(as_ulong(addr, "addr"), as_ulong(length, "length"), name)
+
+    cdef long long sys_set_anon_name(self, u64 addr, u64 length, object name) except? -1:
         self._alive()
-        start, length = as_ulong(addr, "addr"), as_ulong(length, "length")
         if isinstance(name, (bytes, bytearray)):
             name = bytes(name).decode("latin-1")
         if name is not None and not isinstance(name, str):
@@ -304,10 +331,11 @@ cdef class ProtectionSyscalls(MappingSyscalls):
                 raise_errno(errno.EINVAL)
             if INVALID_NAME_CHAR.search(name):
                 raise_errno(errno.EINVAL)
-        start, end = page_range(start, length)
+        start, end = page_range(addr, length)
         if end == start:
-            return
+            return 0
         self.walk_vmas(start, end, name_vma, name)
+        return 0
 
     # --- userfaultfd registration (fs/userfaultfd.c) --------------------------------------
     def uffd_range(self, addr, length):

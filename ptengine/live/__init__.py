@@ -20,7 +20,7 @@ si_addr the kernel delivered); exit() is idempotent and an exited MM answers ESR
 
 Live-only extras: LiveMM.pid, .reserved (the server's own ranges), .user_vmas(),
 .vmas(start, end), .uffd_register(addr, len, mode) / .uffd_unregister(addr, len),
-.batch(calls) -> (results, ns) for benchmarks, pagemap_scan(...).walk_end, LiveVMA.perms /
+pagemap_scan(...).walk_end, LiveVMA.perms /
 .vmflags / .stats / .anon_name; LiveSystem(timeout=...).
 
 Where the host decides, not this module:

@@ -17,7 +17,11 @@ from ..constants import (DEFAULT_MMAP_BASE, MADV_COLD, MADV_PAGEOUT, MAP_ANONYMO
                          MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_SHARED,
                          MREMAP_FIXED, PAGE_SIZE, PROT_NONE, STACK_GUARD_GAP, TASK_SIZE,
                          VM_EXEC)
+from ..batch import check as check_rows
+from ..calls import (CALL_NAMES, FLAG_RESTART, CallOp, as_calls, call_at, object_table,
+                     stop_rule)
 from ..errors import fault_for, syscall_error
+from ..workloads.metrics import call_kind, error_label
 from ..iov import import_iovec
 from . import _procfs
 from ._server import U64, Access, Connection, LiveServerError, Op, ServerDied
@@ -26,7 +30,7 @@ from ._system import LiveFile, LiveSystem
 
 STACK_LIMIT = 8 << 20      # the server runs with RLIMIT_STACK = 8 MiB
 _MAX_IOVECS = 1 << 16      # iovecs sent; the kernel rejects more than UIO_MAXIOV anyway
-_BATCH_MAX = 4000          # calls per batch request (server.c: BUF_SIZE / 64 bytes each)
+_BATCH_BUF = 128 << 20    # bytes a batch request may use in the server (server.c: BUF_SIZE)
 _MAX_READ = 1 << 30        # bytes per read() or write() (the wire carries u32 lengths)
 _TOP_SPAN = 1 << 30        # the server's own top-down mappings lie this close to mmap_base
 _SPECIAL = {"[vvar]", "[vvar_vclock]", "[vdso]"}
@@ -35,6 +39,8 @@ _RECLAIM_ADVICE = {MADV_COLD, MADV_PAGEOUT}
 # Calls whose first two arguments are a range of the address space.
 _RANGE_OPS = {Op.MUNMAP, Op.MPROTECT, Op.MADVISE, Op.MLOCK, Op.MUNLOCK, Op.MSEAL,
               Op.ANON_NAME, Op.POISON, Op.UFFD_REGISTER, Op.UFFD_UNREGISTER}
+# The batch rows whose a[0], a[1] are such a range (an IOVEC row: one range of its call).
+_RANGE_CALLS = [op.value for op in _RANGE_OPS if op.value in set(CallOp)] + [CallOp.IOVEC]
 
 
 class LiveRangeError(ValueError):
@@ -452,39 +458,115 @@ class LiveMM:
             return_mask=_u64("return_mask", return_mask), max_pages=_u64("max_pages", max_pages),
             vec_len=vec_len)
 
-    # --- batches, for benchmarks --------------------------------------------------------
+    # --- batches -------------------------------------------------------------------------
 
-    _BATCH_OPS = {"mmap": Op.MMAP, "munmap": Op.MUNMAP, "mprotect": Op.MPROTECT,
-                  "madvise": Op.MADVISE, "mremap": Op.MREMAP, "mlock": Op.MLOCK,
-                  "munlock": Op.MUNLOCK, "mseal": Op.MSEAL}
+    def batch(self, calls, *, files=None, names=None, stop=None, counter=None):
+        """Run a batch of calls in the server, in one loop timed there (API.md "Batched
+        calls"): the rows of a CALL_DTYPE array (or tuples, through ptengine.calls()),
+        with the rules of the simulator's executor. files: LiveFile objects; names: the
+        names set_anon_name rows refer to. -> (int64 results, nanoseconds in the server)."""
+        import numpy as np
+        rows = as_calls(calls)
+        files = object_table(files, "files", (LiveFile,))
+        names = object_table(names, "names", (str, bytes, bytearray))
+        mode, expected = stop_rule(stop, len(rows))
+        check_rows(rows, len(files), len(names))
+        self._check_rows(rows)
+        blob = b"".join((n.encode() if isinstance(n, str) else bytes(n)) + b"\0" for n in names)
+        fds = np.array([self._server_fd(f) for f in files], dtype="<u8")
+        payload = b"".join((rows.tobytes(), expected.tobytes() if expected is not None else b"",
+                            fds.tobytes(), blob))
+        restarts = int(np.count_nonzero((rows["op"] == CallOp.PROCESS_MADVISE)
+                                        & (rows["flags"] & FLAG_RESTART != 0)))
+        if _page_up(len(payload)) + 8 * (len(rows) + 1 + len(names)) + 24 * restarts \
+                > _BATCH_BUF:
+            raise ValueError(f"a batch of {len(rows)} rows is more than the live server "
+                             f"takes at once ({_BATCH_BUF >> 20} MiB): split it")
+        if np.isin(_advice_of(rows), list(_RECLAIM_ADVICE)).any():
+            drain_lru_batches()
+        rep = self._call(Op.BATCH, len(rows), mode, len(files), len(names), len(blob),
+                         payload=payload)
+        if rep.ret == -1:
+            raise syscall_error(rep.err)
+        results = np.frombuffer(rep.payload, dtype="<i8", count=len(rows)).astype(np.int64)
+        reissued = np.frombuffer(rep.payload, dtype="<u8", offset=8 * (len(rows) + 1)
+                                 ).reshape(-1, 3)
+        if counter is not None:
+            self._count(counter, rows, results, reissued, files, names)
+        return results, rep.ret
 
-    def batch(self, calls):
-        """Run many integer-only syscalls back to back inside the server, timed there.
+    def _check_rows(self, rows):
+        """_check_op() for every row at once, on the arguments known before the batch runs
+        (those that REL bits change come from the server's own results: mappings it made).
+        A range _guard() leaves to the kernel (empty, unaligned, wrapping) is left here."""
+        import numpy as np
+        op, a = rows["op"], rows["a"]
+        known = [(rows["flags"] >> k) & 1 == 0 for k in range(6)]
+        fixed = (a[:, 3] & MAP_FIXED != 0) & (a[:, 3] & MAP_FIXED_NOREPLACE == 0)
+        remap = op == CallOp.MREMAP
+        spans = [  # (rows, argument of the address, of the length)
+            (np.isin(op, _RANGE_CALLS) | ((op == CallOp.MMAP) & fixed) | remap, 0, 1),
+            (remap & (a[:, 3] & MREMAP_FIXED != 0), 4, 2)]
+        for which, at, size in spans:
+            rows_at = np.flatnonzero(which & known[at] & known[size])
+            addr, length = a[rows_at, at], a[rows_at, size]
+            length = np.where(remap[rows_at] & (at == 0), np.maximum(length, PAGE_SIZE), length)
+            end = addr + ((length + np.uint64(PAGE_SIZE - 1)) & np.uint64(U64 ^ (PAGE_SIZE - 1)))
+            checked = (length != 0) & (addr % PAGE_SIZE == 0) & (end > addr) \
+                & (length <= np.uint64(U64 - PAGE_SIZE))
+            for start, stop, _ in self.reserved:
+                hit = np.flatnonzero(checked & (addr < stop) & (end > start))
+                if len(hit):
+                    self._guard(int(addr[hit[0]]), int(length[hit[0]]))   # raises
+        for i in np.flatnonzero((op == CallOp.BRK) & known[0]):
+            self._check_op(Op.BRK, [int(a[i, 0])])
 
-        calls: (name, *args) tuples, name one of mmap, munmap, mprotect, madvise, mremap,
-        mlock, munlock, mseal, with the method's integer arguments (mmap: addr, length,
-        prot, flags; anonymous only). Returns (results, nanoseconds spent in the server's
-        loop): each result is the syscall's return value or -errno.
-        """
-        records = []
-        for name, *args in calls:
-            op = self._BATCH_OPS.get(name)
-            if op is None:
-                raise ValueError(f"{name!r} cannot be batched")
-            if len(args) > (4 if op == Op.MMAP else 5):
-                raise TypeError(f"too many arguments for a batched {name}")
-            args = [_u64(f"{name} argument", a) for a in args] + [0] * (6 - len(args))
-            if op == Op.MMAP:
-                args[4] = U64                                # fd -1
-            self._check_op(op, args)
-            records.append(struct.pack("<II6Q", op, 0, *args))
-        results, ns = [], 0
-        for i in range(0, len(records), _BATCH_MAX):      # what fits the server's buffer
-            chunk = records[i:i + _BATCH_MAX]
-            rep = self._call(Op.BATCH, payload=b"".join(chunk))
-            results += struct.unpack(f"<{len(chunk)}q", rep.payload)
-            ns += rep.ret
-        return results, ns
+    def _count(self, counter, rows, results, reissued, files, names):
+        """What the simulator's executor counts in C, from the rows and their results:
+        each call made (a cancelled row made none) under metrics' label and lock kind."""
+        import numpy as np
+        op = rows["op"].astype(np.int64)
+        made = (results != -errno.ECANCELED) & (op != CallOp.IOVEC) & (op != CallOp.TOUCH)
+        n_calls = made.astype(np.int64)
+        iovecs = np.where(op == CallOp.PROCESS_MADVISE, rows["a"][:, 0], 0) * made
+        np.add.at(n_calls, reissued[:, 0].astype(np.int64), reissued[:, 1].astype(np.int64))
+        counter.iovecs += int(iovecs.sum() + reissued[:, 2].sum())
+        advice = _advice_of(rows)
+        keys = np.stack([op, advice])[:, n_calls > 0]
+        for (o, adv), n in zip(*_grouped(keys, n_calls[n_calls > 0])):
+            name = CALL_NAMES[CallOp(o)]
+            label, mode = call_kind(name, adv)
+            counter.by_name[label] += n
+            counter.by_lock[mode] += n
+        failed = made & (results < 0)
+        for (o, err), n in zip(*_grouped(np.stack([op, -results])[:, failed],
+                                          np.ones(int(failed.sum()), dtype=np.int64))):
+            counter.errors[error_label(CALL_NAMES[CallOp(o)], err)] += n
+        if failed.any():
+            counter.failed_map_count = self.map_count
+        if made.any():
+            counter.last_call = call_at(rows, results, int(np.flatnonzero(made)[-1]),
+                                        files, names)
+
+
+def _advice_of(rows):
+    """The advice of each madvise and process_madvise row as the kernel reads it (an int:
+    the low 32 bits, signed); 0 for the other rows."""
+    import numpy as np
+    op, a = rows["op"], rows["a"]
+    raw = np.where(op == CallOp.MADVISE, a[:, 2], np.where(op == CallOp.PROCESS_MADVISE,
+                                                           a[:, 1], 0))
+    return (raw & 0xFFFFFFFF).astype(np.uint32).view(np.int32).astype(np.int64)
+
+
+def _grouped(keys, weights):
+    """The distinct columns of keys (2 x n) and the sum of weights over each."""
+    import numpy as np
+    if not keys.shape[1]:
+        return [], []
+    distinct, inverse = np.unique(keys, axis=1, return_inverse=True)
+    sums = np.bincount(inverse.reshape(-1), weights=weights, minlength=distinct.shape[1])
+    return [tuple(int(v) for v in col) for col in distinct.T], [int(s) for s in sums]
 
 
 def _release(conn, pagemap_fd):

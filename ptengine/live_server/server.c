@@ -15,7 +15,9 @@
  *   3. protocol        - the request loop.
  *
  * The server allocates nothing while it runs (no malloc, no stdio): every buffer is static,
- * so the only mappings that change are the ones the client asks for.
+ * so the only mappings that change are the ones the client asks for. The batch buffer is a
+ * large static (bss) array for the same reason: a malloc'd one would be a new mapping, placed
+ * where the client's next mmap(NULL) would land; the bss only costs the pages a batch uses.
  *
  * Usage: ptengine-live-server SOCKET_FD. At start it sets RLIMIT_STACK to 8 MiB and the
  * ADDR_NO_RANDOMIZE personality and re-executes itself, so that its layout is that of a
@@ -327,7 +329,10 @@ struct response {           /* 32 bytes, little-endian */
 _Static_assert(sizeof(struct request) == 56, "request layout");
 _Static_assert(sizeof(struct response) == 32, "response layout");
 
-#define BUF_SIZE (256u * 1024u)
+/* Reads and writes of user memory go through the first CHUNK bytes of buf; a batch may use
+ * all of it (its rows, tables and results: BATCH_BUF_SIZE, a limit live/_mm.py knows). */
+#define CHUNK (256u * 1024u)
+#define BUF_SIZE (128u << 20)
 static unsigned char buf[BUF_SIZE] __attribute__((aligned(4096)));
 static int conn = -1;
 static int received_fd = -1;
@@ -338,37 +343,24 @@ static void die(const char *why)
     _exit(2);
 }
 
-static void recv_all(void *p, size_t n)
+/* All n bytes to or from the client; the client gone (EOF or an error) ends the server. */
+static void transfer_all(void *p, size_t n, int sending)
 {
     unsigned char *q = p;
     while (n) {
-        ssize_t r = read(conn, q, n);
-        if (r == 0)
-            _exit(0);           /* client gone: nothing left to serve */
-        if (r < 0) {
-            if (errno == EINTR)
+        ssize_t r = sending ? send(conn, q, n, MSG_NOSIGNAL) : read(conn, q, n);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR)
                 continue;
-            _exit(0);
+            _exit(0);           /* client gone: nothing left to serve */
         }
         q += r;
         n -= (size_t)r;
     }
 }
 
-static void send_all(const void *p, size_t n)
-{
-    const unsigned char *q = p;
-    while (n) {
-        ssize_t r = send(conn, q, n, MSG_NOSIGNAL);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            _exit(0);
-        }
-        q += r;
-        n -= (size_t)r;
-    }
-}
+static void recv_all(void *p, size_t n) { transfer_all(p, n, 0); }
+static void send_all(const void *p, size_t n) { transfer_all((void *)p, n, 1); }
 
 /* Read a request header, keeping any descriptor sent with it (SCM_RIGHTS). */
 static void recv_request(struct request *rq)
@@ -401,7 +393,7 @@ static void recv_request(struct request *rq)
 static void skip_payload(uint64_t n)
 {
     while (n) {
-        size_t k = n > BUF_SIZE ? BUF_SIZE : (size_t)n;
+        size_t k = n > CHUNK ? CHUNK : (size_t)n;
         recv_all(buf, k);
         n -= k;
     }
@@ -461,29 +453,186 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A batch: payload = n requests (headers only, simple ops); answer = n i64 results
- * (-errno on failure), ret = nanoseconds spent in the whole loop. */
+/*
+ * Batches: the rows of a ptengine.calls.CALL_DTYPE array, run with the rules of the
+ * simulator's executor (ptengine/batch.pyx), row by row: REL bits add the result of row
+ * `ref` to arguments (a failed ref row cancels the row), TOLERATE, RESTART, the stop modes.
+ * The client has checked the rows (batch.check) before sending them.
+ */
+#define OP_IOVEC 41
+#define FLAG_REL 0x3fu
+#define FLAG_TOLERATE 0x40u
+#define FLAG_RESTART 0x80u
+enum stop_mode { STOP_NONE = 0, STOP_ERROR = 1, STOP_EXPECTED = 2 };
+#define NO_FILE UINT64_MAX
+
+struct call {               /* 56 bytes: CALL_DTYPE */
+    uint8_t op;
+    uint8_t flags;
+    uint16_t mm;
+    int32_t ref;
+    uint64_t a[6];
+};
+_Static_assert(sizeof(struct call) == 56, "struct call is CALL_DTYPE");
+
+/* A RESTART row whose process_madvise was issued more than once: the client counts the
+ * extra calls and the ranges they carried, as the simulator's executor does. */
+struct reissue { uint64_t row, calls, iovecs; };
+
+struct batch {
+    const struct call *rows;
+    int64_t *results;
+    struct reissue *reissued;    /* room for one per RESTART row */
+    uint64_t n_reissued;
+    const int64_t *expected;     /* STOP_EXPECTED only */
+    const uint64_t *fds;         /* fd_index -> the server's descriptor */
+    const char *const *names;    /* name_index -> NUL-terminated name */
+};
+
+/* A row's arguments, with the REL bits' additions; -ECANCELED if its ref row failed. */
+static long resolve(const struct batch *b, const struct call *row, uint64_t *a)
+{
+    int64_t base = 0;
+    if (row->ref >= 0) {
+        base = b->results[row->ref];
+        if (base < 0)
+            return -ECANCELED;
+    }
+    for (int k = 0; k < 6; k++)
+        a[k] = row->a[k] + ((row->flags >> k) & 1 ? (uint64_t)base : 0);
+    return 0;
+}
+
+static struct iovec gather[1024];      /* UIO_MAXIOV: the kernel refuses longer vectors */
+
+/* process_madvise of the n ranges in gather; with RESTART, the bytes a short count left
+ * are re-issued (blocks.Batcher.flush()): the result is then all the bytes advised, or the
+ * errno of a call that failed. More than UIO_MAXIOV ranges: EINVAL before any is read. */
+static long batch_process_madvise(struct batch *b, uint64_t row, uint64_t n, uint64_t advice,
+                                  uint64_t flags, int restart)
+{
+    uint64_t at = 0;
+    long total = 0;
+    for (int again = 0;; again = 1) {
+        if (again) {
+            if (!b->n_reissued || b->reissued[b->n_reissued - 1].row != row)
+                b->reissued[b->n_reissued++] = (struct reissue){ row, 0, 0 };
+            b->reissued[b->n_reissued - 1].calls++;
+            b->reissued[b->n_reissued - 1].iovecs += n - at;
+        }
+        long r = sc_process_madvise(gather + at, n - at, advice, flags);
+        if (r < 0 || !restart)
+            return r;
+        total += r;
+        /* blocks.advance_iovecs(): skip the r bytes done, whole ranges then part of one */
+        uint64_t done = (uint64_t)r;
+        while (at < n && done >= gather[at].iov_len) {
+            done -= gather[at].iov_len;
+            at++;
+        }
+        if (at < n) {
+            gather[at].iov_base = (char *)gather[at].iov_base + done;
+            gather[at].iov_len -= done;
+        }
+        if (!r || at == n)
+            return total;
+    }
+}
+
+/* One row's call; the IOVEC rows after a PROCESS_MADVISE are its ranges. */
+static long batch_call(struct batch *b, uint64_t i, const uint64_t *a)
+{
+    const struct call *row = &b->rows[i];
+    switch (row->op) {
+    case OP_MMAP:
+        return sc_mmap(a[0], a[1], a[2], a[3], a[4] == NO_FILE ? NO_FILE : b->fds[a[4]], a[5]);
+    case OP_ANON_NAME:
+        return sc_anon_name(a[0], a[1], a[2] ? b->names[a[2] - 1] : NULL);
+    case OP_TOUCH:
+        return user_touch(a[0], a[1], a[2] ? ACC_RMW : ACC_READ);
+    case OP_PROCESS_MADVISE:
+        return batch_process_madvise(b, i, row->a[0], a[1], a[2], row->flags & FLAG_RESTART);
+    }
+    long r;
+    return simple_op(row->op, a, &r) ? r : -ENOSYS;
+}
+
+static void run_batch(struct batch *b, uint64_t n, int mode)
+{
+    uint64_t i = 0;
+    for (uint64_t k = 0; k < n; k++)
+        b->results[k] = -ECANCELED;
+    while (i < n) {
+        const struct call *row = &b->rows[i];
+        uint64_t a[6], width = 1 + (row->op == OP_PROCESS_MADVISE ? row->a[0] : 0);
+        long r = resolve(b, row, a);
+        for (uint64_t j = 1; j < width; j++) {
+            uint64_t v[6];
+            b->results[i + j] = resolve(b, &b->rows[i + j], v);
+            if (b->results[i + j])
+                r = -ECANCELED;
+            else if (j <= 1024)
+                gather[j - 1] = (struct iovec){ (void *)(uintptr_t)v[0], v[1] };
+        }
+        if (r == 0)
+            r = batch_call(b, i, a);
+        b->results[i] = r;
+        if (mode == STOP_ERROR && r < 0 && !(row->flags & FLAG_TOLERATE))
+            return;
+        if (mode == STOP_EXPECTED && r != b->expected[i])
+            return;
+        i += width;
+    }
+}
+
+/* A batch: a[0] rows, a[1] stop mode, a[2] files, a[3] names, a[4] bytes of names. The
+ * payload: the rows, the expected results (STOP_EXPECTED), the files' descriptors (u64),
+ * the names, each NUL-terminated. Answer: ret = nanoseconds spent in the loop; payload =
+ * one i64 result per row, then the count of struct reissue records and the records. */
 static void op_batch(const struct request *rq)
 {
-    const size_t each = sizeof(struct request);
-    size_t n = rq->len / each;
-    if (rq->len % each || n * (each + sizeof(int64_t)) > BUF_SIZE) {
+    uint64_t n = rq->a[0], mode = rq->a[1], n_fds = rq->a[2], n_names = rq->a[3];
+    uint64_t rows = n * sizeof(struct call), expected = mode == STOP_EXPECTED ? n * 8 : 0;
+    uint64_t tables = rows + expected + n_fds * 8 + rq->a[4], restarts = 0;
+    uint64_t at = (tables + 7) & ~7ul, need = at + 8 * (n + 1 + n_names);
+    if (mode > STOP_EXPECTED || tables != rq->len || n > BUF_SIZE || n_names > BUF_SIZE
+            || need > BUF_SIZE) {
         skip_payload(rq->len);
         respond(-EINVAL, NULL, NULL, 0);
         return;
     }
     recv_all(buf, rq->len);
-    int64_t *out = (int64_t *)(buf + rq->len);
-    uint64_t t0 = now_ns();
-    for (size_t i = 0; i < n; i++) {
-        const struct request *q = (const struct request *)(buf + i * each);
-        long r;
-        if (!simple_op(q->op, q->a, &r))
-            r = -EINVAL;
-        out[i] = r;
+    struct batch b = {
+        .rows = (const struct call *)buf,
+        .expected = (const int64_t *)(buf + rows),
+        .fds = (const uint64_t *)(buf + rows + expected),
+    };
+    for (uint64_t k = 0; k < n; k++)
+        restarts += b.rows[k].op == OP_PROCESS_MADVISE && b.rows[k].flags & FLAG_RESTART;
+    /* laid out after the payload: the names' pointers, the results, the reissue records */
+    const char **names = (const char **)(buf + at);
+    b.results = (int64_t *)(names + n_names);
+    b.reissued = (struct reissue *)(b.results + n + 1);
+    if (need + restarts * sizeof(struct reissue) > BUF_SIZE) {
+        respond(-EINVAL, NULL, NULL, 0);
+        return;
     }
+    const char *p = (const char *)(b.fds + n_fds), *end = (const char *)buf + tables;
+    for (uint64_t k = 0; k < n_names; k++) {
+        names[k] = p;
+        p += strnlen(p, (size_t)(end - p)) + 1;
+        if (p > end) {
+            respond(-EINVAL, NULL, NULL, 0);
+            return;
+        }
+    }
+    b.names = names;
+    uint64_t t0 = now_ns();
+    run_batch(&b, n, (int)mode);
     uint64_t t1 = now_ns();
-    respond((long)(t1 - t0), NULL, out, (uint32_t)(n * sizeof(int64_t)));
+    b.results[n] = (int64_t)b.n_reissued;
+    respond((long)(t1 - t0), NULL, b.results,
+            (uint32_t)((n + 1) * sizeof(int64_t) + b.n_reissued * sizeof(struct reissue)));
 }
 
 static void op_read(const struct request *rq)
@@ -499,7 +648,7 @@ static void op_read(const struct request *rq)
     rs.len = (uint32_t)n;
     send_all(&rs, sizeof(rs));
     while (n) {
-        size_t k = n > BUF_SIZE ? BUF_SIZE : (size_t)n;
+        size_t k = n > CHUNK ? CHUNK : (size_t)n;
         if (user_range(addr, k, ACC_READ, buf))
             die("ptengine live server: page vanished while being read\n");
         send_all(buf, k);
@@ -513,7 +662,7 @@ static void op_write(const struct request *rq)
     uint64_t addr = rq->a[0], n = rq->len;
     int sig = 0;
     while (n) {
-        size_t k = n > BUF_SIZE ? BUF_SIZE : (size_t)n;
+        size_t k = n > CHUNK ? CHUNK : (size_t)n;
         recv_all(buf, k);
         if (!sig)
             sig = user_range(addr, k, ACC_WRITE, buf);
@@ -527,7 +676,7 @@ static void op_process_madvise(const struct request *rq)
 {
     /* a[0] = vlen as the caller gave it; the payload holds min(vlen, what fits) iovecs.
      * The kernel rejects vlen > UIO_MAXIOV before reading any, so the rest never matters. */
-    if (rq->len > BUF_SIZE || rq->len % sizeof(struct iovec)) {
+    if (rq->len > CHUNK || rq->len % sizeof(struct iovec)) {
         skip_payload(rq->len);
         respond(-EINVAL, NULL, NULL, 0);
         return;

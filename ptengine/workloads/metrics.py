@@ -47,6 +47,19 @@ def lock_mode(name, args):
     return "read" if name in READ_LOCKED_CALLS else "write"
 
 
+def call_kind(name, advice=None):
+    """(label, lock mode) under which a call is counted: "madvise(GUARD_INSTALL)" for the
+    advised calls (by their advice), the name for the others."""
+    if name in ("madvise", "process_madvise"):
+        return f"{name}({ADVICE_NAMES.get(advice, advice)})", lock_mode(name, (advice,))
+    return name, lock_mode(name, ())
+
+
+def error_label(name, err):
+    """How a failed call is counted: "set_anon_name: EINVAL"."""
+    return f"{name}: {ERRNO_NAMES.get(err, err)}"
+
+
 @dataclasses.dataclass
 class CallRecord:
     """One forwarded call, kept for the last call so that a failure can say where it was."""
@@ -106,8 +119,7 @@ def _counted(name):
     def kind(args):
         advice = args[-1] if advised else None
         if advice not in kinds:
-            label = f"{name}({ADVICE_NAMES.get(advice, advice)})" if advised else name
-            kinds[advice] = (label, lock_mode(name, args))
+            kinds[advice] = call_kind(name, advice)
         return kinds[advice]
 
     def call(self, *args, **kwargs):
@@ -121,7 +133,7 @@ def _counted(name):
         try:
             return getattr(self.inner, name)(*args, **kwargs)
         except OSError as e:
-            counter.errors[f"{name}: {ERRNO_NAMES.get(e.errno, e.errno)}"] += 1
+            counter.errors[error_label(name, e.errno)] += 1
             counter.failed_map_count = self.inner.map_count
             raise
     call.__name__ = name

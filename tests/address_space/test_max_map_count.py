@@ -43,7 +43,7 @@ def fill_to(mm, count, base):
     calls = [("mmap", a, P, PROT_READ, ANON | MAP_FIXED_NOREPLACE) for a in addrs]
     if hasattr(mm, "batch"):
         results, _ = mm.batch(calls)
-        assert results == addrs
+        assert list(results) == addrs
     else:
         for _, *args in calls:
             mm.mmap(*args)
