@@ -18,7 +18,7 @@ import gc
 from .advice cimport AdviceSyscalls
 from . import calls as _calls
 from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
-from .files import File
+from .fs.files import File
 from .workloads.metrics import call_kind, error_label
 
 
