@@ -161,12 +161,8 @@ cdef class Tally:
             counter.last_call = call_at(rows, results, self.last_row, files, names)
 
 
-def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter=None,
-            map_counts=None):
+def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter=None):
     """-> (results: int64 array, ns). API.md "Batched calls"; calls.py for the rows.
-
-    map_counts: None, or an int64 array as long as the rows, into which each row run puts
-    the map_count after it (trace replay reports it per call).
 
     stop: None (run every row), "error" (stop after the first row that fails without
     FLAG_TOLERATE), or an int64 array of expected results (stop after the first row whose
@@ -181,8 +177,6 @@ def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter
     mode, expected = stop_rule(stop, len(rows))
     check(rows, len(files), len(names))
     results = np.full(len(rows), -ECANCELED, dtype=np.int64)
-    if map_counts is not None and map_counts.shape != (len(rows),):
-        raise ValueError(f"map_counts holds {map_counts.shape} counts for {len(rows)} rows")
     tally = Tally()
     cdef uint64_t *iov = <uint64_t *>malloc(2 * sizeof(uint64_t) * (_longest_vector(rows) + 1))
     cdef timespec t0, t1
@@ -193,8 +187,7 @@ def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter
     try:
         clock_gettime(CLOCK_MONOTONIC, &t0)
         run_rows(mm, rows, results, files, names, mode,
-                 expected if mode == STOP_EXPECTED else results, tally, iov,
-                 results if map_counts is None else map_counts, map_counts is not None)
+                 expected if mode == STOP_EXPECTED else results, tally, iov)
         clock_gettime(CLOCK_MONOTONIC, &t1)
     finally:
         if enabled:
@@ -257,10 +250,9 @@ def check(const call_t[::1] rows, uint64_t n_files, uint64_t n_names):
 
 cdef void run_rows(AdviceSyscalls mm, const call_t[::1] rows, int64_t[::1] results,
                    list files, list names, int mode, const int64_t[::1] expected,
-                   Tally tally, uint64_t *iov, int64_t[::1] counts, bint counting) except *:
+                   Tally tally, uint64_t *iov) except *:
     """The loop. Every row not reached keeps -ECANCELED; an IOVEC row gets 0, or
-    -ECANCELED when its own ref row failed (its process_madvise is then not made). With
-    `counting`, counts[i] gets the map_count after row i."""
+    -ECANCELED when its own ref row failed (its process_madvise is then not made)."""
     cdef Py_ssize_t i = 0, j, n = rows.shape[0], width
     cdef const call_t *row
     cdef uint64_t a[6]
@@ -276,8 +268,6 @@ cdef void run_rows(AdviceSyscalls mm, const call_t[::1] rows, int64_t[::1] resul
         if r == 0:
             r = issue(mm, i, row, a, files, names, iov, tally)
         results[i] = r
-        if counting:
-            counts[i] = mm.vma_tree._count
         if mode == STOP_ERROR and r < 0 and not row.flags & FLAG_TOLERATE:
             return
         if mode == STOP_EXPECTED and r != expected[i]:

@@ -26,14 +26,11 @@ import re
 import resource
 
 from .. import constants as C
-from ..batch import execute
-from ..calls import CALL_NAMES, CallOp
 from ..errors import ERRNO_NAMES
 from ..system import System
 from ..workloads.metrics import CountingMM
 from . import maps as maps_mod
 from . import strace as S
-from .rows import Stretch
 from .seqmaps import SeqMaps
 
 P = C.PAGE_SIZE
@@ -50,24 +47,6 @@ UNSUPPORTED = {"mbind": "memory policy of a range (splits VMAs)",
                "io_setup": "the aio ring mapping", "io_destroy": "the aio ring mapping",
                "map_shadow_stack": "shadow stacks", "pkey_mprotect": "protection keys"}
 _MSEAL = ("mseal", "syscall_0x1ce")
-# Calls whose handling neither reads nor changes the simulated state: the pending rows
-# need not run before them.
-QUIET = NO_VMA_EFFECT | {"openat", "open", "memfd_create"}
-V, F = S.value, S.flags
-# Calls whose arguments are integers in the log: name -> (op, parse of the logged
-# arguments into the method's).
-SIMPLE = {
-    "munmap": (CallOp.MUNMAP, lambda a: (V(a[0]), V(a[1]))),
-    "madvise": (CallOp.MADVISE, lambda a: (V(a[0]), V(a[1]), V(a[2]))),
-    "mremap": (CallOp.MREMAP, lambda a: (V(a[0]), V(a[1]), V(a[2]), F(a[3]),
-                                         V(a[4]) if len(a) > 4 else 0)),
-    "mlock": (CallOp.MLOCK, lambda a: (V(a[0]), V(a[1]), F(a[2]) if len(a) > 2 else 0)),
-    "munlock": (CallOp.MUNLOCK, lambda a: (V(a[0]), V(a[1]))),
-    "mlockall": (CallOp.MLOCKALL, lambda a: (F(a[0]),)),
-    "munlockall": (CallOp.MUNLOCKALL, lambda a: ()),
-    **dict.fromkeys(_MSEAL, (CallOp.MSEAL, lambda a: (V(a[0]), V(a[1]), V(a[2])))),
-}
-SIMPLE["mlock2"] = SIMPLE["mlock"]
 PROCESS_CALLS = frozenset({"clone", "clone3", "fork", "vfork", "execve", "execveat",
                            "exit", "exit_group"})
 
@@ -174,10 +153,6 @@ class Replayer:
         self.memfds = {}                 # (fd, path) -> File of memfd_create()
         self.readers = {}                # (pid's mm, fd) -> SeqMaps
         self.mismatch_positions = []     # positions in `order` of the mismatching calls
-        # The Replayer's own handlers have row forms (ROWS); a subclass that replaces
-        # handlers (GuardRewrite) makes every call at once.
-        self.rows = self.ROWS if type(self).HANDLERS is Replayer.HANDLERS else {}
-        self.stretch = Stretch()
 
     # --- membership -------------------------------------------------------------------
     def _member(self, call):
@@ -201,7 +176,6 @@ class Replayer:
     def _new_image(self, call):
         """The program exec'd: a new mm, from start_maps (first image) or System.execve."""
         first = self.mm is None
-        self.submit()                    # the old image's pending calls
         self.system = System(**self.system_options)
         self.files = maps_mod.FileTable(self.system)
         path = S.string(call.args[0])[0] if call is not None else "(attached)"
@@ -267,20 +241,9 @@ class Replayer:
             self._new_image(None)
         counts = r.vma_counts
         mm_count = self.mm.vma_tree.__len__ if self.mm is not None else None
-        rows = self.rows
         for position, k in enumerate(self.order):
             call = calls[k]
             name = call.name
-            to_rows = rows.get(name)
-            if to_rows is not None and self.mm is not None and call.ret is not None and \
-                    (call.pid in self.members or self._member(call)):
-                try:
-                    to_rows(self, position, call)
-                    continue
-                except NotAddressSpace:
-                    continue
-                except NotReplayable:
-                    pass                 # said so below, by the handler
             if name in PROCESS_CALLS:
                 self._process_call(call)
                 mm_count = self.mm.vma_tree.__len__ if self.mm is not None else None
@@ -292,8 +255,6 @@ class Replayer:
                     r.other_processes += 1
                 continue
             handler = handlers.get(name)
-            if self.stretch and name not in QUIET:
-                self.submit()            # this call reads or changes the state
             if handler is None:
                 if name in NO_VMA_EFFECT:
                     r.no_vma_effect += 1
@@ -324,34 +285,9 @@ class Replayer:
             counts.append(count)
             if count > r.peak_map_count:
                 r.peak_map_count = count
-        self.submit()
         r.mm = self.mm
         r.counter = self.counted.counter if self.counted else None
         return r
-
-    def submit(self):
-        """Run the pending stretch as one batch and report its calls as the handlers'
-        results are reported: a mismatch per differing result, the map count after each."""
-        import numpy as np
-        st, r = self.stretch, self.result
-        if not st:
-            return
-        self.stretch = Stretch()
-        counts = np.zeros(len(st), dtype=np.int64)
-        results, _ = execute(self.mm, st.array(), st.files, st.names, None,
-                             self.counted.counter, counts)
-        results, counts = results.tolist(), counts.tolist()
-        r.calls += len(st.mains)
-        r.replayed += len(st.mains)
-        peak, vma_counts = r.peak_map_count, r.vma_counts
-        for i, (position, call) in zip(st.mains, st.calls):
-            if results[i] != call.ret:
-                self._mismatch(position, call, call.ret, results[i])
-            count = counts[i]
-            vma_counts.append(count)
-            if count > peak:
-                peak = count
-        r.peak_map_count = peak
 
     def _sample(self):
         """The VMA count after a call, for the plot and the peak."""
@@ -395,11 +331,7 @@ class Replayer:
                 self.outsiders.add(call.pid)
 
     # --- handlers: each returns the simulated result (or raises OSError) ----------------
-    # The calls that have a row form parse the log in one *_call method each, which both
-    # the handler (the call made at once) and the row form (rows.py) use.
-    def _mmap_call(self, call):
-        """mmap's arguments, and the offset from its result of the page the first-write
-        assumption writes (None: no write)."""
+    def _mmap(self, call):
         a = call.args
         addr, length, prot, flags = S.value(a[0]), S.value(a[1]), S.flags(a[2]), S.flags(a[3])
         fdnum, path = S.fd(a[4])
@@ -407,25 +339,10 @@ class Replayer:
         file = None
         if not flags & C.MAP_ANONYMOUS and fdnum >= 0:
             file, flags = self._file(fdnum, path, flags, prot)
-        touch = None
+        ret = self.counted.mmap(addr, length, prot, flags, file, offset)
         if self.writes and prot & C.PROT_WRITE and not flags & C.MAP_SHARED:
-            touch = _first_page(0, length, flags & (C.MAP_STACK | C.MAP_GROWSDOWN))
-        return (addr, length, prot, flags, file, offset), touch
-
-    def _mmap(self, call):
-        args, touch = self._mmap_call(call)
-        ret = self.counted.mmap(*args)
-        if touch is not None:
-            self._touch(ret + touch)
+            self._first_write(ret, ret + length, stack=flags & (C.MAP_STACK | C.MAP_GROWSDOWN))
         return ret
-
-    def _mmap_rows(self, position, call):
-        (addr, length, prot, flags, file, offset), touch = self._mmap_call(call)
-        st = self.stretch
-        row = st.call(position, call, CallOp.MMAP,
-                      (addr, length, prot, flags, st.file(file), offset))
-        if touch is not None:
-            st.touch(row, touch)
 
     def _file(self, fdnum, path, flags, prot):
         """The simulated file an mmap names by its descriptor (-y gives the path)."""
@@ -446,65 +363,39 @@ class Replayer:
             writable = bool(flags & C.MAP_TYPE == C.MAP_SHARED and prot & C.PROT_WRITE)
         return self.files.open(self.files.inode(real), writable, deleted), flags
 
-    def _first_write(self, start, end, stack=False):
+    def _first_write(self, start, end, stack=False, top=None):
         """faults="first-write": the program writes one page of new private writable
         memory (the top of a stack, else the lowest page), if it may."""
-        self._touch(_first_page(start, end, stack))
-
-    def _touch(self, page):
+        page = (end - P) if stack else start
         try:
             self.mm.touch(page, 1, write=True)
         except Exception:        # a Fault (no write access) or a page past EOF: no write
             pass
 
-    def _mprotect_call(self, call):
-        """mprotect's arguments, and the pages the first-write assumption writes after
-        it: one in each piece of the range that was neither writable nor shared before."""
-        a = call.args
-        addr, length, prot = S.value(a[0]), S.value(a[1]), S.flags(a[2])
-        pages = []
-        if self.writes and prot & C.PROT_WRITE:
-            for v in self._vmas(addr, addr + length):
-                if not v.flags & (C.VM_WRITE | C.VM_SHARED):
-                    lo, hi = max(v.start, addr & ~(P - 1)), min(v.end, addr + length)
-                    pages.append(_first_page(lo, hi, v.flags & (C.VM_GROWSDOWN |
-                                                                C.VM_NOHUGEPAGE)))
-        return (addr, length, prot), pages
+    def _munmap(self, call):
+        return self.counted.munmap(S.value(call.args[0]), S.value(call.args[1]))
 
     def _mprotect(self, call):
-        args, pages = self._mprotect_call(call)
-        ret = self.counted.mprotect(*args)
-        for page in pages:
-            self._touch(page)
+        a = call.args
+        addr, length, prot = S.value(a[0]), S.value(a[1]), S.flags(a[2])
+        before = []
+        if self.writes and prot & C.PROT_WRITE:
+            before = [(v.start, v.end, v.flags) for v in self._vmas(addr, addr + length)]
+        ret = self.counted.mprotect(addr, length, prot)
+        for start, end, flags in before:
+            if not flags & (C.VM_WRITE | C.VM_SHARED):
+                lo, hi = max(start, addr & ~(P - 1)), min(end, addr + length)
+                self._first_write(lo, hi, stack=flags & (C.VM_GROWSDOWN | C.VM_NOHUGEPAGE))
         return ret
 
-    def _mprotect_rows(self, position, call):
-        args, pages = self._mprotect_call(call)
-        st = self.stretch
-        row = st.call(position, call, CallOp.MPROTECT, args)
-        for page in pages:
-            st.touch(row, page)          # run only if the mprotect succeeds
-
     def _vmas(self, start, end):
-        """The VMAs over [start, end) now: the pending rows run first."""
-        if self.stretch:
-            self.submit()
         return [v for v in self.mm.vma_tree.overlapping(start, end)] if end > start else []
 
-    def _simple(self, call):
-        op, args = self._simple_call(call)
-        return getattr(self.counted, CALL_NAMES[op])(*args) or 0
+    def _madvise(self, call):
+        a = call.args
+        return self.counted.madvise(S.value(a[0]), S.value(a[1]), S.value(a[2]))
 
-    def _simple_rows(self, position, call):
-        op, args = self._simple_call(call)
-        self.stretch.call(position, call, op, args)
-
-    def _simple_call(self, call):
-        """(op, arguments) of a call whose arguments are integers in the log."""
-        op, parse = SIMPLE[call.name]
-        return op, parse(call.args)
-
-    def _process_madvise_call(self, call):
+    def _process_madvise(self, call):
         a = call.args
         _, target = S.fd(a[0])
         if target and target.startswith("pid:") and int(target[4:]) not in self.members:
@@ -512,17 +403,14 @@ class Replayer:
         vec = S.iovecs(a[1])
         if vec is None:
             raise NotReplayable("iovec array abbreviated by strace (record with -s >= vlen)")
-        return vec[:S.value(a[2])], S.value(a[3]), S.value(a[4]) if len(a) > 4 else 0
+        return self.counted.process_madvise(vec[:S.value(a[2])], S.value(a[3]),
+                                            S.value(a[4]) if len(a) > 4 else 0)
 
-    def _process_madvise(self, call):
-        return self.counted.process_madvise(*self._process_madvise_call(call))
-
-    def _process_madvise_rows(self, position, call):
-        vec, advice, flags = self._process_madvise_call(call)
-        st = self.stretch
-        st.call(position, call, CallOp.PROCESS_MADVISE, (len(vec), advice, flags))
-        for base, length in vec:
-            st.add(CallOp.IOVEC, (base, length))
+    def _mremap(self, call):
+        a = call.args
+        new = S.value(a[4]) if len(a) > 4 else 0
+        return self.counted.mremap(S.value(a[0]), S.value(a[1]), S.value(a[2]),
+                                   S.flags(a[3]), new)
 
     def _brk(self, call):
         addr = S.value(call.args[0])
@@ -532,20 +420,31 @@ class Replayer:
             self._first_write(old & ~(P - 1) if old % P else old, ret)
         return ret
 
-    def _prctl_call(self, call):
+    def _mlock(self, call):
+        a = call.args
+        return self.counted.mlock(S.value(a[0]), S.value(a[1]),
+                                  S.flags(a[2]) if len(a) > 2 else 0) or 0
+
+    def _munlock(self, call):
+        return self.counted.munlock(S.value(call.args[0]), S.value(call.args[1])) or 0
+
+    def _mlockall(self, call):
+        return self.counted.mlockall(S.flags(call.args[0])) or 0
+
+    def _munlockall(self, call):
+        return self.counted.munlockall() or 0
+
+    def _mseal(self, call):
+        a = call.args
+        return self.counted.mseal(S.value(a[0]), S.value(a[1]), S.value(a[2])) or 0
+
+    def _prctl(self, call):
         a = call.args
         if len(a) < 5 or a[0] not in ("PR_SET_VMA", "0x53564d41") or \
                 a[1] not in ("PR_SET_VMA_ANON_NAME", "0"):
             raise NotAddressSpace
-        return S.value(a[2]), S.value(a[3]), None if a[4] == "NULL" else S.string(a[4])[0]
-
-    def _prctl(self, call):
-        return self.counted.set_anon_name(*self._prctl_call(call)) or 0
-
-    def _prctl_rows(self, position, call):
-        addr, length, name = self._prctl_call(call)
-        st = self.stretch
-        st.call(position, call, CallOp.ANON_NAME, (addr, length, st.name(name)))
+        name = None if a[4] == "NULL" else S.string(a[4])[0]
+        return self.counted.set_anon_name(S.value(a[2]), S.value(a[3]), name) or 0
 
     def _range_mapped(self, call):
         """mincore()/msync(): they fail with ENOMEM where the range is not all mapped."""
@@ -641,21 +540,13 @@ class Replayer:
 
     BOOKKEEPING = {"openat": _open, "open": _open, "memfd_create": _memfd_create,
                    "read": _read, "pread64": _pread, "lseek": _lseek, "unlink": _unlink, "unlinkat": _unlink}
-    HANDLERS = {"mmap": _mmap, "mprotect": _mprotect, "process_madvise": _process_madvise,
-                "brk": _brk, "prctl": _prctl,
+    HANDLERS = {"mmap": _mmap, "munmap": _munmap, "mprotect": _mprotect, "madvise": _madvise,
+                "process_madvise": _process_madvise, "mremap": _mremap, "brk": _brk,
+                "mlock": _mlock, "mlock2": _mlock, "munlock": _munlock,
+                "mlockall": _mlockall, "munlockall": _munlockall, "prctl": _prctl,
                 "mincore": _range_mapped, "msync": _range_mapped,
-                **dict.fromkeys(SIMPLE, _simple),
+                **dict.fromkeys(_MSEAL, _mseal),
                 **dict.fromkeys(BOOKKEEPING, _bookkeeping)}
-    # The calls that become rows (brk's first write depends on its result: made at once).
-    ROWS = {"mmap": _mmap_rows, "mprotect": _mprotect_rows,
-            "process_madvise": _process_madvise_rows, "prctl": _prctl_rows,
-            **dict.fromkeys(SIMPLE, _simple_rows)}
-
-
-def _first_page(start, end, stack):
-    """The page of [start, end) the first-write assumption writes: a stack's top page,
-    else the lowest."""
-    return (end - P) if stack else start
 
 
 def _interpreter(path, argv, depth=0):

@@ -14,7 +14,6 @@ import ptengine as pt
 from ptengine import cli
 from ptengine.trace import maps, strace
 from ptengine.trace.replay import replay
-from ptengine.trace.replayer import Replayer
 
 P = pt.PAGE_SIZE
 START = """\
@@ -134,40 +133,3 @@ def test_the_fault_assumption_against_the_kernel(live, written):
     r = run(log, faults="first-write" if written else "none")
     assert r.mismatches == []
     assert len(r.mm.vma_tree.overlapping(base, base + 3 * P)) == kernel == (2 if written else 1)
-
-
-def _report(r):
-    return (r.calls, r.replayed, dict(r.not_replayed), [m.as_dict() for m in r.mismatches],
-            r.vma_counts, r.peak_map_count, r.final, r.counter.as_dict(), r.reordered)
-
-
-def test_rows_report_what_calls_made_one_by_one_report(monkeypatch):
-    """Replay runs its calls as batches of rows (trace/rows.py); made one by one instead
-    (no row forms), every figure of the report is the same: mismatches, counts, the map
-    count after each call, the syscall counts. A log with a mismatching placement, a
-    failing call, an abbreviated iovec array, a stand-in, a guard install, an anonymous
-    name, and first-write touches of mmaps and mprotects that decide a merge."""
-    a, B = TOP - 4 * P, 0x100000000000       # B: three pieces whose merge the writes decide
-    log = f"""\
-100 execve("/bin/prog", ["prog"], 0x7fffffffe700 /* 1 var */) = 0
-100 mmap(NULL, 16384, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0) = {a:#x}
-100 mprotect({a + P:#x}, 12288, PROT_READ|PROT_WRITE) = 0
-100 madvise({a:#x}, 4096, MADV_GUARD_INSTALL) = 0
-100 mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x10000
-100 munmap(0x7f0000000000, 4096) = -1 EINVAL (Invalid argument)
-100 prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, {a + P:#x}, 4096, "x") = 0
-100 shmat(7, NULL, 0) = 0x7f1000000000
-100 munmap(0x7f1000000000, 4096) = 0
-100 process_madvise(3<pid:100>, [...], 300, 0x66 /* MADV_??? */, 0) = 1228800
-100 mlock({a + P:#x}, 4096) = 0
-100 munmap({a:#x}, 16384) = 0
-100 mmap({B:#x}, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {B:#x}
-100 mmap({B + 2 * P:#x}, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {B + 2 * P:#x}
-100 mmap({B + P:#x}, 4096, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {B + P:#x}
-100 mprotect({B + P:#x}, 4096, PROT_READ|PROT_WRITE) = 0
-"""
-    batched = run(log)
-    monkeypatch.setattr(Replayer, "ROWS", {})
-    one_by_one = run(log)
-    assert _report(batched) == _report(one_by_one)
-    assert len(batched.mismatches) == 2 and batched.counter.total > 0
