@@ -110,6 +110,7 @@ cdef class Tally:
     cdef int64_t iovecs
     cdef dict odd                 # (op, advice) -> calls, for an advice past every MADV_*
     cdef object failed_map_count  # map_count when a call last failed
+    cdef bint erred               # some call failed (add_to reads errors[] only then)
     cdef int64_t last_row         # the last row whose call was made (-1: none)
 
     def __cinit__(self):
@@ -134,6 +135,7 @@ cdef class Tally:
 
     cdef void failed(self, uint8_t op, int err, AdviceSyscalls mm) except *:
         self.errors[op][err if 0 < err < N_ERRNO else 0] += 1
+        self.erred = True
         self.failed_map_count = mm.map_count
 
     def add_to(self, counter, rows, results, files, names):
@@ -148,7 +150,7 @@ cdef class Tally:
         for k, mode in enumerate(LOCK_KINDS):
             if self.by_lock[k]:
                 counter.by_lock[mode] += self.by_lock[k]
-        for op, name in CALL_NAMES.items():
+        for op, name in CALL_NAMES.items() if self.erred else ():
             for err in range(N_ERRNO):
                 if op < ADVISED and self.errors[op][err]:
                     counter.errors[error_label(name, err)] += self.errors[op][err]
