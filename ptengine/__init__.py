@@ -13,8 +13,7 @@ if _stale():
                    f"rebuild with `python setup.py build_ext --inplace`", RuntimeWarning,
                    stacklevel=2)
 from .fs.files import File  # noqa: E402,F401
-from .system import System  # noqa: E402,F401
-from .mm import MM  # noqa: E402,F401
+from .system import MM, System  # noqa: E402,F401
 from .vma import VMA  # noqa: E402,F401
 from .calls import call_dtype, calls  # noqa: E402,F401
 

@@ -19,7 +19,7 @@ from .advice cimport AdviceSyscalls
 from . import calls as _calls
 from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
 from .fs.files import File
-from .workloads.metrics import call_kind, error_label
+from .callkind import call_kind, error_label
 
 
 cdef struct call_t:               # = calls.CALL_DTYPE (56 bytes, naturally aligned)
@@ -73,7 +73,7 @@ cdef int64_t ECANCELED = errno.ECANCELED
 LOCK_KINDS = ("write", "read", "none")
 
 # Per op: 1 for the ops a row may hold. Per slot: the label and the lock kind (an index
-# into LOCK_KINDS), from metrics.call_kind, the one definition of both.
+# into LOCK_KINDS), from callkind.call_kind, the one definition of both.
 cdef uint8_t KNOWN_OP[N_OPS]
 cdef uint8_t SLOT_LOCK[N_SLOTS]
 cdef list SLOT_LABELS = [None] * N_SLOTS
