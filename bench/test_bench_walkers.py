@@ -164,7 +164,7 @@ def _kernel_fork_ns(live):
     (the clone runs in the parent: dup_mmap() copies the page tables before it returns).
     LiveMM.fork() itself cannot be timed inside the server, so the raw FORK request is
     timed from here; the child is then made to exit, untimed."""
-    from ptengine.live._server import Connection, Op
+    from ptengine.live.server import Connection, Op
     conn = live._conn
     t0 = time.perf_counter_ns()
     conn.call(Op.HELLO)

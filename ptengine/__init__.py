@@ -1,14 +1,19 @@
 """ptengine: a simulator of Linux memory management around lightweight guard regions."""
+import warnings as _warnings
+
 from .constants import *  # noqa: F401,F403  (the flat uapi names are the public surface)
 from .errors import BusError, Fault, InvariantError, SegmentationFault  # noqa: F401
+from .buildcheck import stale as _stale
 
 __version__ = "0.1.0"
-from .compiled import warn_if_stale  # noqa: E402
 
-warn_if_stale()
+if _stale():
+    _warnings.warn(f"ptengine: {', '.join(_stale())} changed after the last build (or a "
+                   f"build shadows a plain .py) and the compiled modules run the old code; "
+                   f"rebuild with `python setup.py build_ext --inplace`", RuntimeWarning,
+                   stacklevel=2)
 from .fs.files import File  # noqa: E402,F401
-from .system import System  # noqa: E402,F401
-from .mm import MM  # noqa: E402,F401
+from .system import MM, System  # noqa: E402,F401
 from .vma import VMA  # noqa: E402,F401
 from .calls import call_dtype, calls  # noqa: E402,F401
 

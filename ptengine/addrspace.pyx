@@ -15,8 +15,10 @@ operations the syscalls are built from, each the counterpart of one kernel funct
 MM (mm.py) is this class plus the syscalls in mixins by concern. Compiled because every
 mmap, munmap, mprotect and madvise runs through here; it reads as the Python it was.
 """
-from . import _core
 from . import constants as C
+from libc.stdint cimport uint64_t
+from ._core cimport ( ZAP_DROP_MARKERS, pmd_is_huge, pt_free_pgtables, pt_pmd_entry,
+                     pt_split_huge_pmd, pt_zap)
 from .errors import raise_errno
 from .vma cimport (VMA, VMATree, AnonVma, anon_vma_compatible, can_merge_after,
                    can_merge_before, vm_start_gap, vma_piece, vma_required)
@@ -24,21 +26,25 @@ from .vma import anon_vma_reusable
 
 import errno
 
+from .profile import OVERCOMMIT_GUESS
+
 cdef unsigned long long VM_STICKY = C.VM_STICKY
 cdef unsigned long long VM_SEALED = C.VM_SEALED
 cdef unsigned long long VM_LOCKED = C.VM_LOCKED
 cdef unsigned long long PMD_MASK = C.PMD_SIZE - 1
 cdef unsigned long long PMD_SIZE = C.PMD_SIZE
-cdef unsigned long long PTE_PSE = _core.PTE_PSE
 cdef int PAGE_SHIFT = C.PAGE_SHIFT
-cdef int ZAP_DROP_MARKERS = _core.ZAP_DROP_MARKERS
 cdef unsigned long long PAGE_SIZE = C.PAGE_SIZE
 cdef unsigned long long PAGE_MASK = C.PAGE_MASK & 0xFFFFFFFFFFFFFFFF   # ~(PAGE_SIZE - 1)
 cdef unsigned long long TASK_SIZE = C.TASK_SIZE
 cdef unsigned long long TASK_UNMAPPED_BASE = C.TASK_UNMAPPED_BASE
 cdef unsigned long long MAX_ERRNO = 4095
+cdef unsigned long long USER_END = 1ULL << 47      # the page tables' user half
 # find_start_end(): the window of MAP_32BIT mappings on x86-64 (not randomised).
 cdef unsigned long long MAP_32BIT_BASE = 0x40000000, MAP_32BIT_END = 0x80000000
+
+# The THP sysfs `enabled` modes (profile.THP_MODES) as mm_profile.thp_enabled holds them.
+THP_MODE = {"never": THP_NEVER, "madvise": THP_MADVISE, "always": THP_ALWAYS}
 
 # modify_range()'s "leave the anon name as it is".
 KEEP = object()
@@ -51,13 +57,46 @@ cdef class AddressSpace:
     """The VMAs and page tables of one mm, and the mm/vma.c operations on them (fields in
     addrspace.pxd)."""
 
-    def __init__(self, frames, long long max_map_count):
+    def __cinit__(self):
+        self.dead = True            # nothing to run syscalls on until __init__ is done
+
+    def __init__(self, system, long long max_map_count):
         if self.pt is not None:
             raise ValueError("an address space is initialised once")
-        self.pt = _core.PageTables(frames)
+        self.system = system
+        self.frames = system.frames
+        self.pt = PageTables(self.frames)
         self.vma_tree = VMATree()
         self.max_map_count = max_map_count
         self.locked_vm = 0
+        profile = system.profile
+        self.profile.maybe_guard = profile.maybe_guard
+        self.profile.anon_vma_name = profile.anon_vma_name
+        self.profile.memory_failure = profile.memory_failure
+        self.profile.soft_dirty = profile.soft_dirty
+        self.profile.thp_enabled = THP_MODE[profile.thp_enabled]
+        self.profile.overcommit = profile.overcommit_memory
+        self.profile.commit_pages = profile.totalram_pages + profile.total_swap_pages
+        self.profile.new_vma_flags = system.new_vma_flags
+        self.dead = False
+
+    cdef int check_alive(self) except -1:
+        """Every syscall on an exited process is ESRCH (its mm is gone)."""
+        if self.dead:
+            raise_errno(errno.ESRCH)
+        return 0
+
+    def _alive(self):
+        """check_alive() for the Python mixins (fault.py, lifecycle.py)."""
+        self.check_alive()
+
+    cdef int vm_enough_memory(self, long long pages) except -1:
+        """mm/util.c:__vm_enough_memory(): under OVERCOMMIT_ALWAYS anything goes; under
+        OVERCOMMIT_GUESS nothing is tracked, but one request for more than RAM + swap is
+        ENOMEM (System refuses the strict mode)."""
+        if self.profile.overcommit == OVERCOMMIT_GUESS and pages > self.profile.commit_pages:
+            raise_errno(errno.ENOMEM)
+        return 0
 
     @property
     def map_count(self):
@@ -231,7 +270,7 @@ cdef class AddressSpace:
             self.vma_tree.remove(vma)
             if vma.flags & VM_LOCKED:
                 self.locked_vm -= (vma.end - vma.start) >> PAGE_SHIFT
-        self.pt.zap(first.start, last.end, ZAP_DROP_MARKERS)
+        pt_result(pt_zap(&self.pt.mm, first.start, last.end, ZAP_DROP_MARKERS))
         self.free_pgtables(vmas, prev.end if prev is not None else 0,
                            nxt.start if nxt is not None else 0)
 
@@ -255,8 +294,20 @@ cdef class AddressSpace:
                 i += 1
             top = (<VMA>vmas[i]).end
             i += 1
-            self.pt.free_pgtables(addr, top, floor,
-                                  (<VMA>vmas[i]).start if i < n else ceiling)
+            self.free_pgd_range(addr, top, floor, (<VMA>vmas[i]).start if i < n else ceiling)
+
+    cdef int free_pgd_range(self, unsigned long long addr, unsigned long long end,
+                            unsigned long long floor, unsigned long long ceiling) except -1:
+        """mm/memory.c:free_pgd_range() (ceiling 0: none). The tables it would free must be
+        empty: a dry run first, so a bug that left an entry is a ValueError, not a leak."""
+        cdef uint64_t bad = 0
+        if floor > USER_END or ceiling > USER_END:
+            raise ValueError(f"free_pgtables: floor {floor:#x} or ceiling {ceiling:#x} "
+                             f"beyond user space")
+        if pt_free_pgtables(&self.pt.mm, addr, end, floor, ceiling, True, &bad):
+            raise ValueError(f"free_pgtables: entry at {bad:#x} is not none")
+        pt_free_pgtables(&self.pt.mm, addr, end, floor, ceiling, False, &bad)
+        return 0
 
     # --- anon_vma and huge PMDs ------------------------------------------------------------
     cpdef anon_vma_prepare(self, VMA vma):
@@ -271,8 +322,12 @@ cdef class AddressSpace:
 
     cpdef split_huge_at(self, unsigned long long addr):
         """Split a PMD-mapped huge page covering addr, if there is one."""
-        if self.pt.get_pmd(addr) & PTE_PSE:
-            self.pt.split_huge_pmd(addr & ~PMD_MASK)
+        cdef uint64_t *pmd
+        if addr > TASK_SIZE:
+            raise ValueError(f"split_huge_at: {addr:#x} is not a user address")
+        pmd = pt_pmd_entry(&self.pt.mm, addr & PAGE_MASK, False)
+        if pmd != NULL and pmd_is_huge(pmd[0]):
+            pt_result(pt_split_huge_pmd(&self.pt.mm, pmd))
 
     # --- placement (arch/x86/kernel/sys_x86_64.c, mm/mmap.c, mm/huge_memory.c) -----------
     cpdef get_unmapped_area(self, unsigned long long addr, unsigned long long length,

@@ -12,7 +12,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     # the batch executor calls them directly): 0 or the call's result, OSError on failure.
     cdef long long sys_madvise(self, u64 addr, u64 length, int advice) except? -1
     cdef long long sys_process_madvise(self, object iovecs, int advice, u64 flags) except? -1
-    cdef long long sys_touch(self, u64 addr, u64 length, bint write) except? -1
     cpdef VMA _advise_vma(self, VMA vma, u64 start, u64 end, int advice)
     cpdef _guard_install(self, VMA vma, u64 start, u64 end)
     cpdef _guard_remove(self, VMA vma, u64 start, u64 end)
+    cdef bint retract_pte_table(self, u64 haddr) except -1

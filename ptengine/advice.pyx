@@ -11,6 +11,10 @@ import errno
 
 from . import _core
 from . import constants as C
+from libc.stdint cimport uint64_t
+from ._core cimport ZAP_KEEP_UFFD_WP, pt_install_guards, pt_remove_guards, pt_zap
+from .addrspace cimport pt_result
+from .argconv cimport cint_arg, ulong_arg
 from .vma cimport VMA, u64, vma_required
 from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
@@ -24,10 +28,10 @@ from .constants import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV
                         VM_MAYWRITE, VM_MERGEABLE, VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP,
                         VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK,
                         VM_WRITE)
-from .errors import Fault, raise_errno
+from .errors import raise_errno
 from .args import as_cint, as_ulong
 from .iov import import_iovec, iterated
-from .fault import pte_flags_for
+from .fault cimport pte_flags_for
 from .protection import ProtectionSyscalls
 
 VALID_ADVICE = frozenset({
@@ -118,13 +122,14 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     def madvise(self, addr, length, advice):
         # addr and length are unsigned long (a negative one wraps as the C cast does);
         # advice is an int: the kernel reads the low 32 bits of the register.
-        self.sys_madvise(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                         as_cint(advice, "advice"))
+        self.sys_madvise(ulong_arg(addr, "addr", as_ulong),
+                         ulong_arg(length, "length", as_ulong),
+                         cint_arg(advice, "advice", as_cint))
 
     cdef long long sys_madvise(self, u64 addr, u64 length, int advice) except? -1:
         """do_madvise() on converted arguments: the checks, then the walk."""
         cdef u64 end
-        self._alive()
+        self.check_alive()
         if advice not in VALID_ADVICE:
             raise_errno(errno.EINVAL)
         # start page aligned; start + PAGE_ALIGN(length) may not reach 2**64.
@@ -191,17 +196,20 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         self.check_piece(vma, start, end)
         if not is_valid_guard_vma(vma, False):
             raise_errno(errno.EINVAL)
-        if self.system.profile.maybe_guard:
+        if self.profile.maybe_guard:
             vma.flags |= c_VM_MAYBE_GUARD
             if vma.file is None:
                 self.anon_vma_prepare(vma)
         else:
             self.anon_vma_prepare(vma)
-        zap_flags = 0 if vma.file is None else _core.ZAP_KEEP_UFFD_WP
-        for _ in range(MAX_GUARD_RETRIES):
-            if self.pt.install_guards(start, end) == end:
+        cdef int zap_flags = 0 if vma.file is None else ZAP_KEEP_UFFD_WP
+        cdef uint64_t stop
+        cdef int attempt
+        for attempt in range(MAX_GUARD_RETRIES):
+            pt_result(pt_install_guards(&self.pt.mm, start, end, &stop))
+            if stop == end:
                 return
-            self.pt.zap(start, end, zap_flags)
+            pt_result(pt_zap(&self.pt.mm, start, end, zap_flags))
         # The kernel restarts the syscall; only a marker an ordinary zap keeps (uffd-wp in
         # a file VMA) can get here, and this simulator never creates one.
         raise RuntimeError("guard install would restart forever")
@@ -210,7 +218,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         self.check_piece(vma, start, end)
         if not is_valid_guard_vma(vma, True):
             raise_errno(errno.EINVAL)
-        self.pt.remove_guards(start, end)
+        pt_remove_guards(&self.pt.mm, start, end)
 
     # --- discarding advice ---------------------------------------------------------------
     def _dontneed(self, vma, start, end, locked_ok=False):
@@ -429,8 +437,8 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             addr = other.start + ((index - other.pgoff) << PAGE_SHIFT)
             if addr & (PMD_SIZE - 1) or addr < other.start or addr + PMD_SIZE > other.end:
                 continue
-            mm._retract_pte_table(addr)
-        if not self._retract_pte_table(haddr):
+            (<AdviceSyscalls?>mm).retract_pte_table(addr)
+        if not self.retract_pte_table(haddr):
             return _SKIP
         flags = self._collapsed_pmd_flags(vma) & ~(_core.PTE_RW | _core.PTE_DIRTY)
         if vma.flags & VM_SHARED and vma.flags & VM_WRITE:
@@ -454,7 +462,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             inode.pages[index + i] = head + i
             frames.set_dirty(head + i)
 
-    def _retract_pte_table(self, haddr):
+    cdef bint retract_pte_table(self, u64 haddr) except -1:
         """Free the PTE table under the PMD at haddr if it maps nothing; True if the PMD
         is none afterwards."""
         pt = self.pt
@@ -496,7 +504,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         work is kept but not counted). Invalid advice fails at the first segment, so with
         no bytes to advise the call returns 0 whatever the advice."""
         cdef long long done = 0
-        self._alive()
+        self.check_alive()
         if <unsigned int>flags:
             raise_errno(errno.EINVAL)
         for base, n in iterated(import_iovec(iovecs)):
@@ -509,16 +517,6 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
             done += n
         return done
 
-    # --- user accesses ------------------------------------------------------------------
-    cdef long long sys_touch(self, u64 addr, u64 length, bint write) except? -1:
-        """touch() as the batch takes it: 0, or the signal number of the first access that
-        faults (an outcome, not an error). The fault code is fault.py's touch() for now."""
-        try:
-            self.touch(addr, length, write=write)
-        except Fault as e:
-            return e.signal
-        return 0
-
     # --- poison (UFFDIO_POISON) ----------------------------------------------------------
     def install_poison(self, addr, length):
         """Install poison markers as UFFDIO_POISON does (mm/userfaultfd.c:mfill_atomic()):
@@ -526,7 +524,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         VMA gets an anon_vma. Page by page, a file offset past EOF stops with EFAULT and
         an entry that is not none with EEXIST; when some pages were poisoned before the
         stop, the ioctl reports the short count as EAGAIN instead."""
-        self._alive()
+        self.check_alive()
         start, end = self.uffd_range(addr, length)
         vma = self.vma_tree.lookup(start)
         if vma is None or vma.end < end:
@@ -536,7 +534,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         if not vma.flags & VM_SHARED:
             self.anon_vma_prepare(vma)
         for page in range(start, end, PAGE_SIZE):
-            self._fault_tables(page, pte_table=True)     # mm_alloc_pmd(), __pte_alloc()
+            self.fault_tables(page, True)     # mm_alloc_pmd(), __pte_alloc()
             if vma.file is not None and vma.pgoff_at(page) >= vma.file.inode.nr_pages:
                 err = errno.EFAULT                  # mfill_file_over_size()
             elif self.pt.lookup(page)[0] != _core.ENTRY_NONE:

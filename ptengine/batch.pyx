@@ -19,7 +19,7 @@ from .advice cimport AdviceSyscalls
 from . import calls as _calls
 from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
 from .fs.files import File
-from .workloads.metrics import call_kind, error_label
+from .callkind import call_kind, error_label
 
 
 cdef struct call_t:               # = calls.CALL_DTYPE (56 bytes, naturally aligned)
@@ -73,7 +73,7 @@ cdef int64_t ECANCELED = errno.ECANCELED
 LOCK_KINDS = ("write", "read", "none")
 
 # Per op: 1 for the ops a row may hold. Per slot: the label and the lock kind (an index
-# into LOCK_KINDS), from metrics.call_kind, the one definition of both.
+# into LOCK_KINDS), from callkind.call_kind, the one definition of both.
 cdef uint8_t KNOWN_OP[N_OPS]
 cdef uint8_t SLOT_LOCK[N_SLOTS]
 cdef list SLOT_LABELS = [None] * N_SLOTS
@@ -110,6 +110,7 @@ cdef class Tally:
     cdef int64_t iovecs
     cdef dict odd                 # (op, advice) -> calls, for an advice past every MADV_*
     cdef object failed_map_count  # map_count when a call last failed
+    cdef bint erred               # some call failed (add_to reads errors[] only then)
     cdef int64_t last_row         # the last row whose call was made (-1: none)
 
     def __cinit__(self):
@@ -134,6 +135,7 @@ cdef class Tally:
 
     cdef void failed(self, uint8_t op, int err, AdviceSyscalls mm) except *:
         self.errors[op][err if 0 < err < N_ERRNO else 0] += 1
+        self.erred = True
         self.failed_map_count = mm.map_count
 
     def add_to(self, counter, rows, results, files, names):
@@ -148,7 +150,7 @@ cdef class Tally:
         for k, mode in enumerate(LOCK_KINDS):
             if self.by_lock[k]:
                 counter.by_lock[mode] += self.by_lock[k]
-        for op, name in CALL_NAMES.items():
+        for op, name in CALL_NAMES.items() if self.erred else ():
             for err in range(N_ERRNO):
                 if op < ADVISED and self.errors[op][err]:
                     counter.errors[error_label(name, err)] += self.errors[op][err]

@@ -12,11 +12,11 @@ NOT_INHERITED = ~(VM_LOCKED_MASK | VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR)
 
 class ProcessLifecycle:
 
-    # mirrors kernel/fork.c:dup_mmap()
+    # mirrors kernel/fork.c:dup_mmap(); the child is of this process's class (system.py's
+    # MM), built here without importing it: system.py imports this module.
     def fork(self):
-        from .mm import MM
         self._alive()
-        child = MM(self.system, mmap_base=self.mmap_base, max_map_count=self.max_map_count,
+        child = type(self)(self.system, mmap_base=self.mmap_base, max_map_count=self.max_map_count,
                    start_brk=self.start_brk, mmap_min_addr=self.mmap_min_addr)
         child.brk_end = self.brk_end
         child.start_stack = self.start_stack

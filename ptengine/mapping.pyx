@@ -9,6 +9,9 @@ every workload issues most; the rest is plain Python compiled as it is.
 import errno
 
 from . import constants as C
+from ._core cimport pt_move_range
+from .addrspace cimport pt_result
+from .argconv cimport ulong_arg
 from .vma cimport VMA, u64
 
 from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
@@ -22,7 +25,7 @@ from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MA
                         VM_SYNC, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, VM_SEALED, VM_UFFD_MINOR,
                         VM_UFFD_MISSING, VM_UFFD_WP)
 from .errors import raise_errno
-from .addrspace import AddressSpace
+from .fault import FaultHandling
 from .args import U64_MAX, as_ulong
 from .fs.files import File
 from .vma import can_merge_after, can_merge_before, vm_start_gap
@@ -100,20 +103,22 @@ def file_mmap_ok(pgoff, length):
     return length <= MAX_LFS_FILESIZE and pgoff <= (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT
 
 
-cdef class MappingSyscalls(AddressSpace):
+cdef class MappingSyscalls(FaultHandling):
 
     # mirrors mm/mmap.c:do_mmap() and mm/vma.c:mmap_region()
     def mmap(self, addr, length, prot, flags, fd=None, offset=0):
-        return self.sys_mmap(as_ulong(addr or 0, "addr"), as_ulong(length, "length"),
-                             as_ulong(prot, "prot"), as_ulong(flags, "flags"), fd,
-                             as_ulong(offset, "offset"))
+        return self.sys_mmap(ulong_arg(addr or 0, "addr", as_ulong),
+                             ulong_arg(length, "length", as_ulong),
+                             ulong_arg(prot, "prot", as_ulong),
+                             ulong_arg(flags, "flags", as_ulong), fd,
+                             ulong_arg(offset, "offset", as_ulong))
 
     cdef long long sys_mmap(self, u64 hint, u64 size, u64 p, u64 f, object fd,
                             u64 off) except? -1:
         cdef u64 pgoff, map_type, vm_flags, start
         cdef bint anonymous, fixed, shared
         cdef VMA vma
-        self._alive()
+        self.check_alive()
         if fd is not None and not isinstance(fd, File):
             raise TypeError("fd must be a file object from this System or None")
         if off & c_PAGE_OFFSET:
@@ -179,7 +184,7 @@ cdef class MappingSyscalls(AddressSpace):
         vma = self._mmap_region(start, size, vm_flags, pgoff, file)
         if vma.flags & c_VM_LOCKED and not vma.flags & c_VM_LOCKONFAULT or \
                 f & (c_MAP_POPULATE | c_MAP_NONBLOCK) == c_MAP_POPULATE:
-            self.populate_range(start, start + size, ignore_errors=True)
+            self.populate_range(start, start + size, True)
         return start
 
     def _file_vm_flags(self, file, map_type, flags, prot, vm_flags):
@@ -236,17 +241,17 @@ cdef class MappingSyscalls(AddressSpace):
             file = self.system.shmem_zero_setup(length)
         if vm_flags & c_VM_LOCKED and vm_flags & c_VM_SPECIAL:
             vm_flags &= ~c_VM_LOCKED_MASK
-        v = self.map_range(start, end, vm_flags | self.system.new_vma_flags, pgoff, file)
+        v = self.map_range(start, end, vm_flags | self.profile.new_vma_flags, pgoff, file)
         if vm_flags & c_VM_LOCKED:
             self.locked_vm += length >> PAGE_SHIFT
         return v
 
     # mirrors mm/mmap.c:__vm_munmap()
     def munmap(self, addr, length):
-        self.sys_munmap(as_ulong(addr, "addr"), as_ulong(length, "length"))
+        self.sys_munmap(ulong_arg(addr, "addr", as_ulong), ulong_arg(length, "length", as_ulong))
 
     cdef long long sys_munmap(self, u64 addr, u64 length) except? -1:
-        self._alive()
+        self.check_alive()
         self.do_munmap(addr, length)
         return 0
 
@@ -263,14 +268,15 @@ cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mremap.c:do_mremap()
     def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
-        return self.sys_mremap(as_ulong(old_address, "old_address"),
-                               as_ulong(old_size, "old_size"), as_ulong(new_size, "new_size"),
-                               as_ulong(flags, "flags"),
-                               as_ulong(new_address or 0, "new_address"))
+        return self.sys_mremap(ulong_arg(old_address, "old_address", as_ulong),
+                               ulong_arg(old_size, "old_size", as_ulong),
+                               ulong_arg(new_size, "new_size", as_ulong),
+                               ulong_arg(flags, "flags", as_ulong),
+                               ulong_arg(new_address or 0, "new_address", as_ulong))
 
     cdef long long sys_mremap(self, u64 old, u64 old_size, u64 new_size, u64 flags_,
                               u64 new_address) except? -1:
-        self._alive()
+        self.check_alive()
         # Python integers below: the checks read as the kernel's, and sums may pass 2**64.
         addr, old_len, new_len, flags, new_addr = old, old_size, new_size, flags_, new_address
         if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
@@ -366,7 +372,7 @@ cdef class MappingSyscalls(AddressSpace):
         """do_mremap(): the part a VM_LOCKED mapping grew by is faulted in (mm_populate(),
         which leaves VM_LOCKONFAULT alone)."""
         if start < end and vma.flags & VM_LOCKED:
-            self.populate_range(start, end, ignore_errors=True)
+            self.populate_range(start, end, True)
 
     def _duplicate(self, vma, addr, new_len, hint):
         """A second mapping of a shared VMA's range (old_size 0). It keeps VM_LOCKED and
@@ -418,7 +424,8 @@ cdef class MappingSyscalls(AddressSpace):
         flags = vma.flags
         anon_vma, file, name = vma.anon_vma, vma.file, vma.anon_name
         self.map_range(new_addr, new_addr + new_len, flags, pgoff, file, name, anon_vma)
-        self.pt.move_range(addr, new_addr, old_len)
+        # The destination is free of VMAs, so of entries; the ranges do not overlap.
+        pt_result(pt_move_range(&self.pt.mm, addr, new_addr, old_len))
         if flags & VM_LOCKED:
             self.locked_vm += new_len >> PAGE_SHIFT          # vrm_stat_account()
         if dontunmap:
@@ -469,10 +476,10 @@ cdef class MappingSyscalls(AddressSpace):
 
     # mirrors mm/mmap.c:brk()
     def brk(self, addr):
-        return self.sys_brk(as_ulong(addr or 0, "addr"))
+        return self.sys_brk(ulong_arg(addr or 0, "addr", as_ulong))
 
     cdef long long sys_brk(self, u64 addr_) except? -1:
-        self._alive()
+        self.check_alive()
         addr = addr_                # a Python integer: page_align() may pass 2**64
         if addr < self.start_brk:
             return self.brk_end
@@ -510,7 +517,7 @@ cdef class MappingSyscalls(AddressSpace):
             return self.brk_end
         self.brk_end = addr
         if self.def_flags & VM_LOCKED and not self.def_flags & VM_LOCKONFAULT:
-            self.populate_range(oldbrk, newbrk, ignore_errors=True)
+            self.populate_range(oldbrk, newbrk, True)
         return addr
 
     # mirrors mm/mmap.c:vm_brk_flags()
@@ -531,7 +538,7 @@ cdef class MappingSyscalls(AddressSpace):
         """mm/vma.c:do_brk_flags(): anonymous data at [addr, addr + length), charged to the
         commit limit. Only `prev` may grow over it (when it ends at addr and could merge):
         brk never joins the VMA above, nor any VMA the caller did not pass."""
-        flags |= VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.system.new_vma_flags
+        flags |= VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | self.def_flags | self.profile.new_vma_flags
         if self.map_count > self.max_map_count:
             raise_errno(errno.ENOMEM)
         self.vm_enough_memory(length >> PAGE_SHIFT)

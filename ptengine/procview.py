@@ -15,6 +15,7 @@ from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZE
                         VM_WRITE)
 from .errors import InvariantError, raise_errno
 from .proc import text as procfs
+from .fault import thp_vma
 from .args import as_ulong
 
 
@@ -22,7 +23,6 @@ def thp_eligible(vma, thp_enabled):
     """smaps THPeligible: thp_vma_allowable_order(TVA_SMAPS, PMD_ORDER) with shmem THP
     `never`: a private anonymous VMA THP may back (under the profile's `enabled` mode)
     that holds a whole PMD-aligned 2 MiB."""
-    from .fault import thp_vma
     first = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
     return bool(thp_vma(vma, thp_enabled)) and first + PMD_SIZE <= vma.end
 
@@ -46,13 +46,13 @@ class ProcView:
 
     def smaps(self):
         heap = self._heap()
-        profile = self.system.profile
+        profile, thp_mode = self.system.profile, self.profile["thp_enabled"]
         # The gate page has no page tables of the mm: its counters are all zero.
         gate = "".join(procfs.render_smaps(v, None, heap=heap, stack=self.start_stack,
                                            show_soft_dirty=profile.soft_dirty)
                        for v in self._gate())
         return "".join(procfs.render_smaps(v, stats, heap=heap, stack=self.start_stack,
-                                           thp_eligible=thp_eligible(v, profile.thp_enabled),
+                                           thp_eligible=thp_eligible(v, thp_mode),
                                            locked_bytes=stats["locked"],
                                            show_soft_dirty=profile.soft_dirty)
                        for v, stats in ((v, self._smaps_stats(v)) for v in self.vma_tree)) + gate
@@ -78,7 +78,7 @@ class ProcView:
                 data += size
         pt = self.pt
         pages_kb = PAGE_SIZE // 1024
-        anon, file, shmem = pt.rss_anon * pages_kb, pt.rss_file * pages_kb, pt.rss_shmem * pages_kb
+        anon, file, shmem = self._rss_kb()
         # VmLck is mm->locked_vm, a counter kept by mlock/munlock/munmap/mremap: after
         # MREMAP_DONTUNMAP the unlocked old VMA's pages still count.
         locked = self.locked_vm * pages_kb
@@ -86,6 +86,19 @@ class ProcView:
                 "RssAnon": anon, "RssFile": file, "RssShmem": shmem, "VmData": data >> 10,
                 "VmStk": stack >> 10, "VmPTE": pt.pgtables_bytes >> 10,
                 "map_count": self.map_count}
+
+    def _rss_kb(self):
+        """RssAnon, RssFile, RssShmem in kB: the mm's rss_stat counters."""
+        pt, pages_kb = self.pt, PAGE_SIZE // 1024
+        return pt.rss_anon * pages_kb, pt.rss_file * pages_kb, pt.rss_shmem * pages_kb
+
+    def __repr__(self):
+        """The mm at a glance, from its counters (nothing is rendered): map_count, VmPTE
+        and VmRSS as /proc/PID/status shows them."""
+        if self.dead:
+            return f"<{type(self).__name__} dead>"
+        return (f"<{type(self).__name__} map_count={self.map_count} "
+                f"VmPTE={self.pt.pgtables_bytes >> 10} kB VmRSS={sum(self._rss_kb())} kB>")
 
     def pagemap(self, addr, size):
         """/proc/PID/pagemap entries for [addr, addr+size), as a privileged reader sees them."""

@@ -6,13 +6,14 @@ from .vma cimport VMA, u64
 # walked range it holds, and the walk's argument; returns the VMA now covering the piece.
 ctypedef object (*vma_visitor)(object mm, VMA vma, u64 start, u64 end, object arg)
 
-cpdef tuple pte_prot_update(u64 vm_flags)
+cdef void prot_update(u64 vm_flags, u64 *bits, u64 *mask) noexcept
 
 
 cdef class ProtectionSyscalls(MappingSyscalls):
     cdef walk_vmas(self, u64 start, u64 end, vma_visitor visit, object arg)
     cdef walk_contiguous(self, VMA vma, u64 start, u64 end, vma_visitor fixup, object arg)
     cpdef VMA _mprotect_fixup(self, VMA vma, u64 start, u64 end, u64 newflags)
+    cdef VMA mlock_fixup(self, VMA vma, u64 start, u64 end, u64 newflags)
     # The typed entry points (see advice.pxd)
     cdef long long sys_mprotect(self, u64 addr, u64 length, u64 prot) except? -1
     cdef long long sys_mlock(self, u64 addr, u64 length, u64 flags) except? -1

@@ -12,6 +12,9 @@ import errno
 import re
 
 from . import constants as C
+from ._core cimport pt_change_prot
+from .addrspace cimport pt_result
+from .argconv cimport ulong_arg
 from .vma cimport VMA, u64
 from .mapping cimport calc_vm_prot_bits
 
@@ -40,21 +43,21 @@ cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_ACCOUNT = C.VM_ACCOUNT, c_VM_LOCKED = C
 cdef u64 c_VM_SHARED = C.VM_SHARED, c_VM_GROWSDOWN = C.VM_GROWSDOWN
 cdef u64 c_NO_CHARGE = C.VM_ACCOUNT | C.VM_WRITE | C.VM_HUGETLB | C.VM_SHARED | C.VM_NORESERVE
 cdef u64 c_PROT_GROWS = C.PROT_GROWSDOWN | C.PROT_GROWSUP
+cdef u64 c_NEVER_LOCKED = C.VM_SPECIAL | C.VM_HUGETLB | C.VM_DROPPABLE
 cdef u64 c_PROT_GROWSDOWN = C.PROT_GROWSDOWN, c_PROT_GROWSUP = C.PROT_GROWSUP
 cdef u64 c_PROT_VALID = C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC | C.PROT_SEM
 
 
-cpdef tuple pte_prot_update(u64 vm_flags):
+cdef void prot_update(u64 vm_flags, u64 *bits, u64 *mask) noexcept:
     """What change_protection() does to the permission bits of a present PTE under the
-    new vm_flags: (bits to set, mask of bits it rewrites). Write permission is never added
-    here; the next write fault grants it (or copies)."""
-    cdef u64 mask = PTE_P | PTE_PROTNONE | PTE_NX
-    cdef u64 bits = PTE_P if vm_flags & c_VM_ACCESS else PTE_PROTNONE
+    new vm_flags: the bits to set, and the mask of bits it rewrites. Write permission is
+    never added here; the next write fault grants it (or copies)."""
+    mask[0] = PTE_P | PTE_PROTNONE | PTE_NX
+    bits[0] = PTE_P if vm_flags & c_VM_ACCESS else PTE_PROTNONE
     if not vm_flags & c_VM_WRITE:
-        mask |= PTE_RW
+        mask[0] |= PTE_RW
     if not vm_flags & c_VM_EXEC:
-        bits |= PTE_NX
-    return bits, mask
+        bits[0] |= PTE_NX
 
 
 # --- per-VMA steps of the walks (visitors) ------------------------------------------------
@@ -69,14 +72,15 @@ cdef object mprotect_vma(object mm, VMA vma, u64 start, u64 end, object prot):
 
 
 cdef object mlock_vma(object mm, VMA vma, u64 start, u64 end, object lock_flags):
-    return mm._mlock_fixup(vma, start, end, (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
+    return (<ProtectionSyscalls>mm).mlock_fixup(vma, start, end,
+                                               (vma.flags & ~VM_LOCKED_MASK) | lock_flags)
 
 
 cdef object name_vma(object mm, VMA vma, u64 start, u64 end, object name):
     """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
     if vma.file is not None and vma.file.inode.kind != "shmem_anon":
         raise_errno(errno.EBADF)
-    return mm.modify_range(vma, start, end, None, name)
+    return (<ProtectionSyscalls>mm).modify_range(vma, start, end, None, name)
 
 
 # mm/madvise.c:is_valid_name_char(): printable ASCII, and none of \ ` $ [ ].
@@ -113,14 +117,15 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors mm/mprotect.c:do_mprotect_pkey()
     def mprotect(self, addr, length, prot):
-        self.sys_mprotect(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                          as_ulong(prot, "prot"))
+        self.sys_mprotect(ulong_arg(addr, "addr", as_ulong),
+                          ulong_arg(length, "length", as_ulong),
+                          ulong_arg(prot, "prot", as_ulong))
 
     cdef long long sys_mprotect(self, u64 start, u64 size, u64 p) except? -1:
         cdef u64 end
         cdef u64 grows = p & c_PROT_GROWS
         cdef VMA vma
-        self._alive()
+        self.check_alive()
         p &= ~c_PROT_GROWS
         if grows == c_PROT_GROWS or start & c_PAGE_OFFSET:
             raise_errno(errno.EINVAL)
@@ -179,22 +184,24 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         elif oldflags & c_VM_ACCOUNT and vma.file is None and vma.anon_vma is None:
             newflags &= ~c_VM_ACCOUNT
         vma = self.modify_range(vma, start, end, newflags)
-        bits, mask = pte_prot_update(newflags)
-        self.pt.change_prot(start, end, bits, mask)
+        cdef u64 bits, mask
+        prot_update(newflags, &bits, &mask)
+        pt_result(pt_change_prot(&self.pt.mm, start, end, bits, mask))
         if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
-            self.populate_range(start, end, ignore_errors=True)
+            self.populate_range(start, end, True)
         return vma
 
     # --- mlock family (mm/mlock.c) -------------------------------------------------------
     def mlock(self, addr, length, flags=0):
         """mlock(2), or mlock2(2) when flags are given."""
-        self.sys_mlock(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                       as_ulong(flags, "flags"))
+        self.sys_mlock(ulong_arg(addr, "addr", as_ulong),
+                       ulong_arg(length, "length", as_ulong),
+                       ulong_arg(flags, "flags", as_ulong))
 
     cdef long long sys_mlock(self, u64 addr, u64 length, u64 flags) except? -1:
         # mlock2() takes an int: the low 32 bits of the register, as as_cint() reads them.
         cdef int f = <int><unsigned int>flags
-        self._alive()
+        self.check_alive()
         if f & ~MLOCK_ONFAULT:
             raise_errno(errno.EINVAL)
         vm_flags = VM_LOCKED | (VM_LOCKONFAULT if f & MLOCK_ONFAULT else 0)
@@ -202,7 +209,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         if end == start:
             return 0
         self._apply_vma_lock_flags(start, end, vm_flags)
-        err = self.populate_range(start, end, ignore_errors=False)
+        err = self.populate_range(start, end, False)
         if err == errno.EFAULT:
             raise_errno(errno.ENOMEM)
         if err == errno.ENOMEM:
@@ -212,10 +219,11 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         return 0
 
     def munlock(self, addr, length):
-        self.sys_munlock(as_ulong(addr, "addr"), as_ulong(length, "length"))
+        self.sys_munlock(ulong_arg(addr, "addr", as_ulong),
+                         ulong_arg(length, "length", as_ulong))
 
     cdef long long sys_munlock(self, u64 addr, u64 length) except? -1:
-        self._alive()
+        self.check_alive()
         start, end = self._mlock_range(addr, length)
         if end != start:
             self._apply_vma_lock_flags(start, end, 0)
@@ -239,37 +247,38 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             raise_errno(errno.ENOMEM)
         self.walk_contiguous(vma, start, end, mlock_vma, lock_flags)
 
-    def _mlock_fixup(self, vma, start, end, newflags):
+    cdef VMA mlock_fixup(self, VMA vma, u64 start, u64 end, u64 newflags):
         """mlock_fixup(): special, hugetlb and droppable VMAs are never locked; locked_vm
         follows VM_LOCKED going on or off."""
-        oldflags = vma.flags
-        if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+        cdef u64 oldflags = vma.flags
+        cdef long long pages
+        if newflags == oldflags or oldflags & c_NEVER_LOCKED:
             return vma
         vma = self.modify_range(vma, start, end, newflags)
-        if (newflags ^ oldflags) & VM_LOCKED:
+        if (newflags ^ oldflags) & c_VM_LOCKED:
             pages = (end - start) >> PAGE_SHIFT
-            self.locked_vm += pages if newflags & VM_LOCKED else -pages
+            self.locked_vm += pages if newflags & c_VM_LOCKED else -pages
         return vma
 
     def mlockall(self, flags):
-        self.sys_mlockall(as_ulong(flags, "flags"))
+        self.sys_mlockall(ulong_arg(flags, "flags", as_ulong))
 
     cdef long long sys_mlockall(self, u64 flags) except? -1:
         # mlockall() takes an int: the low 32 bits of the register, as as_cint() reads them.
         cdef int f = <int><unsigned int>flags
-        self._alive()
+        self.check_alive()
         if not f or f & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or f == MCL_ONFAULT:
             raise_errno(errno.EINVAL)
         self._apply_mlockall_flags(f)
         if f & MCL_CURRENT:
-            self.populate_range(0, TASK_SIZE, ignore_errors=True)
+            self.populate_range(0, TASK_SIZE, True)
         return 0
 
     def munlockall(self):
         self.sys_munlockall()
 
     cdef long long sys_munlockall(self) except? -1:
-        self._alive()
+        self.check_alive()
         self._apply_mlockall_flags(0)
         return 0
 
@@ -284,17 +293,18 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             to_add = VM_LOCKED | (VM_LOCKONFAULT if flags & MCL_ONFAULT else 0)
         for vma in list(self.vma_tree):
             try:
-                self._mlock_fixup(vma, vma.start, vma.end, (vma.flags & ~VM_LOCKED_MASK) | to_add)
+                self.mlock_fixup(vma, vma.start, vma.end, (vma.flags & ~VM_LOCKED_MASK) | to_add)
             except OSError:
                 pass        # errors are ignored, as the kernel does
 
     # mirrors mm/mseal.c:do_mseal()
     def mseal(self, addr, length, flags=0):
-        self.sys_mseal(as_ulong(addr, "addr"), as_ulong(length, "length"),
-                       as_ulong(flags, "flags"))
+        self.sys_mseal(ulong_arg(addr, "addr", as_ulong),
+                       ulong_arg(length, "length", as_ulong),
+                       ulong_arg(flags, "flags", as_ulong))
 
     cdef long long sys_mseal(self, u64 addr, u64 length, u64 flags) except? -1:
-        self._alive()
+        self.check_alive()
         if flags:
             raise_errno(errno.EINVAL)
         start, end = page_range(addr, length)
@@ -316,15 +326,16 @@ cdef class ProtectionSyscalls(MappingSyscalls):
 
     # mirrors kernel/sys.c:prctl_set_vma() and mm/madvise.c:madvise_set_anon_name()
     def set_anon_name(self, addr, length, name):
-        self.sys_set_anon_name(as_ulong(addr, "addr"), as_ulong(length, "length"), name)
+        self.sys_set_anon_name(ulong_arg(addr, "addr", as_ulong),
+                               ulong_arg(length, "length", as_ulong), name)
 
     cdef long long sys_set_anon_name(self, u64 addr, u64 length, object name) except? -1:
-        self._alive()
+        self.check_alive()
         if isinstance(name, (bytes, bytearray)):
             name = bytes(name).decode("latin-1")
         if name is not None and not isinstance(name, str):
             raise TypeError("name must be str, bytes or None")
-        if not self.system.profile.anon_vma_name:
+        if not self.profile.anon_vma_name:
             raise_errno(errno.EINVAL)
         if name is not None:
             if len(name.encode("latin-1", "replace")) >= ANON_VMA_NAME_MAX_LEN:
@@ -353,7 +364,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         """UFFDIO_REGISTER on the process's userfaultfd, created with UFFD_FEATURE_SIGBUS:
         a missing-page fault in a registered range raises SIGBUS (no handler thread). Only
         the VMA flags are modelled. Returns the range ioctls mask."""
-        self._alive()
+        self.check_alive()
         start, end = self.uffd_range(addr, length)
         mode = as_int(mode, "mode")
         if not mode or mode & ~UFFD_REGISTER_MODES:
@@ -378,7 +389,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
         return ioctls
 
     def uffd_unregister(self, addr, length):
-        self._alive()
+        self.check_alive()
         start, end = self.uffd_range(addr, length)
         for vma in self.vma_tree.overlapping(start, end):
             if vma.flags & VM_UFFD_FLAGS:

@@ -17,7 +17,7 @@ from cpython.ref cimport PyObject
 from libc.string cimport memmove
 
 from . import constants as C
-from .constants import VmFlag
+from .proc.text import render_maps_line, vmflags_mnemonics
 
 # The flag groups the merge rules test, read once from constants.py (their one home).
 cdef unsigned long long VM_STICKY = C.VM_STICKY
@@ -115,8 +115,14 @@ cdef class VMA:
                      self.anon_name)
 
     def __repr__(self):
-        return (f"VMA({self.start:#x}-{self.end:#x} {VmFlag(self.flags)!s} "
-                f"pgoff={self.pgoff:#x}{' ' + self.name if self.name else ''})")
+        """What a reader looks for: the maps range and perms (and, for a file, the offset),
+        the smaps VmFlags mnemonics and the name (show_map_vma(), show_smap_vma_flags())."""
+        fields = render_maps_line(self).split()
+        shown = fields[:3] if self.file is not None else fields[:2]
+        shown += vmflags_mnemonics(self.flags)
+        if self.name:
+            shown.append(self.name)
+        return f"VMA({' '.join(shown)})"
 
     def __eq__(self, other):
         if not isinstance(other, VMA):

@@ -2,9 +2,8 @@
 module, and ptengine's modules import each other without a cycle.
 
 An import inside a function hides a dependency (and usually a cycle) from the reader and
-from this test, so every one is listed below with its reason; KNOWN_CYCLES lists the cycles
-left in modules other helpers are rewriting this session (the lead removes each entry when
-its module is merged in its new shape).
+from this test, so the only ones allowed are listed below with their reason: start-up
+laziness (cli.py) and heavy or optional third-party modules.
 """
 import ast
 import pathlib
@@ -46,30 +45,6 @@ LAZY = {
     ("ptengine.sweep.execute", "run_jobs", "tqdm"),
     # A Dask worker's own check that it imports this ptengine (the function runs there).
     ("ptengine.sweep.execute", "check_environment.imported", "ptengine"),
-}
-
-# Cycles hidden by an import inside a function, in modules other helpers own this session.
-# Each entry: the hidden import (module, function, imported module), and why it is there.
-KNOWN_CYCLES = {
-    # mm.py (helper `typed`) builds a System for the MM() shorthand, and System.spawn builds
-    # an MM: both classes move into system.py (engine-shape.md 2.1, 2.7).
-    ("ptengine.system", "System.spawn", "ptengine.mm"),
-    # lifecycle.py (helper `typed`): fork builds the child MM; goes with mm/fork.pyx (2.7).
-    ("ptengine.lifecycle", "ProcessLifecycle.fork", "ptengine.mm"),
-    # live/ (helper `batch`): LiveSystem.spawn builds a LiveMM, whose module imports
-    # LiveSystem; and live._profile imports the package that imports it (2.7).
-    ("ptengine.live._system", "LiveSystem.spawn", "ptengine.live._mm"),
-    ("ptengine.live._profile", "host_profile", "ptengine.live"),
-}
-# Hidden imports that are no cycle, left in modules other helpers own this session.
-KNOWN_HIDDEN = {
-    # mm.py (helper `typed`): the exec layout of spawn(exec_layout=True).
-    ("ptengine.mm", "MM.__init__", "ptengine.exec.layout"),
-    # procview.py (helper `typed`): thp_eligible() reads fault.thp_vma.
-    ("ptengine.procview", "thp_eligible", "ptengine.fault"),
-    # workloads/runner.py (helper `runner`): the backend of a run.
-    ("ptengine.workloads.runner", "open_backend", "ptengine"),
-    ("ptengine.workloads.runner", "open_backend", "ptengine.live"),
 }
 
 
@@ -172,18 +147,25 @@ def test_no_import_inside_a_function_but_the_listed_ones():
     # numpy is lazy wherever it is used: importing it starts OpenBLAS worker threads
     # (procview.py's _numpy says why), which `import ptengine` must not do.
     lazy_numpy = {i for i in found if i[2] == "numpy"}
-    allowed = LAZY | KNOWN_CYCLES | KNOWN_HIDDEN
+    allowed = LAZY
     assert sorted(found - cli - lazy_numpy - allowed) == [], \
         "imports inside functions, not listed here"
     assert sorted(allowed - found) == [], "listed imports that are gone: drop them here"
 
 
-def test_no_import_cycle_but_the_known_ones():
-    """The graph of ptengine modules, without the listed function-level imports of
-    KNOWN_CYCLES, has no cycle (a package's __init__ counts as importing what it imports)."""
-    edges = {module: {target for func, target in deps
-                      if target.startswith("ptengine") and target != module
-                      and (module, func, target) not in KNOWN_CYCLES}
+def packages_run(module, target):
+    """The packages whose __init__ importing `target` from `module` runs first: target's
+    enclosing packages, but those enclosing module (already being imported by then)."""
+    parts = target.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))
+            if not (module + ".").startswith(".".join(parts[:i]) + ".")}
+
+
+def test_no_import_cycle():
+    """The graph of ptengine modules has no cycle (a package's __init__ counts as importing
+    what it imports, and importing a module of a package runs the package's __init__)."""
+    edges = {module: {m for func, target in deps if target.startswith("ptengine")
+                      for m in {target} | packages_run(module, target) if m != module}
              for module, deps in graph().items()}
     cycles = []
     state = {}
@@ -203,20 +185,6 @@ def test_no_import_cycle_but_the_known_ones():
         if node not in state:
             walk(node, [])
     assert cycles == []
-
-
-def test_known_cycles_are_cycles():
-    """Each KNOWN_CYCLES import closes a cycle: once it is not one, it goes from the list."""
-    g = graph()
-    for module, func, target in KNOWN_CYCLES:
-        seen, todo = set(), [target]
-        while todo:
-            m = todo.pop()
-            if m in seen:
-                continue
-            seen.add(m)
-            todo.extend(t for f, t in g.get(m, ()) if t.startswith("ptengine"))
-        assert module in seen, f"{module} -> {target} is no cycle any more"
 
 
 # The subsystem folders (and modules) whose docstrings already follow the rule; the lead

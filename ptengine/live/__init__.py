@@ -1,7 +1,7 @@
 """The host kernel as a second backend: the simulator's MM methods on a real mm_struct.
 
 Design. The address space is not the calling process's: each LiveMM drives a small server
-process (ptengine/live_server/server.c, compiled on first use into ~/.cache/ptengine, or
+process (ptengine/live/server.c, compiled on first use into ~/.cache/ptengine, or
 $PTENGINE_LIVE_SERVER) over a unix socket, and reads that process's /proc files itself.
 Nothing is ever mapped in, or unmapped from, the Python process. The server runs
 non-randomised with an 8 MiB stack limit, so its first top-down mmap lands just below its
@@ -43,27 +43,21 @@ PTENGINE_LIVE=0 in the environment turns the backend off (available() is False),
 host without guard regions: everything that needs the kernel skips or says so.
 """
 import functools
-import os
 import signal
-import sys
 
 from ..constants import MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ
 from ..constants import PROT_WRITE
 from ..profile import describe
-from ._mm import LiveMM, LiveRangeError
-from ._procfs import LiveVMA, ScanResult
-from ._profile import host_profile
-from ._server import LiveServerError, ServerDied, server_binary
-from ._system import LiveFile, LiveSystem
+from .files import LiveFile
+from .process import LiveRangeError
+from .procfs import LiveVMA, ScanResult
+from .profile import host_profile
+from .server import LiveServerError, ServerDied, enabled, server_binary
+from .system import LiveMM, LiveSystem
 
 __all__ = ["LiveMM", "LiveSystem", "LiveFile", "LiveVMA", "ScanResult", "LiveServerError",
            "ServerDied", "LiveRangeError", "available", "enabled", "host_profile", "unchecked",
            "server_binary"]
-
-
-def enabled():
-    """False where no host kernel may be used: not Linux, or PTENGINE_LIVE=0."""
-    return sys.platform.startswith("linux") and os.environ.get("PTENGINE_LIVE", "1") != "0"
 
 
 @functools.lru_cache(maxsize=None)

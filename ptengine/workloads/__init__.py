@@ -14,7 +14,8 @@ blocks and the `workload` decorator::
 from .blocks import (ANON, RW, STRATEGIES, Batcher, GiB, Guarded, KiB, MiB, Strategy,
                      clear_guard, guarded_mapping, name_vma, page_align, release, set_guard,
                      touch_top)
-from .metrics import VMA_STRUCT_BYTES, CountingMM, Snapshot, SyscallCounter, lock_mode
+from ..callkind import lock_mode
+from .metrics import VMA_STRUCT_BYTES, CountingMM, Snapshot, SyscallCounter
 from .registry import WORKLOADS, Workload, get, parse_int, suite, workload
 from .runner import Limit, Run, RunResult, run
 

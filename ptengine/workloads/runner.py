@@ -11,8 +11,9 @@ import random
 import time
 import types
 
-from .. import constants as C
+from .. import constants as C, live
 from ..errors import ERRNO_NAMES, Fault
+from ..system import System
 from . import arrays, registry
 from .blocks import Batcher, Strategy
 from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
@@ -233,16 +234,14 @@ def open_backend(backend="sim", max_map_count=None, system_options=None, profile
     if callable(backend):
         return backend()
     if backend == "sim":
-        import ptengine
         opts = dict(system_options or {})
         if max_map_count is not None:
             opts["max_map_count"] = max_map_count
-        system = ptengine.System(profile=profile, **opts)
+        system = System(profile=profile, **opts)
         # A process as exec leaves it ([vvar], [vdso], [stack] touched), so the page
         # tables over the top of the address space exist as they do in a real one.
         return system, system.spawn(exec_layout=True)
     if backend == "live":
-        from .. import live
         if not live.available():
             raise RuntimeError("ptengine.live is not available on this host "
                                "(MADV_GUARD_INSTALL does not work here)")

@@ -18,7 +18,7 @@ import ptengine
 from ptengine.constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE,
                                 MAP_PRIVATE, PAGE_SIZE, PROT_NONE, PROT_READ,
                                 PROT_WRITE)
-from ptengine.live._procfs import parse as parse_smaps
+from ptengine.live.procfs import parse as parse_smaps
 
 P = PAGE_SIZE
 MiB = 1 << 20

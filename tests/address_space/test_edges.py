@@ -26,7 +26,7 @@ from ptengine.constants import (MADV_COLD, MADV_DONTNEED, MADV_GUARD_INSTALL, MA
                                 MAP_SHARED, MLOCK_ONFAULT, MREMAP_DONTUNMAP, MREMAP_FIXED,
                                 MREMAP_MAYMOVE, PAGE_IS_SOFT_DIRTY, PM_SCAN_CATEGORIES, PROT_NONE, PROT_READ, TASK_SIZE)
 from ptengine.live import LiveRangeError
-from ptengine.live._procfs import parse as parse_smaps
+from ptengine.live.procfs import parse as parse_smaps
 
 from .conftest import ANON, BACKENDS, FAR, GiB, P, RW, make_system
 

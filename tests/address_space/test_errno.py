@@ -27,7 +27,7 @@ from ptengine.constants import (F_SEAL_FUTURE_WRITE, F_SEAL_WRITE, MADV_COLD, MA
                                 MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN,
                                 PROT_GROWSUP, PROT_NONE, PROT_READ, PROT_SEM, PROT_WRITE,
                                 TASK_SIZE)
-from ptengine.live._procfs import parse as parse_smaps
+from ptengine.live.procfs import parse as parse_smaps
 
 from .conftest import ANON, BACKENDS, FAR, GiB, MiB, P, RW, make_system
 

@@ -15,7 +15,7 @@ import pytest
 from ptengine.constants import (MADV_DONTFORK, MAP_FIXED_NOREPLACE, MREMAP_FIXED,
                                 MREMAP_MAYMOVE, PROT_READ)
 
-from ptengine.live._procfs import parse as parse_maps
+from ptengine.live.procfs import parse as parse_maps
 
 from .conftest import ANON, BACKENDS, FAR, GiB, P, RW, errno_of, make_system, ok
 
@@ -27,7 +27,7 @@ def limited(request):
     """(mm, max_map_count): a process whose limit is within cheap reach."""
     system = make_system(request.param)
     if request.param == "kernel":
-        from ptengine.live._system import host_max_map_count
+        from ptengine.live.files import host_max_map_count
         yield system.spawn(), host_max_map_count()
         system.close()
     else:

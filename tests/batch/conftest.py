@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from address_space.conftest import FAR, GiB, make_system
-from ptengine.live._procfs import parse as parse_smaps
+from ptengine.live.procfs import parse as parse_smaps
 
 
 @dataclass

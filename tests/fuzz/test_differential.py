@@ -89,7 +89,7 @@ def test_a_planted_divergence_is_found_and_shrunk(monkeypatch):
     from ptengine.constants import MADV_GUARD_INSTALL
     ops = [("mmap", "anon", 10, 4, 3, "fixed", 0), ("write", 11, 0, 7),
            ("madvise", 10, 4, MADV_GUARD_INSTALL), ("access", 11, 0)]
-    from ptengine.mm import MM
+    from ptengine import MM
     monkeypatch.setattr(MM, "_guard_install", lambda self, v, s, e: None)
     with pytest.raises(verify.Divergence) as info:
         verify.run_ops(ops)
@@ -103,7 +103,7 @@ def test_a_divergence_that_does_not_replay_restarts_the_sequence(monkeypatch):
     """A divergence that does not come back on replay is noted, not reported, and the rest
     of the sequence runs on a fresh pair of processes (not on the diverged state)."""
     from ptengine.constants import MADV_GUARD_INSTALL
-    from ptengine.mm import MM
+    from ptengine import MM
     ops = [("mmap", "anon", 10, 4, 3, "fixed", 0), ("write", 11, 0, 7),
            ("madvise", 10, 4, MADV_GUARD_INSTALL), ("access", 11, 0), ("write", 12, 0, 9),
            ("read", 12, 0)]

@@ -11,7 +11,7 @@ mm/vmscan.c reclaim_pages() -> shrink_folio_list() on a host with no swap device
   anonymous page that was not written since MADV_FREE (the next read finds zeroes); every
   other anonymous page stays, since there is no swap to write it to.
 
-The kernel side drains the per-CPU LRU batches first (LiveMM does, see live/_lru.py), so
+The kernel side drains the per-CPU LRU batches first (LiveMM does, see live/lru.py), so
 its answer does not depend on the CPU that faulted each page.
 """
 import itertools

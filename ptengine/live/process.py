@@ -1,4 +1,6 @@
-"""LiveMM: the simulator's MM methods, carried out by a live server process.
+"""LiveProcess: the simulator's MM methods, carried out by a live server process.
+
+system.py's LiveMM is this class plus the `LiveMM()` shorthand (a LiveSystem of its own).
 
 Each syscall-shaped method validates its Python arguments (TypeError for a non-integer),
 refuses ranges that would touch the server's own mappings (LiveRangeError), then sends one
@@ -21,12 +23,12 @@ from ..batch import check as check_rows
 from ..calls import (CALL_NAMES, FLAG_RESTART, CallOp, as_calls, call_at, object_table,
                      stop_rule)
 from ..errors import fault_for, syscall_error
-from ..workloads.metrics import call_kind, error_label
+from ..callkind import call_kind, error_label
 from ..iov import import_iovec
-from . import _procfs
-from ._server import U64, Access, Connection, LiveServerError, Op, ServerDied
-from ._lru import drain_lru_batches
-from ._system import LiveFile, LiveSystem
+from . import procfs
+from .files import LiveFile
+from .lru import drain_lru_batches
+from .server import U64, Access, Connection, LiveServerError, Op, ServerDied
 
 STACK_LIMIT = 8 << 20      # the server runs with RLIMIT_STACK = 8 MiB
 _MAX_IOVECS = 1 << 16      # iovecs sent; the kernel rejects more than UIO_MAXIOV anyway
@@ -34,7 +36,7 @@ _BATCH_BUF = 128 << 20    # bytes a batch request may use in the server (server.
 _MAX_READ = 1 << 30        # bytes per read() or write() (the wire carries u32 lengths)
 _TOP_SPAN = 1 << 30        # the server's own top-down mappings lie this close to mmap_base
 _SPECIAL = {"[vvar]", "[vvar_vclock]", "[vdso]"}
-# Reclaim advice: sent after every CPU's LRU add batch is drained (see _lru.py).
+# Reclaim advice: sent after every CPU's LRU add batch is drained (see lru.py).
 _RECLAIM_ADVICE = {MADV_COLD, MADV_PAGEOUT}
 # Calls whose first two arguments are a range of the address space.
 _RANGE_OPS = {Op.MUNMAP, Op.MPROTECT, Op.MADVISE, Op.MLOCK, Op.MUNLOCK, Op.MSEAL,
@@ -67,13 +69,11 @@ def _page_up(n):
     return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
-class LiveMM:
-    """One real address space: a server process that makes the calls for us."""
+class LiveProcess:
+    """One real address space: a server process that makes the calls for us, on a
+    LiveMachine (files.py) that holds its files."""
 
-    def __init__(self, system=None, *, timeout=None, _conn=None, _parent=None):
-        if system is None:
-            system = LiveSystem(timeout=timeout)
-            system._implicit = True
+    def __init__(self, system, *, timeout=None, _conn=None, _parent=None):
         self.system = system
         timeout = timeout if timeout is not None else (system.timeout or 30.0)
         self._conn = _conn if _conn is not None else Connection.start(timeout)
@@ -100,7 +100,7 @@ class LiveMM:
         """The server's own mappings, and the room its stack may grow into."""
         self._fence_top()
         ranges = []
-        for v in _procfs.parse(self.maps()):
+        for v in procfs.parse(self.maps()):
             label = v.name or "anon"
             start = v.start
             if v.name == "[stack]":
@@ -116,7 +116,7 @@ class LiveMM:
         ld.so's and libc's, some of them private anonymous. Fill the holes between those and
         put one page below them, as shared anonymous PROT_NONE mappings: those merge with
         nothing either."""
-        top = sorted((v for v in _procfs.parse(self.maps())
+        top = sorted((v for v in procfs.parse(self.maps())
                       if DEFAULT_MMAP_BASE - _TOP_SPAN <= v.start < DEFAULT_MMAP_BASE),
                      key=lambda v: v.start)
         if not top or all(v.name in _SPECIAL for v in top):
@@ -143,7 +143,9 @@ class LiveMM:
             raise LiveServerError("the server forked but sent no socket for the child")
         sock = socket.socket(fileno=rep.fds[0])
         conn = Connection(sock, rep.ret, None, self._conn.timeout, self._conn.errlog)
-        return LiveMM(self.system, _conn=conn, _parent=self)
+        # The child is of this process's class (system.py's LiveMM), built here without
+        # importing it: system.py imports this module.
+        return type(self)(self.system, _conn=conn, _parent=self)
 
     def exit(self):
         """exit(2): the process ends and its address space is torn down before this returns
@@ -405,7 +407,7 @@ class LiveMM:
     def vmas(self, start=0, end=TASK_SIZE):
         """VMAs overlapping [start, end) (all of them by default, the server's own
         included), parsed from smaps."""
-        return [v for v in _procfs.parse(self.smaps(), self.system.file_for)
+        return [v for v in procfs.parse(self.smaps(), self.system.file_for)
                 if v.start < end and start < v.end]
 
     def user_vmas(self):
@@ -420,19 +422,19 @@ class LiveMM:
     def _vma_at(self, addr, text):
         """The VMA containing addr in maps or smaps text (from maps, flags hold only the
         read/write/exec bits)."""
-        return next((v for v in _procfs.parse(text, self.system.file_for)
+        return next((v for v in procfs.parse(text, self.system.file_for)
                      if v.start <= addr < v.end), None)
 
     @property
     def map_count(self):
         """mm->map_count: the lines of maps, less the gate area (which is not a VMA)."""
         return sum(1 for line in self.maps().splitlines()
-                   if line and not line.endswith(_procfs.GATE))
+                   if line and not line.endswith(procfs.GATE))
 
     def status(self):
         """Numeric fields of /proc/PID/status (VmSize, VmLck, VmRSS, RssAnon, RssFile,
         RssShmem, VmPTE... in kB), plus map_count."""
-        out = _procfs.status(self._proc("status"))
+        out = procfs.status(self._proc("status"))
         out["map_count"] = self.map_count
         return out
 
@@ -440,7 +442,7 @@ class LiveMM:
         """/proc/PID/pagemap entries (numpy uint64), one per page of [addr, addr + size),
         as a privileged reader sees them."""
         addr, size = _u64("addr", addr), _u64("size", size)
-        return _procfs.pagemap(self._pagemap, addr, size)
+        return procfs.pagemap(self._pagemap, addr, size)
 
     def pagemap_scan(self, start, end, *, category_mask=0, category_anyof_mask=0,
                      return_mask=0, category_inverted=0, max_pages=0, vec_len=None, flags=0):
@@ -450,7 +452,7 @@ class LiveMM:
             vec_len = _u64("vec_len", vec_len)
             if vec_len > 1 << 24:
                 raise ValueError(f"vec_len {vec_len} is larger than the live backend allows")
-        return _procfs.pagemap_scan(
+        return procfs.pagemap_scan(
             self._pagemap, _u64("start", start), _u64("end", end), flags=_u64("flags", flags),
             category_inverted=_u64("category_inverted", category_inverted),
             category_mask=_u64("category_mask", category_mask),

@@ -1,8 +1,9 @@
-"""LiveSystem and LiveFile: real files and memfds, in the shape of the simulator's.
+"""LiveMachine and LiveFile: real files and memfds, in the shape of the simulator's.
 
-A LiveSystem owns a temporary directory for its regular files and the LiveMMs it spawned.
-Files are opened in the client; a LiveMM hands a file's descriptor to its server
-(SCM_RIGHTS) the first time the file is mapped there.
+A LiveMachine (system.py's LiveSystem, which adds spawn()) owns a temporary directory for
+its regular files and the processes made on it. Files are opened in the client; a process
+hands a file's descriptor to its server (SCM_RIGHTS) the first time the file is mapped
+there.
 """
 import ctypes
 import ctypes.util
@@ -27,7 +28,7 @@ def host_max_map_count():
         return int(f.read())
 
 
-def _check_host_options(options):
+def check_host_options(options):
     """Options the simulator takes but the host fixes: accepted only at the host's value."""
     host = {"max_map_count": host_max_map_count(), "mmap_base": DEFAULT_MMAP_BASE}
     for key, value in options.items():
@@ -128,23 +129,17 @@ class LiveFile:
         return f"<LiveFile {kind} {self.name!r}{' ro' if self.readonly else ''}>"
 
 
-class LiveSystem:
-    """Real files and processes on the host kernel, in the simulator's System shape."""
+class LiveMachine:
+    """Real files and processes on the host kernel, in the shape of the simulator's Machine."""
 
     def __init__(self, *, timeout=None, **options):
-        _check_host_options(options)
+        check_host_options(options)
         self.timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="ptengine-live-")
         self._files = {}                  # (major, minor, inode) -> first LiveFile for it
         self._opened = weakref.WeakSet()  # every LiveFile, closed with the system
         self._mms = weakref.WeakSet()
-        self._implicit = False            # made by LiveMM() for itself
-
-    def spawn(self, **options):
-        """A new process (a fresh server) with an empty-as-possible address space."""
-        from ._mm import LiveMM
-        _check_host_options(options)
-        return LiveMM(self, timeout=self.timeout)
+        self._implicit = False            # made by LiveMM() for itself (system.py)
 
     def create_file(self, name, size=0):
         """A regular file in this system's temporary directory, open read-write."""

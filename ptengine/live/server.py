@@ -1,8 +1,9 @@
-"""Build, start and talk to the live server (`ptengine/live_server/server.c`).
+"""Build, start and talk to the live server (`ptengine/live/server.c`).
 
 The server is compiled on first use with the system C compiler into a per-user cache,
 keyed by a hash of its source and the compile command, so an edited source rebuilds and an
-unchanged one is never rebuilt. `PTENGINE_LIVE_SERVER` names a prebuilt binary instead.
+unchanged one is never rebuilt. `PTENGINE_LIVE_SERVER` names a prebuilt binary instead;
+PTENGINE_LIVE=0 turns the backend off (enabled()).
 
 The wire format (little-endian, fixed size; see server.c):
   request  = op u32, payload length u32, six u64 arguments, then the payload
@@ -21,19 +22,25 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-SOURCE = Path(__file__).resolve().parent.parent / "live_server" / "server.c"
+SOURCE = Path(__file__).resolve().parent / "server.c"
 CFLAGS = ("-O2", "-std=gnu11", "-Wall")
 DEFAULT_TIMEOUT = 30.0
 
 REQUEST = struct.Struct("<II6Q")
 RESPONSE = struct.Struct("<qiiiIQ")
 U64 = (1 << 64) - 1
+
+
+def enabled():
+    """False where no host kernel may be used: not Linux, or PTENGINE_LIVE=0."""
+    return sys.platform.startswith("linux") and os.environ.get("PTENGINE_LIVE", "1") != "0"
 
 
 class Op(enum.IntEnum):

@@ -330,7 +330,7 @@ _Static_assert(sizeof(struct request) == 56, "request layout");
 _Static_assert(sizeof(struct response) == 32, "response layout");
 
 /* Reads and writes of user memory go through the first CHUNK bytes of buf; a batch may use
- * all of it (its rows, tables and results: BATCH_BUF_SIZE, a limit live/_mm.py knows). */
+ * all of it (its rows, tables and results: BATCH_BUF_SIZE, a limit live/process.py knows). */
 #define CHUNK (256u * 1024u)
 #define BUF_SIZE (128u << 20)
 static unsigned char buf[BUF_SIZE] __attribute__((aligned(4096)));

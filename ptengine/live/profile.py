@@ -11,6 +11,8 @@ from ..constants import (BUS_MCEERR_AR, MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_P
                          PAGE_SIZE, PROT_READ, PROT_WRITE)
 from ..errors import Fault
 from ..profile import HostProfile
+from .server import enabled
+from .system import LiveMM
 
 PROBE_HINT = PAGE_SIZE      # a hint below any mmap_min_addr: the kernel raises it to the floor
 
@@ -86,7 +88,6 @@ def _memory_failure(mm, addr):
 def host_profile():
     """The running kernel's HostProfile, named "host". Raises RuntimeError where the live
     backend is off (PTENGINE_LIVE=0) or the host is not Linux."""
-    from . import LiveMM, enabled
     if not enabled():
         raise RuntimeError("the live backend is off (PTENGINE_LIVE=0 or not Linux): "
                            "no host kernel to read a profile from")

@@ -1,3 +1,6 @@
+# cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True, auto_pickle=False
+# Python semantics for indexing and division, and None checks on typed objects (as the
+# other syscall modules): the bulk first-touch path is C calls into the core.
 """Fault dispatch and user/kernel memory access.
 
 mirrors arch/x86/mm/fault.c:do_user_addr_fault() (VMA lookup, stack expansion,
@@ -9,10 +12,17 @@ turn signals into errno, as mm/gup.c does.
 
 A fault outcome is data inside this module (a small int); it becomes a `Fault` or an
 `OSError` only at the surface.
+
+FaultHandling is the link of the compiled chain right above AddressSpace: the syscall
+classes (mapping.pyx and on) populate and fault through its cdef methods, in C.
 """
 import errno
 
+from libc.stdint cimport uint64_t
 from . import _core
+from ._core cimport pt_fault_anon
+from .addrspace cimport AddressSpace, THP_NEVER, THP_ALWAYS, pt_result
+from .vma cimport VMA, u64
 from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE,
                         SEGV_ACCERR, SEGV_MAPERR, STACK_GUARD_GAP, VM_ACCESS_FLAGS, VM_EXEC,
                         VM_GROWSDOWN, VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_UFFD_MISSING,
@@ -20,6 +30,7 @@ from .constants import (BUS_ADRERR, BUS_MCEERR_AR, PAGE_MASK, PAGE_SHIFT, PAGE_S
                         VM_SHARED, VM_SPECIAL, VM_WRITE)
 from .errors import BusError, SegmentationFault
 from .args import as_int
+from . import constants as C
 
 # Fault outcomes.
 OK = 0
@@ -35,6 +46,9 @@ _SIGNALS = {
     HWPOISON: (BusError, BUS_MCEERR_AR),
 }
 
+# The signal number of each outcome (what a batch's touch row reports).
+SIGNAL_OF = {outcome: int(cls.signal) for outcome, (cls, _) in _SIGNALS.items()}
+
 # The errno GUP reports for a poisoned page (FOLL_HWPOISON); Python's errno lacks it.
 EHWPOISON = 133
 
@@ -48,81 +62,119 @@ STACK_RLIMIT = 8 << 20
 _PTE_BASE = _core.PTE_PRESENT | _core.PTE_USER | _core.PTE_ACCESSED
 _YOUNG_DIRTY = _core.PTE_ACCESSED | _core.PTE_DIRTY
 _MAPPED = (_core.ENTRY_PRESENT, _core.ENTRY_HUGE)
+cdef u64 c_PTE_BASE = _PTE_BASE, c_PTE_RW_DIRTY = _core.PTE_RW | _core.PTE_DIRTY
+cdef u64 c_PTE_NX = _core.PTE_NX
+cdef u64 c_VM_EXEC = C.VM_EXEC, c_VM_WRITE = C.VM_WRITE, c_VM_ACCESS = C.VM_ACCESS_FLAGS
+cdef u64 c_VM_HUGEPAGE = C.VM_HUGEPAGE
+cdef u64 c_NO_THP = C.VM_NOHUGEPAGE | C.VM_SPECIAL | C.VM_HUGETLB
+cdef u64 c_PAGE_MASK = C.PAGE_MASK & 0xFFFFFFFFFFFFFFFF, c_PAGE_SIZE = C.PAGE_SIZE
+cdef u64 USER_END = 1ULL << 47          # every access from here up is SEGV_MAPERR
 
 
-def pte_flags_for(vm_flags, write):
+cpdef u64 pte_flags_for(u64 vm_flags, bint write):
     """Present-PTE bits for a page mapped by a fault: writable only if the fault was a
     write (later writes to read-only PTEs go through do_wp_page()), NX unless VM_EXEC."""
-    flags = _PTE_BASE
+    cdef u64 flags = c_PTE_BASE
     if write:
-        flags |= _core.PTE_RW | _core.PTE_DIRTY
-    if not vm_flags & VM_EXEC:
-        flags |= _core.PTE_NX
+        flags |= c_PTE_RW_DIRTY
+    if not vm_flags & c_VM_EXEC:
+        flags |= c_PTE_NX
     return flags
 
 
-def thp_fault_allowed(vma, page, thp_enabled):
+def thp_fault_allowed(VMA vma, page, int thp_enabled):
     """thp_vma_allowable_order(PMD_ORDER) for a fault: a private anonymous VMA THP may
     back under the THP `enabled` mode, covering the whole PMD-aligned 2 MiB around page."""
     haddr = page & ~(PMD_SIZE - 1)
     return thp_vma(vma, thp_enabled) and vma.start <= haddr and haddr + PMD_SIZE <= vma.end
 
 
-def thp_vma(vma, thp_enabled):
+cpdef bint thp_vma(VMA vma, int thp_enabled):
     """The VMA-flag half of thp_fault_allowed() (vma_thp_disabled() and the sysfs mode of
-    __thp_vma_allowable_orders()): `always` takes every anonymous VMA not marked
-    VM_NOHUGEPAGE, `madvise` only VM_HUGEPAGE ones, `never` none."""
-    if thp_enabled == "never" or not vma.is_anonymous or \
-            vma.flags & (VM_NOHUGEPAGE | VM_SPECIAL | VM_HUGETLB):
+    __thp_vma_allowable_orders(); thp_enabled as mm_profile holds it): `always` takes every
+    anonymous VMA not marked VM_NOHUGEPAGE, `madvise` only VM_HUGEPAGE ones, `never` none."""
+    if thp_enabled == THP_NEVER or vma.file is not None or vma.flags & c_NO_THP:
         return False
-    return thp_enabled == "always" or bool(vma.flags & VM_HUGEPAGE)
+    return thp_enabled == THP_ALWAYS or vma.flags & c_VM_HUGEPAGE != 0
 
 
-def access_error(vma, write):
+cpdef bint access_error(VMA vma, bint write):
     """x86 access_error(): a write needs VM_WRITE, anything else any access flag."""
     if write:
-        return not vma.flags & VM_WRITE
-    return not vma.flags & VM_ACCESS_FLAGS
+        return not vma.flags & c_VM_WRITE
+    return not vma.flags & c_VM_ACCESS
 
 
-class FaultHandling:
+cdef class FaultHandling(AddressSpace):
 
     # --- the user-mode surface -----------------------------------------------------------
     def access(self, addr, *, write=False, exec=False):
         """One user access; the signal it would get, or None."""
-        self._alive()
+        self.check_alive()
         outcome = self.user_fault(as_int(addr, "addr"), bool(write), bool(exec))
         return None if outcome == OK else _SIGNALS[outcome][0].signal
 
     def touch(self, addr, size=1, *, write=False):
         """Fault in every page of [addr, addr+size) as user accesses would."""
-        self._alive()
+        cdef u64 at
+        cdef int outcome
+        self.check_alive()
         addr, size = as_int(addr, "addr"), as_int(size, "size")
         if size <= 0:
             return
-        page = addr & PAGE_MASK
-        end = addr + size
+        if not 0 <= addr < USER_END:
+            self._raise_for(addr, MAPERR)       # do_user_addr_fault(): no VMA up there
+        # Every page from USER_END on faults: the walk need not go past it.
+        outcome = self.touch_range(addr, min(size, USER_END + 1 - addr), write, &at)
+        self._raise_for(at, outcome)
+
+    cdef int touch_range(self, u64 addr, u64 size, bint write, u64 *at) except -1:
+        """User accesses of every page of [addr, addr + size) (addr below USER_END, the end
+        at most USER_END + 1), in order: OK, or the outcome of the first that faults, with
+        its address in *at. Private anonymous memory is faulted in VMA by VMA by the core's
+        anon-fault walk; the page it stops at (a marker, a COW copy ...) goes through
+        user_fault()."""
+        cdef u64 page = addr & c_PAGE_MASK, end = addr + size, hi
+        cdef uint64_t stop
+        cdef VMA vma
+        cdef int outcome
         while page < end:
-            vma = self.vma_tree.lookup(page)
-            if vma is not None and vma.is_anonymous and not access_error(vma, write) \
-                    and not thp_vma(vma, self.system.profile.thp_enabled):
-                # Bulk first-touch of private anonymous memory in the compiled core.
-                hi = min(vma.end, (end + PAGE_SIZE - 1) & PAGE_MASK)
+            vma = self.vma_tree._find(page)
+            if vma is not None and vma.start <= page and vma.file is None \
+                    and not access_error(vma, write) \
+                    and not thp_vma(vma, self.profile.thp_enabled):
+                hi = min(vma.end, (end + c_PAGE_SIZE - 1) & c_PAGE_MASK)
                 if write:
                     self.anon_vma_prepare(vma)
-                stop = self.pt.fault_anon(page, hi, write, pte_flags_for(vma.flags, write),
-                                          True)
+                pt_result(pt_fault_anon(&self.pt.mm, page, hi, write,
+                                        pte_flags_for(vma.flags, write), True, &stop))
                 self.minflt += (stop - page) >> PAGE_SHIFT
                 if stop == hi:
                     page = hi
                     continue
                 page = stop
-            at = max(addr, page)        # the first page is accessed at addr itself
-            self._raise_for(at, self.user_fault(at, write, False))
-            page += PAGE_SIZE
+            at[0] = max(addr, page)     # the first page is accessed at addr itself
+            outcome = self.user_fault(at[0], write, False)
+            if outcome != OK:
+                return outcome
+            page += c_PAGE_SIZE
+        return OK
+
+    cdef long long sys_touch(self, u64 addr, u64 length, bint write) except? -1:
+        """touch() as the batch takes it: 0, or the signal number of the first access that
+        faults (an outcome, not an error)."""
+        cdef u64 at
+        cdef int outcome
+        self.check_alive()
+        if not length:
+            return 0
+        if addr >= USER_END:
+            return SIGNAL_OF[MAPERR]
+        outcome = self.touch_range(addr, min(length, USER_END + 1 - addr), write, &at)
+        return 0 if outcome == OK else SIGNAL_OF[outcome]
 
     def read(self, addr, size):
-        self._alive()
+        self.check_alive()
         addr, size = as_int(addr, "addr"), as_int(size, "size")
         if size < 0:
             raise ValueError("size must be >= 0")
@@ -137,7 +189,7 @@ class FaultHandling:
         return bytes(out)
 
     def write(self, addr, data):
-        self._alive()
+        self.check_alive()
         addr = as_int(addr, "addr")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("data must be bytes-like")
@@ -153,7 +205,7 @@ class FaultHandling:
     def _raise_for(self, addr, outcome):
         if outcome != OK:
             cls, code = _SIGNALS[outcome]
-            if outcome == HWPOISON and not self.system.profile.memory_failure:
+            if outcome == HWPOISON and not self.profile.memory_failure:
                 # arch/x86/mm/fault.c:do_sigbus(): the BUS_MCEERR_AR branch exists only
                 # with CONFIG_MEMORY_FAILURE; without it VM_FAULT_HWPOISON is a plain
                 # SIGBUS with BUS_ADRERR (the reference profile).
@@ -242,7 +294,7 @@ class FaultHandling:
                 # handle_userfault() with UFFD_FEATURE_SIGBUS (no handler to wait for).
                 # do_anonymous_page() has allocated the PTE table by then; a file read
                 # fault has done its fault-around first.
-                self._fault_tables(page, pte_table=vma.is_anonymous)
+                self.fault_tables(page, vma.is_anonymous)
                 if not vma.is_anonymous and not write:
                     self._fault_around(vma, page)
                 return SIGBUS_ADRERR
@@ -253,13 +305,13 @@ class FaultHandling:
             return OK
         return SIGBUS_ADRERR
 
-    def _fault_tables(self, page, pte_table):
+    cdef int fault_tables(self, u64 page, bint pte_table) except -1:
         """__handle_mm_fault() allocates the PUD and PMD tables of the address before the
         fault is handled, so they stay even when it fails (SIGBUS beyond EOF, a
         userfault): VmPTE counts them. pte_table: the PTE table too."""
         pt = self.pt
         if pt.get_pmd(page) != 0:
-            return
+            return 0
         # The core allocates tables only with an entry: write a marker, drop it, and
         # (unless wanted) free the PTE table it needed, within this PMD only.
         pt.set_marker(page, _core.PTE_MARKER_GUARD)
@@ -267,6 +319,7 @@ class FaultHandling:
         if not pte_table:
             pmd = page & ~(PMD_SIZE - 1)
             pt.free_pgtables(pmd, pmd + PMD_SIZE, pmd, pmd + PMD_SIZE)
+        return 0
 
     @staticmethod
     def _uffd_missing(vma, page):
@@ -292,7 +345,7 @@ class FaultHandling:
             # window below i_size before filemap_fault() finds the page past it). ext4 with large
             # folios maps none of a folio that straddles the VMA; the simulator's page
             # cache has order-0 pages only, as a file written page by page has.
-            self._fault_tables(page, pte_table=False)
+            self.fault_tables(page, False)
             if write and not vma.flags & VM_SHARED:
                 # do_cow_fault() prepares the anon_vma before it asks for the page.
                 self.anon_vma_prepare(vma)
@@ -319,7 +372,7 @@ class FaultHandling:
         prevent it), a write maps a new zeroed PMD-sized folio and a read the huge zero
         page (use_zero_page=1). Either deposits a PTE table for a later split, counted in
         VmPTE. Returns whether it mapped anything."""
-        if not thp_fault_allowed(vma, page, self.system.profile.thp_enabled) or \
+        if not thp_fault_allowed(vma, page, self.profile.thp_enabled) or \
                 self.pt.get_pmd(page) != 0:
             return False
         haddr = page & ~(PMD_SIZE - 1)
@@ -469,7 +522,7 @@ class FaultHandling:
 
     def _populate_vma(self, vma, start, end, write, hwpoison=False):
         """Fault in [start, end) of one VMA; 0 or the errno of the first failure."""
-        bulk = vma.is_anonymous and not thp_vma(vma, self.system.profile.thp_enabled)
+        bulk = vma.is_anonymous and not thp_vma(vma, self.profile.thp_enabled)
         page = start
         if bulk:
             if write:
@@ -486,7 +539,7 @@ class FaultHandling:
                                           touch=True)
         return 0
 
-    def populate_range(self, start, end, ignore_errors):
+    cdef int populate_range(self, u64 start, u64 end, bint ignore_errors) except -1:
         """__mm_populate() (mmap MAP_POPULATE/MAP_LOCKED, mlock, mlockall): per VMA, a write
         fault for private writable mappings, else a read; PROT_NONE fails with EFAULT;
         VM_LOCKONFAULT, VM_IO and VM_PFNMAP VMAs are skipped. Returns 0 or an errno."""
@@ -503,7 +556,7 @@ class FaultHandling:
                 return err
         return 0
 
-    def madvise_populate(self, start, end, write):
+    cdef int madvise_populate(self, u64 start, u64 end, bint write) except -1:
         """madvise_populate(): ENOMEM at a hole, EINVAL for a VMA that does not allow the
         access, EFAULT at a guard or beyond EOF; pages before the failure stay populated."""
         pos = start
