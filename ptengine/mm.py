@@ -9,7 +9,7 @@ state.
 """
 import warnings
 
-from . import _core
+from . import core as _core
 from .addrspace import AddressSpace
 from .advice import AdviceSyscalls
 from .args import as_int
