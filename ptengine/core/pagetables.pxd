@@ -14,7 +14,6 @@ cdef class Frames:
 cdef class PageTables:
     cdef pt_mm mm
     cdef readonly Frames frames
-    cdef int _tally(self, int32_t *maps) except -1
     cdef uint64_t *_none_pte(self, uint64_t a) except NULL
     cdef int _partial_huge(self, uint64_t s, uint64_t e) except -1
     cdef int _require_none(self, uint64_t s, uint64_t e) except -1
