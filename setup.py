@@ -29,7 +29,9 @@ def extension(path):
                      extra_compile_args=["-O2"])
 
 
-pyx = [extension(p) for p in sorted(glob.glob(os.path.join("ptengine", "*.pyx")))]
+# The top-level modules and the page-table core (ptengine/core/, one module per concern).
+pyx = [extension(p) for pattern in ("*.pyx", os.path.join("core", "*.pyx"))
+       for p in sorted(glob.glob(os.path.join("ptengine", pattern)))]
 
 # Both steps (Cython to C, C to objects) use every core: the build is most of CI's setup.
 jobs = os.cpu_count() or 1

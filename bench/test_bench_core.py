@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 
 PAGE = 4096
 BASE = 0x7F0000000000

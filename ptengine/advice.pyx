@@ -9,7 +9,7 @@ mirrors mm/madvise.c: do_madvise() validates and walks the VMAs of the range
 """
 import errno
 
-from . import _core
+from . import core as _core
 from . import constants as C
 from libc.stdint cimport uint64_t
 from ._core cimport ZAP_KEEP_UFFD_WP, pt_install_guards, pt_remove_guards, pt_zap

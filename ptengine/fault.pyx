@@ -19,7 +19,7 @@ classes (mapping.pyx and on) populate and fault through its cdef methods, in C.
 import errno
 
 from libc.stdint cimport uint64_t
-from . import _core
+from . import core as _core
 from ._core cimport pt_fault_anon
 from .addrspace cimport AddressSpace, THP_NEVER, THP_ALWAYS, pt_result
 from .vma cimport VMA, u64

@@ -1,5 +1,5 @@
 """fork and exit (kernel/fork.c:dup_mmap(), mm/mmap.c:exit_mmap())."""
-from . import _core
+from . import core as _core
 from .constants import (VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_MAYWRITE, VM_MIXEDMAP, VM_PFNMAP,
                         VM_SHARED, VM_DONTCOPY, VM_WIPEONFORK, VM_UFFD_MISSING, VM_UFFD_WP,
                         VM_UFFD_MINOR, VM_NOHUGEPAGE)

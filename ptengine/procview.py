@@ -6,7 +6,7 @@ do_pagemap_scan()) and fs/proc/task_mmu.c:task_mem().
 import errno
 import itertools
 
-from . import _core
+from . import core as _core
 from .constants import (PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_HUGE, PAGE_IS_PFNZERO,
                         PAGE_IS_PRESENT, PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN,
                         PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, PM_FILE, PM_GUARD_REGION,

@@ -18,7 +18,7 @@ from .argconv cimport ulong_arg
 from .vma cimport VMA, u64
 from .mapping cimport calc_vm_prot_bits
 
-from . import _core
+from . import core as _core
 from .constants import (ANON_VMA_NAME_MAX_LEN, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
                         MLOCK_ONFAULT, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, VM_ACCOUNT,
                         VM_DROPPABLE, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,

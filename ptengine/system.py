@@ -10,7 +10,7 @@ they share this module and neither imports the other late.
 import os
 import warnings
 
-from . import _core
+from . import core as _core
 from .addrspace import AddressSpace
 from .advice import AdviceSyscalls
 from .args import as_int

@@ -5,7 +5,7 @@ import sys, resource, time, collections
 import ptengine
 from ptengine.workloads import run as wrun
 from ptengine.workloads import runner as R
-from ptengine import _core
+from ptengine import core as _core
 
 PMD = 1 << 21
 name, strategy = sys.argv[1], sys.argv[2]

@@ -41,7 +41,7 @@ import numpy as np
 package = types.ModuleType("ptengine")
 package.__path__ = ["r/ptengine"]
 sys.modules["ptengine"] = package
-from ptengine import _core
+from ptengine import core as _core
 A, S = 0x7f0000000000, {WALK_BYTES}
 frames = _core.Frames()
 pt = _core.PageTables(frames)
@@ -56,7 +56,7 @@ pt.zap(A, A + S, 0)                                   # populated zap
 """
 WALKERS = ("install_guards", "remove_guards", "fault_anon", "change_prot", "copy_range",
            "pagemap", "zap")
-_WRAPPER = "__pyx_pw_8ptengine_5_core_10PageTables_"
+_WRAPPER = "__pyx_pw_8ptengine_4core_10pagetables_10PageTables_"
 _LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?\S*?:" + re.escape(_WRAPPER)
                    + r"\d+([A-Za-z_]\w*?)(?:'\d+)?(?:\s|$)")
 

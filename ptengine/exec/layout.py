@@ -18,7 +18,7 @@ and page-table figures of top-down workloads match the host kernel's to the byte
 """
 import errno
 
-from .. import _core
+from .. import core as _core
 from ..constants import (PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
                         VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO,
                         VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_WRITE)

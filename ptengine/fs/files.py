@@ -7,7 +7,7 @@ frames their pages are in and the reverse map that truncate and hole punching un
 import errno
 import operator
 
-from .. import _core
+from .. import core as _core
 from ..constants import (F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL,
                          F_SEAL_SHRINK, F_SEAL_WRITE, PAGE_SHIFT, PAGE_SIZE)
 from ..errors import raise_errno

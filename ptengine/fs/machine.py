@@ -13,7 +13,7 @@ import itertools
 import operator
 import weakref
 
-from .. import _core
+from .. import core as _core
 from .. import profile as host_profiles
 from ..constants import (DEFAULT_MMAP_BASE, F_SEAL_SEAL, MFD_ALLOW_SEALING, MFD_CLOEXEC,
                          MFD_EXEC, MFD_HUGETLB, MFD_NOEXEC_SEAL, PAGE_SHIFT, VM_MAYWRITE,

@@ -11,11 +11,11 @@ ANNOTATE = """\
 --------------------------------------------------------------------------------
 Ir                   file:function
 --------------------------------------------------------------------------------
-11,141,936 (173.1%)  /src/_core.c:__pyx_f_8ptengine_5_core__walk_table'2 [/x.so]
- 2,924,882 (45.43%)  /src/_core.c:__pyx_pw_8ptengine_5_core_10PageTables_33fault_anon [/x.so]
- 1,176,308 (18.27%)  /src/_core.c:__pyx_pw_8ptengine_5_core_10PageTables_25zap [/x.so]
-        22 ( 0.00%)  /usr/include/python3.11/object.h:__pyx_pw_8ptengine_5_core_10PageTables_33fault_anon
-     1,371 ( 0.02%)  /src/_core.c:__pyx_f_8ptengine_5_core_10PageTables__require_none [/x.so]
+11,141,936 (173.1%)  /src/walk.c:__pyx_f_8ptengine_4core_4walk__walk_table'2 [/x.so]
+ 2,924,882 (45.43%)  /src/pagetables.c:__pyx_pw_8ptengine_4core_10pagetables_10PageTables_33fault_anon [/x.so]
+ 1,176,308 (18.27%)  /src/pagetables.c:__pyx_pw_8ptengine_4core_10pagetables_10PageTables_25zap [/x.so]
+        22 ( 0.00%)  /usr/include/python3.11/object.h:__pyx_pw_8ptengine_4core_10pagetables_10PageTables_33fault_anon
+     1,371 ( 0.02%)  /src/pagetables.c:__pyx_f_8ptengine_4core_10pagetables_10PageTables__require_none [/x.so]
 """
 
 

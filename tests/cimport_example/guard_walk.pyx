@@ -1,14 +1,17 @@
 # cython: language_level=3
 """A tiny extension that builds on ptengine's compiled core from C, as another simulator
-would: it cimports ptengine._core, runs its own nogil callback under the core's generic
-page-table walk, and uses the documented entry encoding."""
+would: it cimports ptengine.core (entry.pxd, walk.pxd, walkers.pxd, pagetables.pxd), runs
+its own nogil callback under the core's generic page-table walk, and uses the documented
+entry encoding. The test builds it a second time with every ptengine.core.* cimport read
+from the forwarding ptengine/_core.pxd instead."""
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
-from ptengine._core cimport (GUARD_PTE, PT_PAGE_SHIFT, PTE_MARKER_GUARD, WALK_NEXT,
-                             ZAP_DROP_MARKERS, PageTables, entry_table, make_marker_pte,
-                             pt_free_pgtables, pt_index, pt_install_guards, pt_walk,
-                             pt_walk_ops, pt_walk_range, pt_zap, pte_is_guard)
+from ptengine.core.entry cimport (GUARD_PTE, PT_PAGE_SHIFT, PTE_MARKER_GUARD, entry_table,
+                                  make_marker_pte, pt_index, pte_is_guard)
+from ptengine.core.pagetables cimport PageTables
+from ptengine.core.walk cimport WALK_NEXT, pt_walk, pt_walk_ops, pt_walk_range
+from ptengine.core.walkers cimport ZAP_DROP_MARKERS, pt_free_pgtables, pt_install_guards, pt_zap
 
 
 cdef int _count_guards(pt_walk *w, uint64_t *pmd, uint64_t addr,

@@ -1,15 +1,17 @@
 """Build tests/cimport_example/guard_walk.pyx against the installed ptengine (its shipped
-_core.pxd, vma.pxd and addrspace.pxd), then import and run it: the .pxd files really are
-a usable C-level contract."""
+core/*.pxd, vma.pxd and addrspace.pxd), then import and run it: the .pxd files really are
+a usable C-level contract. It is built twice: as written (ptengine.core.*), and with those
+cimports read from the forwarding ptengine/_core.pxd that older extensions use."""
 import importlib
 import os
+import re
 import shutil
 import sys
 
 import pytest
 
 import ptengine
-from ptengine import _core
+from ptengine import core as _core
 
 cython_build = pytest.importorskip("Cython.Build")
 pytest.importorskip("setuptools")
@@ -17,16 +19,23 @@ pytest.importorskip("setuptools")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture(scope="module")
-def guard_walk(tmp_path_factory):
+@pytest.fixture(scope="module", params=["core", "_core"])
+def guard_walk(request, tmp_path_factory):
     from setuptools import Distribution, Extension
     from setuptools.command.build_ext import build_ext
 
     tmp = tmp_path_factory.mktemp("cimport_example")
     src = tmp / "guard_walk.pyx"
     shutil.copy(os.path.join(HERE, "guard_walk.pyx"), src)
-    # The directory holding the ptengine package: where `cimport ptengine._core` resolves.
+    if request.param == "_core":
+        text = src.read_text()
+        src.write_text(re.sub(r"from ptengine\.core\.\w+ cimport", "from ptengine._core cimport",
+                              text))
+        assert not re.search(r"ptengine\.core\.\w+ cimport", src.read_text())
+    # The directory holding the ptengine package: where `cimport ptengine.core.entry` (and
+    # the forwarding `cimport ptengine._core`) resolves.
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(ptengine.__file__)))
+    assert os.path.exists(os.path.join(package_root, "ptengine", "core", "entry.pxd"))
     assert os.path.exists(os.path.join(package_root, "ptengine", "_core.pxd"))
     extensions = cython_build.cythonize(
         [Extension("guard_walk", [str(src)])], include_path=[package_root],
@@ -62,7 +71,7 @@ def test_extension_walks_ptengine_tables(guard_walk):
 
 
 def test_two_systems_walk_concurrently_without_the_gil(guard_walk):
-    """_core.pxd: walkers over different Frames share nothing (each Frames has its own
+    """core/entry.pxd: walkers over different Frames share nothing (each Frames has its own
     table pool) and may run at once in two threads without the GIL. Each thread installs a
     guard, zaps it and frees its tables again and again on its own System; afterwards both
     are intact and hold no tables. (A race is not certain to show in one run; that the

@@ -2,7 +2,7 @@
 sets a VMA's vm_page_prot would give (arch/x86/include/asm/pgtable_types.h PAGE_*)."""
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 
 PAGE = 4096
 PMD = 1 << 21

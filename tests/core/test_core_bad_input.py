@@ -3,7 +3,7 @@ types TypeError (or MemoryError when memory truly runs out)."""
 import numpy as np
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from ptengine.errors import InvariantError
 from .conftest import BASE, PAGE, PMD, PROT_PRIVATE
 

@@ -4,7 +4,7 @@ from hypothesis import given, strategies as st
 import numpy as np
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from .conftest import BASE, PAGE, PROT_PRIVATE
 
 

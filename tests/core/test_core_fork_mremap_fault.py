@@ -1,7 +1,7 @@
 """copy_range (fork), move_range (mremap), fault_anon and change_prot."""
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from .conftest import BASE, PAGE, PMD, PROT_PRIVATE, PTE_RW_PAGE, PUD
 from .test_core_guards_zap import anon_page, kinds
 

@@ -1,7 +1,7 @@
 """Frames: allocation, references, contents that cost memory only once written."""
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from ptengine.errors import InvariantError
 
 

@@ -1,7 +1,7 @@
 """Guard install/remove and zap, as mm/madvise.c and mm/memory.c decide per entry."""
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from .conftest import BASE, PAGE, PMD, PROT_PRIVATE, PTE_RW_PAGE
 
 DROP, KEEP_UFFD, RECLAIM, KEEP_COWS = (_core.ZAP_DROP_MARKERS, _core.ZAP_KEEP_UFFD_WP,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from .conftest import BASE, PAGE, PMD, PROT_PRIVATE, PTE_RW_PAGE
 from .test_core_guards_zap import anon_page
 

@@ -10,7 +10,7 @@ from collections import Counter
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ptengine import _core
+from ptengine import core as _core
 from .conftest import BASE, PAGE, PGDIR, PMD, PROT_PRIVATE, PUD
 
 P = PAGE

@@ -79,7 +79,7 @@ def test_a_system_that_is_gone_returns_its_memory(scenario, size):
 def test_each_system_has_its_own_table_pool():
     """What makes two Systems safe in two threads without the GIL (_core.pxd): a table one
     System frees is reused by that System, never handed to another."""
-    from ptengine import _core
+    from ptengine import core as _core
     from .conftest import BASE, PAGE, PMD
     table_of = lambda pt: pt.get_pmd(BASE) & _core.PTE_PFN_MASK   # the host address
     a, b = _core.PageTables(_core.Frames()), _core.PageTables(_core.Frames())

@@ -5,7 +5,7 @@ Addresses: BASE = 0x7f0000000000 is 512 GiB aligned, so it begins a PUD table's 
 (512 GiB), a PMD table's span (1 GiB) and a PTE table's span (2 MiB)."""
 import pytest
 
-from ptengine import _core
+from ptengine import core as _core
 from .conftest import BASE, PAGE, PGDIR, PMD, PUD
 
 DROP = _core.ZAP_DROP_MARKERS

@@ -102,7 +102,7 @@ def test_rule_12_poison_bit_beats_guard_bit(env):
     page table directly."""
     if env.backend == "kernel":
         pytest.skip("no user interface creates a marker with both bits")
-    from ptengine import _core
+    from ptengine import core as _core
     mm = env.mm
     p = mm.mmap(0, 2 * P, RW, MAP_PRIVATE | MAP_ANONYMOUS)
     mm.pt.set_marker(p, _core.PTE_MARKER_POISONED | _core.PTE_MARKER_GUARD)
