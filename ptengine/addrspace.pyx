@@ -20,7 +20,7 @@ from libc.stdint cimport uint64_t
 from ._core cimport ( ZAP_DROP_MARKERS, pmd_is_huge, pt_free_pgtables, pt_pmd_entry,
                      pt_split_huge_pmd, pt_zap)
 from .errors import raise_errno
-from .vma cimport (VMA, VMATree, AnonVma, anon_vma_compatible, can_merge_after,
+from .vma cimport (VMA, VMATree, new_vma, AnonVma, anon_vma_compatible, can_merge_after,
                    can_merge_before, vm_start_gap, vma_piece, vma_required)
 from .vma import anon_vma_reusable
 
@@ -224,7 +224,7 @@ cdef class AddressSpace:
             nxt.anon_vma = nxt.anon_vma or anon_vma
             tree.set_start(nxt, start)
             return nxt
-        vma = VMA(start, end, flags, pgoff, file, anon_vma, anon_name)
+        vma = new_vma(start, end, flags, pgoff, file, anon_vma, anon_name)
         tree.insert(vma)
         return vma
 
@@ -366,11 +366,12 @@ cdef class AddressSpace:
             addr &= PAGE_MASK
             if addr <= TASK_SIZE - length and self._hint_fits(addr, length):
                 return addr
-        found = self.vma_tree.highest_gap(length, max(PAGE_SIZE, self.mmap_min_addr),
-                                          self.mmap_base)
-        if found is None:
-            found = self.vma_tree.lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE)
-        return found
+        cdef unsigned long long found
+        if self.vma_tree._highest_gap(length, max(PAGE_SIZE, self.mmap_min_addr),
+                                      self.mmap_base, &found) or \
+                self.vma_tree._lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE, &found):
+            return found
+        return None
 
     cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length) except -1:
         cdef VMA vma = self.vma_tree._find(addr)

@@ -49,6 +49,26 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
                          MADV_DODUMP, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
                          MADV_NOHUGEPAGE})
 MAX_GUARD_RETRIES = 3
+
+# The three sets above as one C table, read by the syscall path for every call (a set
+# lookup boxes the advice and hashes it); the sets stay the one definition.
+cdef enum:
+    N_ADVICE = 128               # every MADV_* is below it (asserted below)
+    ADVICE_VALID = 1
+    ADVICE_DISCARD = 2
+    ADVICE_FLAG = 4
+cdef unsigned char ADVICE_KIND[N_ADVICE]
+for _kind, _advice_set in ((ADVICE_VALID, VALID_ADVICE), (ADVICE_DISCARD, DISCARD_ADVICE),
+                           (ADVICE_FLAG, FLAG_ADVICE)):
+    for _advice in _advice_set:
+        assert 0 <= _advice < N_ADVICE
+        ADVICE_KIND[_advice] |= _kind
+
+
+cdef inline bint advice_is(int advice, unsigned char kind) noexcept:
+    """Whether `advice` is in the set of `kind` (ADVICE_VALID, _DISCARD or _FLAG)."""
+    return 0 <= advice < N_ADVICE and ADVICE_KIND[advice] & kind != 0
+
 cdef u64 c_PAGE_OFFSET = C.PAGE_SIZE - 1
 cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_MAYBE_GUARD = C.VM_MAYBE_GUARD
 cdef u64 c_VM_SPECIAL = C.VM_SPECIAL, c_VM_HUGETLB = C.VM_HUGETLB, c_VM_LOCKED = C.VM_LOCKED
@@ -130,7 +150,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         """do_madvise() on converted arguments: the checks, then the walk."""
         cdef u64 end
         self.check_alive()
-        if advice not in VALID_ADVICE:
+        if not advice_is(advice, ADVICE_VALID):
             raise_errno(errno.EINVAL)
         # start page aligned; start + PAGE_ALIGN(length) may not reach 2**64.
         if addr & c_PAGE_OFFSET or length > ~c_PAGE_OFFSET:
@@ -154,9 +174,9 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     cpdef VMA _advise_vma(self, VMA vma, u64 start, u64 end, int advice):
         """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""
         self.check_piece(vma, start, end)
-        if vma.flags & c_VM_SEALED and advice in DISCARD_ADVICE and is_ro_anon(vma):
+        if vma.flags & c_VM_SEALED and advice_is(advice, ADVICE_DISCARD) and is_ro_anon(vma):
             raise_errno(errno.EPERM)
-        if advice in FLAG_ADVICE:
+        if advice_is(advice, ADVICE_FLAG):
             try:
                 return self.modify_range(vma, start, end, new_behaviour_flags(vma, advice))
             except OSError as e:

@@ -12,7 +12,7 @@ from . import constants as C
 from ._core cimport pt_move_range
 from .addrspace cimport pt_result
 from .argconv cimport ulong_arg
-from .vma cimport VMA, u64
+from .vma cimport VMA, new_vma, u64
 
 from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
                         MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
@@ -546,6 +546,6 @@ cdef class MappingSyscalls(FaultHandling):
         if can_merge_after(prev, addr, flags, pgoff, None, None, None):
             self.vma_tree.set_end(prev, addr + length)
         else:
-            self.vma_tree.insert(VMA(addr, addr + length, flags, pgoff))
+            self.vma_tree.insert(new_vma(addr, addr + length, flags, pgoff, None, None, None))
         if flags & VM_LOCKED:
             self.locked_vm += length >> PAGE_SHIFT

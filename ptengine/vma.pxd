@@ -16,6 +16,10 @@ cdef class VMA:
     cpdef VMA copy(self, object start=*, object end=*)
 
 
+cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object anon_vma,
+                 object anon_name)
+
+
 # cpdef functions cannot declare `VMA vma not None`: theirs check with these before any
 # use, so a stranger is a TypeError (or a bad range a ValueError), never a cast.
 cdef int vma_required(VMA vma) except -1
@@ -73,6 +77,10 @@ cdef class VMATree:
                           unsigned long long low, unsigned long long high,
                           unsigned long long *hole_end,
                           unsigned long long *passed) except -1
+    cdef bint _highest_gap(self, unsigned long long length, unsigned long long low,
+                           unsigned long long high, unsigned long long *result) except -1
+    cdef bint _lowest_gap(self, unsigned long long length, unsigned long long low,
+                          unsigned long long high, unsigned long long *result) except -1
     cpdef insert(self, VMA vma)
     cpdef remove(self, VMA vma, bint range_stays_mapped=*)
     cpdef set_end(self, VMA vma, unsigned long long end)
