@@ -107,6 +107,10 @@ cdef class VMA:
         cdef unsigned long long hi = self.end if end is None else end
         if not self.start <= lo <= hi <= self.end:
             raise ValueError(f"[{lo:#x}, {hi:#x}) is not a piece of {self!r}")
+        return self.piece(lo, hi)
+
+    cdef VMA piece(self, u64 lo, u64 hi):
+        """copy(lo, hi) for the compiled callers, whose [lo, hi) is inside this VMA."""
         return new_vma(lo, hi, self.flags, self.pgoff + ((lo - self.start) >> PAGE_SHIFT),
                        self.file, self.anon_vma, self.anon_name)
 
@@ -708,6 +712,9 @@ cdef class VMATree:
     def prev_next(self, unsigned long long start, unsigned long long end):
         """The VMAs just below `start` and at or above `end` (vma_prev()/vma_next() of a
         free range)."""
+        return self._prev_next(start, end)
+
+    cdef tuple _prev_next(self, unsigned long long start, unsigned long long end):
         cdef Py_ssize_t k, j
         cdef VMA prev
         if not self._count:
@@ -719,6 +726,9 @@ cdef class VMATree:
 
     def overlapping(self, unsigned long long start, unsigned long long end):
         """VMAs intersecting [start, end), in address order (a snapshot list)."""
+        return self._overlapping(start, end)
+
+    cdef list _overlapping(self, unsigned long long start, unsigned long long end):
         cdef list out = []
         cdef VMA v = self._find(start)
         cdef Py_ssize_t k, j
@@ -741,6 +751,9 @@ cdef class VMATree:
             j += 1
 
     def range_is_free(self, unsigned long long start, unsigned long long end):
+        return self._range_is_free(start, end)
+
+    cdef bint _range_is_free(self, unsigned long long start, unsigned long long end):
         cdef VMA v = self._find(start)
         return v is None or v.start >= end
 
