@@ -63,12 +63,12 @@ cdef class AddressSpace:
     cpdef VMA map_range(self, unsigned long long start, unsigned long long end,
                         unsigned long long flags, unsigned long long pgoff, file,
                         anon_name=*, anon_vma=*)
-    cpdef list gather_unmap(self, unsigned long long start, unsigned long long end)
+    cdef list gather_unmap(self, unsigned long long start, unsigned long long end)
     cpdef remove_vmas(self, list vmas)
-    cpdef unmap_range(self, unsigned long long start, unsigned long long end)
+    cdef unmap_range(self, unsigned long long start, unsigned long long end)
     cpdef free_pgtables(self, list vmas, unsigned long long floor, unsigned long long ceiling)
     cpdef anon_vma_prepare(self, VMA vma)
-    cpdef split_huge_at(self, unsigned long long addr)
+    cdef split_huge_at(self, unsigned long long addr)
     cpdef get_unmapped_area(self, unsigned long long addr, unsigned long long length,
                             pgoff, bint fixed, file, bint shared, vm_flags, bint map_32bit=*)
     cdef int check_piece(self, VMA vma, unsigned long long start,

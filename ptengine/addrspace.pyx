@@ -20,7 +20,7 @@ from libc.stdint cimport uint64_t
 from ._core cimport ( ZAP_DROP_MARKERS, pmd_is_huge, pt_free_pgtables, pt_pmd_entry,
                      pt_split_huge_pmd, pt_zap)
 from .errors import raise_errno
-from .vma cimport (VMA, VMATree, AnonVma, anon_vma_compatible, can_merge_after,
+from .vma cimport (VMA, VMATree, new_vma, AnonVma, anon_vma_compatible, can_merge_after,
                    can_merge_before, vm_start_gap, vma_piece, vma_required)
 from .vma import anon_vma_reusable
 
@@ -117,14 +117,14 @@ cdef class AddressSpace:
         A huge PMD straddling the cut is split first (vma_adjust_trans_huge())."""
         if addr & PMD_MASK:
             self.split_huge_at(addr)
-        cdef VMA upper = vma.copy(addr)
+        cdef VMA upper = vma.piece(addr, vma.end)
         self.vma_tree.set_end(vma, addr)
         self.vma_tree.insert(upper)
         return upper
 
     cdef int _check_split(self) except -1:
         """split_vma() refuses with ENOMEM once map_count has reached max_map_count."""
-        if len(self.vma_tree) >= self.max_map_count:
+        if self.vma_tree._count >= self.max_map_count:
             raise_errno(errno.ENOMEM)
         return 0
 
@@ -198,9 +198,9 @@ cdef class AddressSpace:
         cdef VMA prev, nxt, vma
         if start >= end or end > TASK_SIZE or (start | end) & ~PAGE_MASK:
             raise ValueError(f"map_range: bad range [{start:#x}, {end:#x})")
-        if not tree.range_is_free(start, end):
+        if not tree._range_is_free(start, end):
             raise ValueError(f"map_range: [{start:#x}, {end:#x}) is not free")
-        prev, nxt = tree.prev_next(start, end)
+        prev, nxt = tree._prev_next(start, end)
         cdef unsigned long long npages = (end - start) >> PAGE_SHIFT
         cdef bint merge_left = can_merge_after(prev, start, flags, pgoff, file, anon_vma,
                                                anon_name)
@@ -224,12 +224,12 @@ cdef class AddressSpace:
             nxt.anon_vma = nxt.anon_vma or anon_vma
             tree.set_start(nxt, start)
             return nxt
-        vma = VMA(start, end, flags, pgoff, file, anon_vma, anon_name)
+        vma = new_vma(start, end, flags, pgoff, file, anon_vma, anon_name)
         tree.insert(vma)
         return vma
 
     # --- unmap ---------------------------------------------------------------------------
-    cpdef list gather_unmap(self, unsigned long long start, unsigned long long end):
+    cdef list gather_unmap(self, unsigned long long start, unsigned long long end):
         """mm/vma.c:vms_gather_munmap_vmas(): split the VMAs of [start, end) so that they
         lie inside it and return them, in order, still in the tree. As in the kernel the
         first VMA is split before the others are looked at, so a sealed VMA further on
@@ -240,12 +240,12 @@ cdef class AddressSpace:
         cdef Py_ssize_t i
         if start > end or (start | end) & ~PAGE_MASK:
             raise ValueError(f"gather_unmap: bad range [{start:#x}, {end:#x})")
-        vmas = self.vma_tree.overlapping(start, end)
+        vmas = self.vma_tree._overlapping(start, end)
         if not vmas:
             return vmas
         first = vmas[0]
         if first.start < start:
-            if end < first.end and len(self.vma_tree) >= self.max_map_count:
+            if end < first.end and self.vma_tree._count >= self.max_map_count:
                 raise_errno(errno.ENOMEM)
             if first.flags & VM_SEALED:
                 raise_errno(errno.EPERM)
@@ -274,7 +274,7 @@ cdef class AddressSpace:
         self.free_pgtables(vmas, prev.end if prev is not None else 0,
                            nxt.start if nxt is not None else 0)
 
-    cpdef unmap_range(self, unsigned long long start, unsigned long long end):
+    cdef unmap_range(self, unsigned long long start, unsigned long long end):
         """do_vmi_munmap(): remove [start, end)."""
         vmas = self.gather_unmap(start, end)
         if vmas:
@@ -320,7 +320,7 @@ cdef class AddressSpace:
                             or AnonVma())
         return vma.anon_vma
 
-    cpdef split_huge_at(self, unsigned long long addr):
+    cdef split_huge_at(self, unsigned long long addr):
         """Split a PMD-mapped huge page covering addr, if there is one."""
         cdef uint64_t *pmd
         if addr > TASK_SIZE:
@@ -366,11 +366,12 @@ cdef class AddressSpace:
             addr &= PAGE_MASK
             if addr <= TASK_SIZE - length and self._hint_fits(addr, length):
                 return addr
-        found = self.vma_tree.highest_gap(length, max(PAGE_SIZE, self.mmap_min_addr),
-                                          self.mmap_base)
-        if found is None:
-            found = self.vma_tree.lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE)
-        return found
+        cdef unsigned long long found
+        if self.vma_tree._highest_gap(length, max(PAGE_SIZE, self.mmap_min_addr),
+                                      self.mmap_base, &found) or \
+                self.vma_tree._lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE, &found):
+            return found
+        return None
 
     cdef bint _hint_fits(self, unsigned long long addr, unsigned long long length) except -1:
         cdef VMA vma = self.vma_tree._find(addr)
@@ -421,7 +422,8 @@ cdef int _check_vma_list(list vmas, VMATree tree) except -1:
     return 0
 
 
-def _thp_aligns(addr, file, shared, length, pgoff):
+cdef bint _thp_aligns(unsigned long long addr, object file, bint shared,
+                      unsigned long long length, object pgoff) except -1:
     """thp_get_unmapped_area_vmflags() applies to ext4 file mappings covering a whole
     aligned PMD of the file (hint or not), and to anonymous private mappings whose
     length is a multiple of PMD_SIZE when there is no hint; shmem (memfd, shared anon)

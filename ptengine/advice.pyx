@@ -49,7 +49,35 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
                          MADV_DODUMP, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
                          MADV_NOHUGEPAGE})
 MAX_GUARD_RETRIES = 3
+
+# The three sets above as one C table, read by the syscall path for every call (a set
+# lookup boxes the advice and hashes it); the sets stay the one definition.
+cdef enum:
+    N_ADVICE = 128               # every MADV_* is below it (asserted below)
+    ADVICE_VALID = 1
+    ADVICE_DISCARD = 2
+    ADVICE_FLAG = 4
+cdef unsigned char ADVICE_KIND[N_ADVICE]
+for _kind, _advice_set in ((ADVICE_VALID, VALID_ADVICE), (ADVICE_DISCARD, DISCARD_ADVICE),
+                           (ADVICE_FLAG, FLAG_ADVICE)):
+    for _advice in _advice_set:
+        assert 0 <= _advice < N_ADVICE
+        ADVICE_KIND[_advice] |= _kind
+
+
+cdef inline bint advice_is(int advice, unsigned char kind) noexcept:
+    """Whether `advice` is in the set of `kind` (ADVICE_VALID, _DISCARD or _FLAG)."""
+    return 0 <= advice < N_ADVICE and ADVICE_KIND[advice] & kind != 0
+
 cdef u64 c_PAGE_OFFSET = C.PAGE_SIZE - 1
+# The advice values do_madvise() and madvise_vma_behavior() compare a C int with.
+cdef int c_MADV_COLD = MADV_COLD, c_MADV_COLLAPSE = MADV_COLLAPSE
+cdef int c_MADV_DONTNEED = MADV_DONTNEED, c_MADV_DONTNEED_LOCKED = MADV_DONTNEED_LOCKED
+cdef int c_MADV_FREE = MADV_FREE, c_MADV_GUARD_INSTALL = MADV_GUARD_INSTALL
+cdef int c_MADV_GUARD_REMOVE = MADV_GUARD_REMOVE, c_MADV_HWPOISON = MADV_HWPOISON
+cdef int c_MADV_PAGEOUT = MADV_PAGEOUT, c_MADV_POPULATE_READ = MADV_POPULATE_READ
+cdef int c_MADV_POPULATE_WRITE = MADV_POPULATE_WRITE, c_MADV_REMOVE = MADV_REMOVE
+cdef int c_MADV_SOFT_OFFLINE = MADV_SOFT_OFFLINE, c_MADV_WILLNEED = MADV_WILLNEED
 cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_MAYBE_GUARD = C.VM_MAYBE_GUARD
 cdef u64 c_VM_SPECIAL = C.VM_SPECIAL, c_VM_HUGETLB = C.VM_HUGETLB, c_VM_LOCKED = C.VM_LOCKED
 # Per-PMD outcomes of MADV_COLLAPSE.
@@ -130,7 +158,7 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         """do_madvise() on converted arguments: the checks, then the walk."""
         cdef u64 end
         self.check_alive()
-        if advice not in VALID_ADVICE:
+        if not advice_is(advice, ADVICE_VALID):
             raise_errno(errno.EINVAL)
         # start page aligned; start + PAGE_ALIGN(length) may not reach 2**64.
         if addr & c_PAGE_OFFSET or length > ~c_PAGE_OFFSET:
@@ -141,10 +169,10 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
         end = addr + length
         if end == addr:
             return 0
-        if advice == MADV_HWPOISON or advice == MADV_SOFT_OFFLINE:
+        if advice == c_MADV_HWPOISON or advice == c_MADV_SOFT_OFFLINE:
             raise_errno(errno.EPERM)
-        if advice == MADV_POPULATE_READ or advice == MADV_POPULATE_WRITE:
-            err = self.madvise_populate(addr, end, advice == MADV_POPULATE_WRITE)
+        if advice == c_MADV_POPULATE_READ or advice == c_MADV_POPULATE_WRITE:
+            err = self.madvise_populate(addr, end, advice == c_MADV_POPULATE_WRITE)
             if err:
                 raise_errno(err)
             return 0
@@ -154,9 +182,9 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
     cpdef VMA _advise_vma(self, VMA vma, u64 start, u64 end, int advice):
         """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""
         self.check_piece(vma, start, end)
-        if vma.flags & c_VM_SEALED and advice in DISCARD_ADVICE and is_ro_anon(vma):
+        if vma.flags & c_VM_SEALED and advice_is(advice, ADVICE_DISCARD) and is_ro_anon(vma):
             raise_errno(errno.EPERM)
-        if advice in FLAG_ADVICE:
+        if advice_is(advice, ADVICE_FLAG):
             try:
                 return self.modify_range(vma, start, end, new_behaviour_flags(vma, advice))
             except OSError as e:
@@ -165,25 +193,25 @@ cdef class AdviceSyscalls(ProtectionSyscalls):
                     raise_errno(errno.EAGAIN)
                 raise
         # madvise_vma_behavior()'s switch over the advice that works on the page tables.
-        if advice == MADV_GUARD_INSTALL:
+        if advice == c_MADV_GUARD_INSTALL:
             self._guard_install(vma, start, end)
-        elif advice == MADV_GUARD_REMOVE:
+        elif advice == c_MADV_GUARD_REMOVE:
             self._guard_remove(vma, start, end)
-        elif advice == MADV_DONTNEED:
+        elif advice == c_MADV_DONTNEED:
             self._dontneed(vma, start, end)
-        elif advice == MADV_DONTNEED_LOCKED:
+        elif advice == c_MADV_DONTNEED_LOCKED:
             self._dontneed(vma, start, end, locked_ok=True)
-        elif advice == MADV_FREE:
+        elif advice == c_MADV_FREE:
             self._free(vma, start, end)
-        elif advice == MADV_REMOVE:
+        elif advice == c_MADV_REMOVE:
             self._remove(vma, start, end)
-        elif advice == MADV_WILLNEED:
+        elif advice == c_MADV_WILLNEED:
             self._willneed(vma, start, end)
-        elif advice == MADV_COLD:
+        elif advice == c_MADV_COLD:
             self._cold(vma, start, end)
-        elif advice == MADV_PAGEOUT:
+        elif advice == c_MADV_PAGEOUT:
             self._pageout(vma, start, end)
-        elif advice == MADV_COLLAPSE:
+        elif advice == c_MADV_COLLAPSE:
             self._collapse(vma, start, end)
         else:
             raise ValueError(f"unknown advice {advice!r}")

@@ -543,7 +543,7 @@ cdef class FaultHandling(AddressSpace):
         """__mm_populate() (mmap MAP_POPULATE/MAP_LOCKED, mlock, mlockall): per VMA, a write
         fault for private writable mappings, else a read; PROT_NONE fails with EFAULT;
         VM_LOCKONFAULT, VM_IO and VM_PFNMAP VMAs are skipped. Returns 0 or an errno."""
-        for vma in self.vma_tree.overlapping(start, end):
+        for vma in self.vma_tree._overlapping(start, end):
             if vma.flags & (VM_IO | VM_PFNMAP) or vma.flags & VM_LOCKONFAULT:
                 continue
             lo, hi = max(vma.start, start), min(vma.end, end)

@@ -10,7 +10,7 @@ cpdef bint accountable_mapping(u64 vm_flags)
 
 cdef class MappingSyscalls(FaultHandling):
     cpdef VMA _mmap_region(self, u64 start, u64 length, u64 vm_flags, u64 pgoff, file)
-    cpdef do_munmap(self, u64 start, u64 size)
+    cdef do_munmap(self, u64 start, u64 size)
     # The typed entry points (see advice.pxd)
     cdef long long sys_mmap(self, u64 addr, u64 length, u64 prot, u64 flags, object file,
                             u64 offset) except? -1

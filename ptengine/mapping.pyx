@@ -12,7 +12,7 @@ from . import constants as C
 from ._core cimport pt_move_range
 from .addrspace cimport pt_result
 from .argconv cimport ulong_arg
-from .vma cimport VMA, u64
+from .vma cimport VMA, new_vma, u64
 
 from .constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
                         MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
@@ -152,14 +152,14 @@ cdef class MappingSyscalls(FaultHandling):
         if size > ~c_PAGE_OFFSET:
             raise_errno(errno.ENOMEM)
         size = (size + c_PAGE_OFFSET) & ~c_PAGE_OFFSET
-        if len(self.vma_tree) > self.max_map_count:
+        if self.vma_tree._count > self.max_map_count:
             raise_errno(errno.ENOMEM)
         map_type = f & c_MAP_TYPE
         shared = map_type == c_MAP_SHARED or map_type == c_MAP_SHARED_VALIDATE
         vm_flags = calc_vm_prot_bits(p) | calc_vm_flag_bits(f) | self.def_flags | c_VM_MAY
         start = self.get_unmapped_area(hint, size, pgoff, fixed, file, shared, vm_flags,
                                        f & c_MAP_32BIT)
-        if f & c_MAP_FIXED_NOREPLACE and not self.vma_tree.range_is_free(start, start + size):
+        if f & c_MAP_FIXED_NOREPLACE and not self.vma_tree._range_is_free(start, start + size):
             raise_errno(errno.EEXIST)
         if file is not None:
             if not file_mmap_ok(pgoff, size):
@@ -255,7 +255,7 @@ cdef class MappingSyscalls(FaultHandling):
         self.do_munmap(addr, length)
         return 0
 
-    cpdef do_munmap(self, u64 start, u64 size):
+    cdef do_munmap(self, u64 start, u64 size):
         """mm/vma.c:do_vmi_munmap(), for munmap and for the tail mremap cuts off: the range
         must start page aligned and end at or below TASK_SIZE (no wrapping past 2**64),
         EINVAL otherwise; the length rounds up to pages."""
@@ -508,7 +508,7 @@ cdef class MappingSyscalls(FaultHandling):
             return self.brk_end
         # vma_prev_limit(start_brk): only a VMA reaching above start_brk is the heap; the
         # bss ending at start_brk is never grown (a new [heap] VMA starts there).
-        brkvma = self.vma_tree.prev_next(oldbrk, newbrk)[0]
+        brkvma = self.vma_tree._prev_next(oldbrk, newbrk)[0]
         if brkvma is not None and brkvma.end <= self.start_brk:
             brkvma = None
         try:
@@ -531,7 +531,7 @@ cdef class MappingSyscalls(FaultHandling):
             return
         self.get_unmapped_area(addr, length, 0, True, None, False, 0)   # check_brk_limits()
         self.unmap_range(addr, addr + length)
-        self._do_brk_flags(self.vma_tree.prev_next(addr, addr + length)[0], addr, length,
+        self._do_brk_flags(self.vma_tree._prev_next(addr, addr + length)[0], addr, length,
                            flags)
 
     def _do_brk_flags(self, prev, addr, length, flags):
@@ -546,6 +546,6 @@ cdef class MappingSyscalls(FaultHandling):
         if can_merge_after(prev, addr, flags, pgoff, None, None, None):
             self.vma_tree.set_end(prev, addr + length)
         else:
-            self.vma_tree.insert(VMA(addr, addr + length, flags, pgoff))
+            self.vma_tree.insert(new_vma(addr, addr + length, flags, pgoff, None, None, None))
         if flags & VM_LOCKED:
             self.locked_vm += length >> PAGE_SHIFT

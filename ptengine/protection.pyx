@@ -312,13 +312,13 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             return 0
         # First pass: the whole range must be mapped, so nothing is half sealed.
         pos = start
-        for vma in self.vma_tree.overlapping(start, end):
+        for vma in self.vma_tree._overlapping(start, end):
             if vma.start > pos:
                 raise_errno(errno.ENOMEM)
             pos = vma.end
         if pos < end:
             raise_errno(errno.ENOMEM)
-        for vma in self.vma_tree.overlapping(start, end):
+        for vma in self.vma_tree._overlapping(start, end):
             if not vma.flags & VM_SEALED:
                 self.modify_range(vma, max(vma.start, start), min(vma.end, end),
                                   vma.flags | VM_SEALED)
@@ -371,14 +371,14 @@ cdef class ProtectionSyscalls(MappingSyscalls):
             raise_errno(errno.EINVAL)
         vm_flags = ((VM_UFFD_MISSING if mode & 1 else 0) | (VM_UFFD_WP if mode & 2 else 0)
                     | (VM_UFFD_MINOR if mode & 4 else 0))
-        vmas = self.vma_tree.overlapping(start, end)
+        vmas = self.vma_tree._overlapping(start, end)
         if not vmas or vmas[0].start > start:
             raise_errno(errno.EINVAL)
         for vma in vmas:
             regular_file = vma.file is not None and not vma.file.inode.is_shmem
             if regular_file and mode & (1 | 4) or vma.flags & (VM_SPECIAL | VM_DROPPABLE):
                 raise_errno(errno.EINVAL)
-        for vma in self.vma_tree.overlapping(start, end):
+        for vma in self.vma_tree._overlapping(start, end):
             self.modify_range(vma, max(vma.start, start), min(vma.end, end),
                               (vma.flags & ~VM_UFFD_FLAGS) | vm_flags)
         ioctls = UFFD_RANGE_IOCTLS
@@ -391,7 +391,7 @@ cdef class ProtectionSyscalls(MappingSyscalls):
     def uffd_unregister(self, addr, length):
         self.check_alive()
         start, end = self.uffd_range(addr, length)
-        for vma in self.vma_tree.overlapping(start, end):
+        for vma in self.vma_tree._overlapping(start, end):
             if vma.flags & VM_UFFD_FLAGS:
                 self.modify_range(vma, max(vma.start, start), min(vma.end, end),
                                   vma.flags & ~VM_UFFD_FLAGS)

@@ -14,6 +14,11 @@ cdef class VMA:
     cdef public unsigned long long flags, pgoff
     cdef public object file, anon_vma, anon_name
     cpdef VMA copy(self, object start=*, object end=*)
+    cdef VMA piece(self, u64 lo, u64 hi)
+
+
+cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object anon_vma,
+                 object anon_name)
 
 
 # cpdef functions cannot declare `VMA vma not None`: theirs check with these before any
@@ -69,10 +74,17 @@ cdef class VMATree:
     cdef VMA _last(self)
     cdef VMA _find(self, unsigned long long addr)
     cdef tuple _neighbours(self, VMA vma)
+    cdef tuple _prev_next(self, unsigned long long start, unsigned long long end)
+    cdef list _overlapping(self, unsigned long long start, unsigned long long end)
+    cdef bint _range_is_free(self, unsigned long long start, unsigned long long end)
     cdef bint _hole_below(self, unsigned long long top, unsigned long long length,
                           unsigned long long low, unsigned long long high,
                           unsigned long long *hole_end,
                           unsigned long long *passed) except -1
+    cdef bint _highest_gap(self, unsigned long long length, unsigned long long low,
+                           unsigned long long high, unsigned long long *result) except -1
+    cdef bint _lowest_gap(self, unsigned long long length, unsigned long long low,
+                          unsigned long long high, unsigned long long *result) except -1
     cpdef insert(self, VMA vma)
     cpdef remove(self, VMA vma, bint range_stays_mapped=*)
     cpdef set_end(self, VMA vma, unsigned long long end)

@@ -11,6 +11,7 @@ Compiled: every syscall walks this layer several times, so VMAs keep their addre
 flags as C integers and the tree is searched without Python calls. It reads like the
 Python it replaced; what Python code sees (attributes, the tree's methods) is unchanged.
 """
+cimport cython
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Realloc, PyMem_Free
 from cpython.ref cimport PyObject
@@ -38,6 +39,7 @@ cdef class AnonVma:
         self.forked = forked
 
 
+@cython.freelist(64)
 cdef class VMA:
     """One vm_area_struct: [start, end) with vm_flags, file offset in pages and identity."""
 
@@ -105,8 +107,12 @@ cdef class VMA:
         cdef unsigned long long hi = self.end if end is None else end
         if not self.start <= lo <= hi <= self.end:
             raise ValueError(f"[{lo:#x}, {hi:#x}) is not a piece of {self!r}")
-        return VMA(lo, hi, self.flags, self.pgoff + ((lo - self.start) >> PAGE_SHIFT),
-                   self.file, self.anon_vma, self.anon_name)
+        return self.piece(lo, hi)
+
+    cdef VMA piece(self, u64 lo, u64 hi):
+        """copy(lo, hi) for the compiled callers, whose [lo, hi) is inside this VMA."""
+        return new_vma(lo, hi, self.flags, self.pgoff + ((lo - self.start) >> PAGE_SHIFT),
+                       self.file, self.anon_vma, self.anon_name)
 
     def __reduce__(self):
         # A copy is made by the constructor: no state is written into a live VMA (whose
@@ -137,6 +143,21 @@ cdef class VMA:
     # and an identity hash would break "equal objects hash equal". The tree keys VMAs by
     # identity and never hashes them; key a dict by id(vma) where identity is meant.
     __hash__ = None
+
+
+cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object anon_vma,
+                 object anon_name):
+    """VMA(start, end, ...) for the compiled callers, whose bounds are already checked:
+    no type call and no argument parsing (vm_area_alloc() from the freelist)."""
+    cdef VMA vma = VMA.__new__(VMA)
+    vma.start = start
+    vma.end = end
+    vma.flags = flags
+    vma.pgoff = pgoff
+    vma.file = file
+    vma.anon_vma = anon_vma
+    vma.anon_name = anon_name
+    return vma
 
 
 cdef int vma_required(VMA vma) except -1:
@@ -691,6 +712,9 @@ cdef class VMATree:
     def prev_next(self, unsigned long long start, unsigned long long end):
         """The VMAs just below `start` and at or above `end` (vma_prev()/vma_next() of a
         free range)."""
+        return self._prev_next(start, end)
+
+    cdef tuple _prev_next(self, unsigned long long start, unsigned long long end):
         cdef Py_ssize_t k, j
         cdef VMA prev
         if not self._count:
@@ -702,6 +726,9 @@ cdef class VMATree:
 
     def overlapping(self, unsigned long long start, unsigned long long end):
         """VMAs intersecting [start, end), in address order (a snapshot list)."""
+        return self._overlapping(start, end)
+
+    cdef list _overlapping(self, unsigned long long start, unsigned long long end):
         cdef list out = []
         cdef VMA v = self._find(start)
         cdef Py_ssize_t k, j
@@ -724,14 +751,25 @@ cdef class VMATree:
             j += 1
 
     def range_is_free(self, unsigned long long start, unsigned long long end):
+        return self._range_is_free(start, end)
+
+    cdef bint _range_is_free(self, unsigned long long start, unsigned long long end):
         cdef VMA v = self._find(start)
         return v is None or v.start >= end
 
     # --- the unmapped-area searches ----------------------------------------------------
     def highest_gap(self, unsigned long long length, unsigned long long low,
                     unsigned long long high):
+        """The highest `start` with [start, start+length) free inside [low, high), or
+        None: _highest_gap() for Python callers."""
+        cdef unsigned long long found
+        return found if self._highest_gap(length, low, high, &found) else None
+
+    cdef bint _highest_gap(self, unsigned long long length, unsigned long long low,
+                           unsigned long long high, unsigned long long *result) except -1:
         """Top-down unmapped-area search (mm/mmap.c:unmapped_area_topdown()): the highest
-        `start` with [start, start+length) free inside [low, high). None if none.
+        `start` with [start, start+length) free inside [low, high), in *result; False if
+        none.
 
         As in the kernel, the search first looks for a plain hole and only then looks at
         the VMA right above it: if that one grows down and its stack guard gap reaches into
@@ -749,7 +787,7 @@ cdef class VMATree:
             top, seen = self._cache_addr, self._cache_hole
         while True:
             if not self._hole_below(top, length, low, high, &gap_end, &skipped):
-                return None
+                return False
             upper = self._hit_upper
             if skipped > seen:
                 seen = skipped
@@ -761,7 +799,8 @@ cdef class VMATree:
             # holes that might fit other lengths: no cache then).
             self._cache_valid = not restarted
             self._cache_high, self._cache_addr, self._cache_hole = high, gap_end, seen
-            return gap_end - length
+            result[0] = gap_end - length
+            return True
 
     cdef bint _hole_below(self, unsigned long long top, unsigned long long length,
                           unsigned long long low, unsigned long long high,
@@ -825,7 +864,15 @@ cdef class VMATree:
 
     def lowest_gap(self, unsigned long long length, unsigned long long low,
                    unsigned long long high):
-        """Bottom-up search (unmapped_area()): the lowest free start at or above low. It
+        """The lowest free start at or above low, or None: _lowest_gap() for Python
+        callers."""
+        cdef unsigned long long found
+        return found if self._lowest_gap(length, low, high, &found) else None
+
+    cdef bint _lowest_gap(self, unsigned long long length, unsigned long long low,
+                          unsigned long long high, unsigned long long *result) except -1:
+        """Bottom-up search (unmapped_area()): the lowest free start at or above low, in
+        *result; False if none. It
         walks up VMA by VMA, leaping from the start of a block to the next block whose
         figure could hold the request."""
         cdef unsigned long long gap_start = low, gap_end
@@ -845,9 +892,10 @@ cdef class VMATree:
             if upper is not None and _start_gap(upper) < high:
                 gap_end = _start_gap(upper)
             if gap_end >= gap_start and gap_end - gap_start >= length:
-                return gap_start
+                result[0] = gap_start
+                return True
             if upper is None or upper.end >= high:
-                return None
+                return False
             if upper.end > gap_start:
                 gap_start = upper.end
             j += 1
@@ -864,14 +912,15 @@ cdef class VMATree:
             upper = _at(blocks[k], 0)
             gap_end = high if _start_gap(upper) >= high else _start_gap(upper)
             if gap_end >= gap_start and gap_end - gap_start >= length:
-                return gap_start
+                result[0] = gap_start
+                return True
             if not self._seg_n:
                 self._seg_build()
             found = self._seg_leftmost(k, length)
             if found > k:
                 prev = _at(blocks[found - 1], PyList_GET_SIZE(blocks[found - 1]) - 1)
                 if prev.end >= high:
-                    return None
+                    return False
                 if prev.end > gap_start:
                     gap_start = prev.end
                 k = found
