@@ -1,13 +1,7 @@
 """fork and exit (kernel/fork.c:dup_mmap(), mm/mmap.c:exit_mmap())."""
 from . import core as _core
-from .constants import (VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_MAYWRITE, VM_MIXEDMAP, VM_PFNMAP,
-                        VM_SHARED, VM_DONTCOPY, VM_WIPEONFORK, VM_UFFD_MISSING, VM_UFFD_WP,
-                        VM_UFFD_MINOR, VM_NOHUGEPAGE)
-from .vma import AnonVma
-
-
-# Flags a child's VMA does not inherit: locks, and uffd without UFFD_FEATURE_EVENT_FORK.
-NOT_INHERITED = ~(VM_LOCKED_MASK | VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR)
+from .constants import VM_NOHUGEPAGE
+from .fork import dup_mmap
 
 
 class ProcessLifecycle:
@@ -22,31 +16,7 @@ class ProcessLifecycle:
         child.start_stack = self.start_stack
         child.gate_vma = self.gate_vma
         child.def_flags = self.def_flags & VM_NOHUGEPAGE
-        skipped = False
-        copies = []
-        maybe_guard = VM_MAYBE_GUARD if self.system.profile.maybe_guard else 0
-        for vma in self.vma_tree:
-            if vma.flags & VM_DONTCOPY:
-                skipped = True
-                continue
-            new = vma.copy()
-            # Locks are not inherited; without UFFD_FEATURE_EVENT_FORK neither is uffd.
-            new.flags &= NOT_INHERITED
-            copies.append(new)
-            if vma.flags & VM_WIPEONFORK:
-                new.anon_vma = None
-                continue
-            if vma.anon_vma is not None:
-                new.anon_vma = AnonVma(forked=True)
-            elif not vma.flags & (VM_PFNMAP | VM_MIXEDMAP | maybe_guard):
-                continue        # vma_needs_copy(): a fault would refill these PTEs
-            flags = 0
-            if vma.flags & VM_SHARED:
-                flags |= _core.COPY_SHARED
-            elif vma.flags & VM_MAYWRITE:
-                flags |= _core.COPY_COW
-            self.pt.copy_range(child.pt, vma.start, vma.end, flags)
-        child.vma_tree.load(copies)
+        skipped = dup_mmap(self, child)
         if not skipped:
             # The child's layout is the parent's, and so is what the free-area cache knows.
             child.vma_tree.inherit_search_state(self.vma_tree)
