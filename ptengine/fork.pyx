@@ -38,6 +38,7 @@ def dup_mmap(AddressSpace old not None, AddressSpace new not None):
         if vma.flags & c_DONTCOPY:
             skipped = True
             continue
+        # copy(), not piece(): exec/layout.py's SpecialVMA overrides it to keep its name.
         child_vma = vma.copy()
         # Locks are not inherited; without UFFD_FEATURE_EVENT_FORK neither is uffd.
         child_vma.flags &= NOT_INHERITED

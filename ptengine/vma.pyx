@@ -52,13 +52,7 @@ cdef class VMA:
             raise TypeError(f"{self!r} is already initialised")
         if end < start:
             raise ValueError(f"VMA end {end:#x} below start {start:#x}")
-        self.start = start
-        self.end = end
-        self.flags = flags
-        self.pgoff = pgoff
-        self.file = file
-        self.anon_vma = anon_vma
-        self.anon_name = anon_name
+        _set_fields(self, start, end, flags, pgoff, file, anon_vma, anon_name)
 
     # --- derived properties -------------------------------------------------------------
     @property
@@ -150,6 +144,12 @@ cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object a
     """VMA(start, end, ...) for the compiled callers, whose bounds are already checked:
     no type call and no argument parsing (vm_area_alloc() from the freelist)."""
     cdef VMA vma = VMA.__new__(VMA)
+    _set_fields(vma, start, end, flags, pgoff, file, anon_vma, anon_name)
+    return vma
+
+
+cdef inline void _set_fields(VMA vma, u64 start, u64 end, u64 flags, u64 pgoff, object file,
+                             object anon_vma, object anon_name):
     vma.start = start
     vma.end = end
     vma.flags = flags
@@ -157,7 +157,6 @@ cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object a
     vma.file = file
     vma.anon_vma = anon_vma
     vma.anon_name = anon_name
-    return vma
 
 
 cdef int vma_required(VMA vma) except -1:

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from ..calls import CallOp
+
 SOURCE = Path(__file__).resolve().parent / "server.c"
 CFLAGS = ("-O2", "-std=gnu11", "-Wall")
 DEFAULT_TIMEOUT = 30.0
@@ -43,33 +45,13 @@ def enabled():
     return sys.platform.startswith("linux") and os.environ.get("PTENGINE_LIVE", "1") != "0"
 
 
-class Op(enum.IntEnum):
-    """Request codes; the values are server.c's `enum op`."""
-    HELLO = 0
-    MMAP = 1
-    MUNMAP = 2
-    MPROTECT = 3
-    MADVISE = 4
-    PROCESS_MADVISE = 5
-    MREMAP = 6
-    MLOCK = 7
-    MUNLOCK = 8
-    MLOCKALL = 9
-    MUNLOCKALL = 10
-    MSEAL = 11
-    BRK = 12
-    ANON_NAME = 13
-    POISON = 14
-    UFFD_REGISTER = 15
-    UFFD_UNREGISTER = 16
-    READ = 20
-    WRITE = 21
-    ACCESS = 22
-    TOUCH = 23
-    FORK = 30
-    EXIT = 31
-    RECV_FD = 32
-    BATCH = 40
+# Request codes; the values are server.c's `enum op`. The calls a batch row can be are
+# calls.py's CallOp (one numbering for both backends); the server's other requests follow.
+Op = enum.IntEnum("Op", [("HELLO", 0)]
+                  + [(op.name, op.value) for op in CallOp if op is not CallOp.IOVEC]
+                  + [("POISON", 14), ("UFFD_REGISTER", 15), ("UFFD_UNREGISTER", 16),
+                     ("READ", 20), ("WRITE", 21), ("ACCESS", 22), ("FORK", 30), ("EXIT", 31),
+                     ("RECV_FD", 32), ("BATCH", 40)], module=__name__)
 
 
 class Access(enum.IntEnum):
