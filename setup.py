@@ -29,8 +29,8 @@ def extension(path):
                      extra_compile_args=["-O2"])
 
 
-# The top-level modules and the page-table core (ptengine/core/, one module per concern).
-pyx = [extension(p) for pattern in ("*.pyx", os.path.join("core", "*.pyx"))
+# The page-table core (ptengine/core/) and the mm (ptengine/mm/), one module per concern.
+pyx = [extension(p) for pattern in (os.path.join("core", "*.pyx"), os.path.join("mm", "*.pyx"))
        for p in sorted(glob.glob(os.path.join("ptengine", pattern)))]
 
 # Both steps (Cython to C, C to objects) use every core: the build is most of CI's setup.

@@ -14,7 +14,7 @@ if _stale():
                    stacklevel=2)
 from .fs.files import File  # noqa: E402,F401
 from .system import MM, System  # noqa: E402,F401
-from .vma import VMA  # noqa: E402,F401
+from .mm.mm_types import VMA  # noqa: E402,F401
 from .calls import call_dtype, calls  # noqa: E402,F401
 
 

@@ -4,7 +4,7 @@
 simulator, the live server's OP_BATCH on the host kernel, which reads the rows as its own
 `struct call`). `calls()` builds such an array from `(name, *args)` tuples.
 
-numpy is imported on first use of CALL_DTYPE or calls(), as procview does: importing it
+numpy is imported on first use of CALL_DTYPE or calls(), as proc/view.py does: importing it
 starts OpenBLAS worker threads, and a program that never batches needs none of them.
 """
 import enum

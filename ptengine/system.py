@@ -2,25 +2,29 @@
 
 `System` is the public class of ../shared/API.md: the machine of fs/machine.py (frames,
 files, the reverse map) plus what makes processes on it, spawn() and execve(), and open()
-of a path (fs/open.c). `MM` is one process's address space (struct mm_struct): the chain of
-syscall classes (advice.pyx down to addrspace.pyx) plus the mm's other state. The two
-construct each other (System.spawn() builds an MM; `MM()` builds a System for itself), so
-they share this module and neither imports the other late.
+of a path (fs/open.c). `MM` is one process's address space: the mm_struct of
+ptengine/mm/ with its syscall entries (mm/api.pyx), its lifetime (fork, exit) and its
+/proc views (proc/view.py). The two construct each other (System.spawn() builds an MM;
+`MM()` builds a System for itself), so they share this module and neither imports the
+other late.
 """
+import errno
 import os
 import warnings
 
 from . import core as _core
-from .addrspace import AddressSpace
-from .advice import AdviceSyscalls
 from .args import as_int
-from .batch import execute
+from .constants import VM_NOHUGEPAGE
+from .errors import raise_errno
 from .exec import binfmt_elf
 from .exec.layout import setup_exec_layout
 from .fs.files import File
 from .fs.machine import Machine
-from .lifecycle import ProcessLifecycle
-from .procview import ProcView
+from .mm.api import MMCalls
+from .mm.batch import execute
+from .mm.fork import dup_mmap, exit_mmap
+from .mm.mm_struct import mm_struct
+from .proc import view
 
 # Where brk starts in a non-randomised process whose PIE binary sits at 0x555555554000.
 DEFAULT_START_BRK = 0x555555559000
@@ -76,7 +80,7 @@ class System(Machine):
         return File(inode)
 
 
-class MM(AdviceSyscalls, ProcessLifecycle, ProcView):
+class MM(MMCalls):
     """One address space. `MM()` is shorthand for a fresh System with one process."""
 
     def __init__(self, system=None, *, mmap_base=None, max_map_count=None,
@@ -84,7 +88,7 @@ class MM(AdviceSyscalls, ProcessLifecycle, ProcView):
         if system is None:
             system = System(**({} if max_map_count is None else {"max_map_count": max_map_count}),
                             **({} if mmap_base is None else {"mmap_base": mmap_base}))
-        AddressSpace.__init__(self, system,
+        mm_struct.__init__(self, system,
                               as_int(system.max_map_count if max_map_count is None
                                      else max_map_count))
         self.mmap_base = as_int(system.mmap_base if mmap_base is None else mmap_base)
@@ -114,6 +118,28 @@ class MM(AdviceSyscalls, ProcessLifecycle, ProcView):
             _warn(f"process {self!r} dropped without exit(); its address space is freed",
                   ResourceWarning, source=self)
 
+    # mirrors kernel/fork.c:dup_mmap(): the child is of this process's class
+    def fork(self):
+        if self.dead:
+            raise_errno(errno.ESRCH)    # as every call on an exited process
+        child = type(self)(self.system, mmap_base=self.mmap_base, max_map_count=self.max_map_count,
+                           start_brk=self.start_brk, mmap_min_addr=self.mmap_min_addr)
+        child.brk_end = self.brk_end
+        child.start_stack = self.start_stack
+        child.gate_vma = self.gate_vma
+        child.def_flags = self.def_flags & VM_NOHUGEPAGE
+        skipped = dup_mmap(self, child)
+        if not skipped:
+            # The child's layout is the parent's, and so is what the free-area cache knows.
+            child.vma_tree.inherit_search_state(self.vma_tree)
+        return child
+
+    # mirrors mm/mmap.c:exit_mmap()
+    def exit(self):
+        if not self.dead:
+            exit_mmap(self)
+            self.system._detach(self._slot)
+
     def batch(self, calls, *, files=None, names=None, stop=None, counter=None):
         """Run many calls in one C loop (API.md "Batched calls"): -> (results, ns)."""
         return execute(self, calls, files, names, stop, counter)
@@ -135,4 +161,29 @@ class MM(AdviceSyscalls, ProcessLifecycle, ProcView):
 
     def total_vm_pages(self):
         return sum(v.pages for v in self.vma_tree)
+
+    # --- /proc views (proc/view.py) --------------------------------------------------------
+    def __repr__(self):
+        return view.describe(self)
+
+    def maps(self):
+        return view.maps(self)
+
+    def maps_line_count(self):
+        return view.maps_line_count(self)
+
+    def smaps(self):
+        return view.smaps(self)
+
+    def status(self):
+        return view.status(self)
+
+    def pagemap(self, addr, size):
+        return view.pagemap(self, addr, size)
+
+    def pagemap_scan(self, start, end, **masks):
+        return view.pagemap_scan(self, start, end, **masks)
+
+    def check(self):
+        view.check(self)
 

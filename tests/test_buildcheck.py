@@ -16,7 +16,7 @@ def test_the_checkout_is_built_and_current():
     assert buildcheck.stale() == []
 
 
-@pytest.mark.parametrize("name", ["system", "args", "errors", "lifecycle", "procview", "fs.files",
+@pytest.mark.parametrize("name", ["system", "args", "errors", "proc.view", "proc.text", "fs.files",
                                   "workloads.runner"])
 def test_plain_modules_run_from_their_source(name):
     assert importlib.import_module(f"ptengine.{name}").__file__.endswith(".py")

@@ -24,7 +24,7 @@ LAZY_CLI = {"_parse_params", "_scales", "_list_workloads", "cmd_compare", "cmd_v
 # (module, function, imported module): other imports that stay inside a function, on
 # purpose. Never a standard-library module (nothing to gain from importing one late).
 LAZY = {
-    # numpy starts OpenBLAS worker threads when imported (procview.py's _numpy says why);
+    # numpy starts OpenBLAS worker threads when imported (proc/view.py's _numpy says why);
     # tqdm, matplotlib, pandas, Dask and pyelftools are heavy or optional for `import
     # ptengine` (Debian's python3 has none of them): imported where they are used.
     ("ptengine.verify", "verify", "tqdm"),
@@ -145,7 +145,7 @@ def test_no_import_inside_a_function_but_the_listed_ones():
     cli = {i for i in found if i[0] == "ptengine.cli" and i[1] in LAZY_CLI}
     assert {func for _, func, _ in cli} == LAZY_CLI, "LAZY_CLI names a function without imports"
     # numpy is lazy wherever it is used: importing it starts OpenBLAS worker threads
-    # (procview.py's _numpy says why), which `import ptengine` must not do.
+    # (proc/view.py's _numpy says why), which `import ptengine` must not do.
     lazy_numpy = {i for i in found if i[2] == "numpy"}
     allowed = LAZY
     assert sorted(found - cli - lazy_numpy - allowed) == [], \

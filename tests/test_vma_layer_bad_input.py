@@ -27,16 +27,16 @@ PROBES = [
     ("VMA state overwritten", "mm.vmas()[0].__setstate__((0, 0, 0, 0, 0, 0, 0))"),
     ("hash a VMA", "{mm.vmas()[0]}"),
     ("vma_tree replaced by None", "mm.vma_tree = None"),
-    ("modify_range None", "mm.modify_range(None, a, a + P)"),
-    ("map_range over a VMA", "mm.map_range(a, a + P, 0, 0, None)"),
-    ("remove_vmas of nothing", "mm.remove_vmas([])"),
-    ("remove_vmas of None", "mm.remove_vmas([None])"),
-    ("free_pgtables of None", "mm.free_pgtables([None], 0, 0)"),
-    ("anon_vma_prepare None", "mm.anon_vma_prepare(None)"),
-    ("guard install on None", "mm._guard_install(None, a, a + P)"),
-    ("advise None", "mm._advise_vma(None, a, a + P, 4)"),
-    ("mprotect_fixup None", "mm._mprotect_fixup(None, a, a + P, 0)"),
-    ("mmap_region at 2**64", "mm._mmap_region(2**64 - P, P, 0, 0, None)"),
+    ("vma_modify None", "vma_modify(mm, None, a, a + P)"),
+    ("vma_merge_new_range over a VMA", "vma_merge_new_range(mm, a, a + P, 0, 0, None)"),
+    ("complete_munmap_vmas of nothing", "complete_munmap_vmas(mm, [])"),
+    ("complete_munmap_vmas of None", "complete_munmap_vmas(mm, [None])"),
+    ("free_pgtables of None", "free_pgtables(mm, [None], 0, 0)"),
+    ("anon_vma_prepare None", "anon_vma_prepare(mm, None)"),
+    ("guard install on None", "madvise_guard_install(mm, None, a, a + P)"),
+    ("madvise_vma_behavior None", "madvise_vma_behavior(mm, None, a, a + P, 4)"),
+    ("mprotect_fixup None", "mprotect_fixup(mm, None, a, a + P, 0)"),
+    ("mmap_region at 2**64", "mmap_region(mm, 2**64 - P, P, 0, 0, None)"),
     ("VMA copy past its end", "mm.vmas()[0].copy(0, 1)"),
     ("set_start past the end", "mm.vma_tree.set_start(mm.vmas()[0], 1 << 60)"),
 ]
@@ -46,7 +46,13 @@ PROBES = [
 def test_bad_call_raises_and_never_crashes(what, code):
     program = textwrap.dedent(f"""
         import ptengine as pt
-        from ptengine.vma import VMA, VMATree
+        from ptengine.mm.madvise import madvise_guard_install, madvise_vma_behavior
+        from ptengine.mm.mm_types import VMA
+        from ptengine.mm.mmap import mmap_region
+        from ptengine.mm.mprotect import mprotect_fixup
+        from ptengine.mm.vma import (anon_vma_prepare, complete_munmap_vmas, free_pgtables,
+                                     vma_merge_new_range, vma_modify)
+        from ptengine.mm.vmatree import VMATree
         P = pt.PAGE_SIZE
         mm = pt.MM()
         a = mm.mmap(0, 4 * P, pt.PROT_READ | pt.PROT_WRITE, pt.MAP_PRIVATE | pt.MAP_ANONYMOUS)
@@ -85,10 +91,15 @@ def test_bad_call_raises_and_never_crashes(what, code):
 SWEEP = r'''
 import re, sys
 import ptengine as pt
-from ptengine import vma as vma_mod, addrspace, mapping, protection, advice
-from ptengine.vma import VMA, VMATree, AnonVma
+from ptengine.mm import (api, brk, fork, madvise, memory, mlock, mm_struct, mm_types, mmap,
+                         mprotect, mremap, mseal, userfaultfd, vma, vmatree)
+from ptengine.mm.mm_types import VMA, AnonVma
+from ptengine.mm.vmatree import VMATree
+MODULES = (mm_types, vmatree, mm_struct, vma, memory, mmap, mremap, brk, mprotect, mlock,
+           mseal, madvise, userfaultfd, fork, api)
 P = pt.PAGE_SIZE
-ERRORS = (TypeError, ValueError, AttributeError, OverflowError, OSError, IndexError, KeyError)
+ERRORS = (TypeError, ValueError, AttributeError, OverflowError, OSError, IndexError, KeyError,
+          pt.Fault)      # a user access (read, access) may fault: that is its result
 STRANGERS = [None, "x", 1.5, object(), -1, 2**64, 2**200, [None], [object()], (1, 2),
              VMA(0x1000, 0x2000, 0), VMATree(), AnonVma()]
 
@@ -105,7 +116,7 @@ def fresh():
 def plausible(name, mm, a, tree):
     v = tree.lookup(a)
     table = {"vma": v, "prev": v, "nxt": v, "neighbour": v, "vmas": [v], "tree": tree,
-             "parent": tree, "max_map_count": 100, "block_load": 64, "frames": mm.frames,
+             "parent": tree, "mm": mm, "old": mm, "new": child, "max_map_count": 100, "block_load": 64, "frames": mm.frames,
              "iovecs": [(a, P)], "name": "n",
              "start": a, "addr": a, "old_address": a, "haddr": a, "end": a + P, "low": 0,
              "high": 1 << 47, "floor": 0, "ceiling": 0, "new_address": 0, "hint": 0}
@@ -118,7 +129,7 @@ def plausible(name, mm, a, tree):
     return 0
 
 def entry_points():
-    for mod in (vma_mod, addrspace, mapping, protection, advice):
+    for mod in MODULES:
         owners = [mod] + [c for c in vars(mod).values()
                           if isinstance(c, type) and c.__module__ == mod.__name__]
         for owner in owners:
@@ -187,7 +198,8 @@ def test_vmas_are_equal_by_value_and_unhashable():
     so it has no hash that could disagree with ==. The tree keys VMAs by identity."""
     import pickle
 
-    from ptengine.vma import VMA, VMATree
+    from ptengine.mm.mm_types import VMA
+    from ptengine.mm.vmatree import VMATree
     a, b = VMA(0x1000, 0x3000, 3, 7), VMA(0x1000, 0x3000, 3, 7)
     assert a == b and a is not b
     assert a != VMA(0x1000, 0x3000, 3, 8)

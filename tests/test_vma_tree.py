@@ -7,7 +7,7 @@ import pytest
 import ptengine as pt
 from ptengine.constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE,
                                 PAGE_SIZE, PROT_NONE, PROT_READ, PROT_WRITE)
-from ptengine.vma import vm_start_gap
+from ptengine.mm.mm_types import vm_start_gap
 
 P = PAGE_SIZE
 
@@ -80,7 +80,8 @@ def _model_find(model, addr):
 def test_tree_matches_a_sorted_list(seed, block_load):
     """Random inserts, removals and boundary moves: every lookup of the tree answers as a
     scan of a sorted list does, and the tree's own invariants hold after each step."""
-    from ptengine.vma import VMA, VMATree
+    from ptengine.mm.mm_types import VMA
+    from ptengine.mm.vmatree import VMATree
     rng = random.Random(seed)
     tree, model = VMATree(block_load=block_load), []
     for _ in range(400):
@@ -162,7 +163,8 @@ def test_tree_matches_a_sorted_list(seed, block_load):
 
 
 def test_tree_refuses_what_would_break_it():
-    from ptengine.vma import VMA, VMATree
+    from ptengine.mm.mm_types import VMA
+    from ptengine.mm.vmatree import VMATree
     tree = VMATree()
     a, b = VMA(0x10000, 0x12000, 0), VMA(0x14000, 0x15000, 0)
     tree.insert(a)

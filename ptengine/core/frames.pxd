@@ -24,7 +24,7 @@ cdef enum:
     FRAME_LAZYFREE = 16         # flags bit 4: anon page after MADV_FREE (!PG_swapbacked)
     FRAME_RECLAIM = 32          # flags bit 5: the mark reclaim leaves on a dirty file page
                                 # it could not write out; acts as PG_readahead (fault-around
-                                # skips it, readahead clears it): advice.pyx
+                                # skips it, readahead clears it): mm/madvise.pyx
                                 # _reclaimed_cache_pages()
     FRAME_ZERO_PFN = 1          # the zero page's fixed pfn (pfn 0 is never used)
     FRAME_HUGE_ZERO_PFN = 512   # head of the huge zero page: pfns 512..1023, kind ZERO,

@@ -772,7 +772,7 @@ cdef inline bint _reclaim_keeps(frame_store *fs, uint64_t pfn, uint64_t e) noexc
     discarded by try_to_unmap_one() unless written since MADV_FREE, which makes it
     swap-backed again. A page-cache page (file or shmem) is unmapped whatever its
     protection; what becomes of it in the cache is decided after the walk
-    (advice.pyx _reclaimed_cache_pages())."""
+    (mm/madvise.pyx _reclaimed_cache_pages())."""
     if _kind(fs, pfn) != FRAME_ANON:
         return False
     if not (fs.flags[pfn] & FRAME_LAZYFREE):

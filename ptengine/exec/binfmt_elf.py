@@ -24,6 +24,7 @@ from collections import namedtuple
 from ..constants import (MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE_MASK, PAGE_SIZE,
                         PROT_EXEC, PROT_READ, PROT_WRITE, TASK_SIZE, VM_EXEC)
 from ..errors import Fault, raise_errno
+from ..mm.brk import vm_brk_flags
 from .layout import (copy_strings, create_elf_tables, map_vdso, mmap_base,
                           setup_arg_pages)
 
@@ -202,7 +203,7 @@ def elf_load(mm, file, addr, seg, prot, flags, total_size):
         zero_end = zero_start + inpage + seg.memsz
     if seg.memsz > seg.filesz:
         zero_start, zero_end = _page_align(zero_start), _page_align(zero_end)
-        mm.vm_brk_flags(zero_start, zero_end - zero_start, VM_EXEC if prot & PROT_EXEC else 0)
+        vm_brk_flags(mm, zero_start, zero_end - zero_start, VM_EXEC if prot & PROT_EXEC else 0)
     return map_addr
 
 

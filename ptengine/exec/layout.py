@@ -23,7 +23,8 @@ from ..constants import (PAGE_MASK, PAGE_SIZE, STACK_GUARD_GAP, TASK_SIZE,
                         VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO,
                         VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_WRITE)
 from ..errors import raise_errno
-from ..vma import VMA
+from ..mm.mm_types import VMA
+from ..mm.mmap import get_unmapped_area
 
 P = PAGE_SIZE
 MiB = 1 << 20
@@ -143,7 +144,7 @@ def map_vdso(mm):
     """[vvar], [vvar_vclock] and [vdso], placed together top-down (below the interpreter
     when there is one: exec maps that first). Returns the vDSO text's address."""
     size = (VVAR_PAGES + VCLOCK_PAGES + VDSO_PAGES) * P
-    addr = mm.get_unmapped_area(0, size, 0, False, None, False, 0)
+    addr = get_unmapped_area(mm, 0, size, 0, False, None, False, 0)
     text = addr + (VVAR_PAGES + VCLOCK_PAGES) * P
     for name, start, end, flags in (("[vvar]", addr, addr + VVAR_PAGES * P, VVAR_FLAGS),
                                      ("[vvar_vclock]", addr + VVAR_PAGES * P, text, VVAR_FLAGS),

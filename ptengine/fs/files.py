@@ -66,7 +66,7 @@ class Inode:
             chunk = min(PAGE_SIZE - inpage, end - offset)
             pfn = self.pages.get(index)
             if pfn is not None:
-                # filemap_read(): a PG_readahead mark (set by reclaim, see advice.pyx
+                # filemap_read(): a PG_readahead mark (set by reclaim, see mm/madvise.pyx
                 # _reclaimed_cache_pages()) starts async readahead, which clears it.
                 frames.clear_reclaim(pfn)
             out += frames.read(pfn, inpage, chunk) if pfn is not None else bytes(chunk)

@@ -19,7 +19,7 @@ from ..constants import (DEFAULT_MMAP_BASE, MADV_COLD, MADV_PAGEOUT, MAP_ANONYMO
                          MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_SHARED,
                          MREMAP_FIXED, PAGE_SIZE, PROT_NONE, STACK_GUARD_GAP, TASK_SIZE,
                          VM_EXEC)
-from ..batch import check as check_rows
+from ..mm.batch import check as check_rows
 from ..calls import (CALL_NAMES, FLAG_RESTART, CallOp, as_calls, call_at, object_table,
                      stop_rule)
 from ..errors import fault_for, syscall_error

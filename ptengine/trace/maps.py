@@ -25,7 +25,8 @@ from ..exec.layout import STACK_FLAGS, VDSO_FLAGS, VVAR_FLAGS, SpecialVMA
 from ..fs.files import SHMEM_DEV, File
 from ..proc import text as procfs
 from ..system import System
-from ..vma import VMA, AnonVma
+from ..mm.mm_types import VMA, AnonVma
+from ..mm.vma import anon_vma_prepare
 
 GATE = "[vsyscall]"      # the x86-64 gate area: a maps line, but not a VMA of the mm
 # do_brk_flags(): VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT (x86-64 without READ_IMPLIES_EXEC).
@@ -254,7 +255,7 @@ def _give_anon_vmas(mm, entries, vmas):
             if anon:
                 run = vma.anon_vma = run or AnonVma()
             else:
-                mm.anon_vma_prepare(vma)
+                anon_vma_prepare(mm, vma)
         prev = vma if anon else None
 
 

@@ -69,11 +69,12 @@ def guard_marker():
 
 
 # --- the VMA layer from C ---------------------------------------------------------------
-from ptengine.addrspace cimport AddressSpace
-from ptengine.vma cimport VMA, VMATree
+from ptengine.mm.mm_struct cimport mm_struct
+from ptengine.mm.mm_types cimport VMA
+from ptengine.mm.vmatree cimport VMATree
 
 
-def guarded_vma_bytes(AddressSpace mm not None, uint64_t maybe_guard_flag):
+def guarded_vma_bytes(mm_struct mm not None, uint64_t maybe_guard_flag):
     """Bytes of the VMAs carrying `maybe_guard_flag` (VM_MAYBE_GUARD), read from the VMA
     structs' C fields while walking the mm's tree."""
     cdef VMATree tree = mm.vma_tree

@@ -1,5 +1,5 @@
 """Build tests/cimport_example/guard_walk.pyx against the installed ptengine (its shipped
-core/*.pxd, vma.pxd and addrspace.pxd), then import and run it: the .pxd files really are
+core/*.pxd and mm/*.pxd), then import and run it: the .pxd files really are
 a usable C-level contract. It is built twice: as written (ptengine.core.*), and with those
 cimports read from the forwarding ptengine/_core.pxd that older extensions use."""
 import importlib
@@ -103,7 +103,7 @@ def test_two_systems_walk_concurrently_without_the_gil(guard_walk):
 
 
 def test_extension_reads_the_vma_layer(guard_walk):
-    """The extension walks an MM's VMA tree through addrspace.pxd and vma.pxd."""
+    """The extension walks an MM's VMA tree through mm/mm_struct.pxd and mm/vmatree.pxd."""
     from ptengine.constants import (MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_PRIVATE,
                                     PAGE_SIZE as P, PROT_READ, PROT_WRITE, VM_MAYBE_GUARD)
     mm = ptengine.MM()

@@ -90,7 +90,12 @@ def test_a_planted_divergence_is_found_and_shrunk(monkeypatch):
     ops = [("mmap", "anon", 10, 4, 3, "fixed", 0), ("write", 11, 0, 7),
            ("madvise", 10, 4, MADV_GUARD_INSTALL), ("access", 11, 0)]
     from ptengine import MM
-    monkeypatch.setattr(MM, "_guard_install", lambda self, v, s, e: None)
+    from ptengine.mm.api import MMCalls
+
+    def loses_guards(self, addr, length, advice):
+        if advice != MADV_GUARD_INSTALL:
+            MMCalls.madvise(self, addr, length, advice)
+    monkeypatch.setattr(MM, "madvise", loses_guards)
     with pytest.raises(verify.Divergence) as info:
         verify.run_ops(ops)
     assert info.value.step == 2
@@ -107,13 +112,16 @@ def test_a_divergence_that_does_not_replay_restarts_the_sequence(monkeypatch):
     ops = [("mmap", "anon", 10, 4, 3, "fixed", 0), ("write", 11, 0, 7),
            ("madvise", 10, 4, MADV_GUARD_INSTALL), ("access", 11, 0), ("write", 12, 0, 9),
            ("read", 12, 0)]
-    real_install, installs = MM._guard_install, []
+    from ptengine.mm.api import MMCalls
+    installs = []
 
-    def forgets_the_first(self, vma, start, end):
-        installs.append(start)
-        if len(installs) > 1:
-            return real_install(self, vma, start, end)
-    monkeypatch.setattr(MM, "_guard_install", forgets_the_first)
+    def forgets_the_first(self, addr, length, advice):
+        if advice == MADV_GUARD_INSTALL:
+            installs.append(addr)
+            if len(installs) == 1:
+                return
+        MMCalls.madvise(self, addr, length, advice)
+    monkeypatch.setattr(MM, "madvise", forgets_the_first)
     real_make, made = verify.make_sides, []
     monkeypatch.setattr(verify, "make_sides", lambda: made.append(1) or real_make())
     summary = verify.Summary()

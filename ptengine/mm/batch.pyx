@@ -1,5 +1,8 @@
 """The simulator's batch executor: the rows of a CALL_DTYPE array in one C loop.
 
+No kernel file: the submission of many syscalls at once, io_uring-like; each row calls
+the typed syscall function of its kernel file (sys_mmap() of mmap.pyx ...).
+
 `MM.batch()` (API.md "Batched calls") lands here. The rows are read through a typed
 memoryview of the caller's array (no copy), the results written to an int64 array; each
 row's call is made through one switch (`call_row`), an OSError becomes -errno and a
@@ -15,11 +18,19 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 import errno
 import gc
 
-from .advice cimport AdviceSyscalls
-from . import calls as _calls
-from .calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
-from .fs.files import File
-from .callkind import call_kind, error_label
+from .brk cimport sys_brk
+from .madvise cimport sys_madvise, sys_process_madvise, sys_set_anon_name
+from .memory cimport sys_touch
+from .mlock cimport sys_mlock, sys_mlockall, sys_munlock, sys_munlockall
+from .mm_struct cimport mm_struct, check_alive
+from .mmap cimport sys_mmap, sys_munmap
+from .mprotect cimport sys_mprotect
+from .mremap cimport sys_mremap
+from .mseal cimport sys_mseal
+from .. import calls as _calls
+from ..calls import CALL_NAMES, CallOp, as_calls, call_at, object_table, stop_rule
+from ..fs.files import File
+from ..callkind import call_kind, error_label
 
 
 cdef struct call_t:               # = calls.CALL_DTYPE (56 bytes, naturally aligned)
@@ -133,7 +144,7 @@ cdef class Tally:
             self.iovecs += len(arg)
         self.last_row = row
 
-    cdef void failed(self, uint8_t op, int err, AdviceSyscalls mm) except *:
+    cdef void failed(self, uint8_t op, int err, mm_struct mm) except *:
         self.errors[op][err if 0 < err < N_ERRNO else 0] += 1
         self.erred = True
         self.failed_map_count = mm.map_count
@@ -161,7 +172,7 @@ cdef class Tally:
             counter.last_call = call_at(rows, results, self.last_row, files, names)
 
 
-def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter=None):
+def execute(mm_struct mm, calls, files=None, names=None, stop=None, counter=None):
     """-> (results: int64 array, ns). API.md "Batched calls"; calls.py for the rows.
 
     stop: None (run every row), "error" (stop after the first row that fails without
@@ -171,7 +182,7 @@ def execute(AdviceSyscalls mm, calls, files=None, names=None, stop=None, counter
     ESRCH for an exited process."""
     import numpy as np
     rows = as_calls(calls)
-    mm._alive()           # an exited process runs no batch (ESRCH), as the live server's
+    check_alive(mm)       # an exited process runs no batch (ESRCH), as the live server's
     files = object_table(files, "files", (File,))
     names = object_table(names, "names", (str, bytes, bytearray))
     mode, expected = stop_rule(stop, len(rows))
@@ -248,7 +259,7 @@ def check(const call_t[::1] rows, uint64_t n_files, uint64_t n_names):
             raise ValueError(f"row {i}: name index {row.a[2] - 1} is not in names=")
 
 
-cdef void run_rows(AdviceSyscalls mm, const call_t[::1] rows, int64_t[::1] results,
+cdef void run_rows(mm_struct mm, const call_t[::1] rows, int64_t[::1] results,
                    list files, list names, int mode, const int64_t[::1] expected,
                    Tally tally, uint64_t *iov) except *:
     """The loop. Every row not reached keeps -ECANCELED; an IOVEC row gets 0, or
@@ -289,7 +300,7 @@ cdef inline long long resolve(const call_t *row, int64_t[::1] results, uint64_t 
     return 0
 
 
-cdef long long issue(AdviceSyscalls mm, Py_ssize_t row_index, const call_t *row,
+cdef long long issue(mm_struct mm, Py_ssize_t row_index, const call_t *row,
                      const uint64_t *a, list files, list names, const uint64_t *iov,
                      Tally tally) except? -1:
     """One row's call, counted; -errno on failure. A process_madvise with FLAG_RESTART is
@@ -329,35 +340,35 @@ cdef long long issue(AdviceSyscalls mm, Py_ssize_t row_index, const call_t *row,
             return total
 
 
-cdef long long call_row(AdviceSyscalls mm, uint8_t op, const uint64_t *a, object arg) except? -1:
+cdef long long call_row(mm_struct mm, uint8_t op, const uint64_t *a, object arg) except? -1:
     """The one place a row becomes a call: a switch over the ops onto the typed entry
     points (dtype.md), in API argument order, through the vtable. `arg` is the row's object
     argument: the file of an mmap, the name of a set_anon_name, the (base, length) list of
     a process_madvise."""
     if op == MMAP:
-        return mm.sys_mmap(a[0], a[1], a[2], a[3], arg, a[5])
+        return sys_mmap(mm, a[0], a[1], a[2], a[3], arg, a[5])
     if op == MUNMAP:
-        return mm.sys_munmap(a[0], a[1])
+        return sys_munmap(mm, a[0], a[1])
     if op == MPROTECT:
-        return mm.sys_mprotect(a[0], a[1], a[2])
+        return sys_mprotect(mm, a[0], a[1], a[2])
     if op == MADVISE:
-        return mm.sys_madvise(a[0], a[1], <int>a[2])
+        return sys_madvise(mm, a[0], a[1], <int>a[2])
     if op == PROCESS_MADVISE:
-        return mm.sys_process_madvise(arg, <int>a[1], a[2])
+        return sys_process_madvise(mm, arg, <int>a[1], a[2])
     if op == MREMAP:
-        return mm.sys_mremap(a[0], a[1], a[2], a[3], a[4])
+        return sys_mremap(mm, a[0], a[1], a[2], a[3], a[4])
     if op == MLOCK:
-        return mm.sys_mlock(a[0], a[1], a[2])
+        return sys_mlock(mm, a[0], a[1], a[2])
     if op == MUNLOCK:
-        return mm.sys_munlock(a[0], a[1])
+        return sys_munlock(mm, a[0], a[1])
     if op == MLOCKALL:
-        return mm.sys_mlockall(a[0])
+        return sys_mlockall(mm, a[0])
     if op == MUNLOCKALL:
-        return mm.sys_munlockall()
+        return sys_munlockall(mm)
     if op == MSEAL:
-        return mm.sys_mseal(a[0], a[1], a[2])
+        return sys_mseal(mm, a[0], a[1], a[2])
     if op == BRK:
-        return mm.sys_brk(a[0])
+        return sys_brk(mm, a[0])
     if op == ANON_NAME:
-        return mm.sys_set_anon_name(a[0], a[1], arg)
-    return mm.sys_touch(a[0], a[1], a[2] != 0)          # TOUCH: check() allows no other op
+        return sys_set_anon_name(mm, a[0], a[1], arg)
+    return sys_touch(mm, a[0], a[1], a[2] != 0)          # TOUCH: check() allows no other op

@@ -1,41 +1,5 @@
-# The VMA layer's C-level surface, for the compiled modules that build on it
-# (addrspace.pyx) and for simulators that cimport ptengine.
-
-ctypedef unsigned long long u64
-
-cdef class AnonVma:
-    cdef public bint forked
-
-
-cdef class VMA:
-    # start and end are the tree's keys: they change only through VMATree (set_start,
-    # set_end) or before the VMA is inserted, so the tree's order can never be broken.
-    cdef readonly unsigned long long start, end
-    cdef public unsigned long long flags, pgoff
-    cdef public object file, anon_vma, anon_name
-    cpdef VMA copy(self, object start=*, object end=*)
-    cdef VMA piece(self, u64 lo, u64 hi)
-
-
-cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object anon_vma,
-                 object anon_name)
-
-
-# cpdef functions cannot declare `VMA vma not None`: theirs check with these before any
-# use, so a stranger is a TypeError (or a bad range a ValueError), never a cast.
-cdef int vma_required(VMA vma) except -1
-cdef int vma_piece(VMA vma, u64 start, u64 end) except -1
-
-
-cpdef unsigned long long vm_start_gap(VMA vma)
-cpdef bint same_file(object a_file, object b_file)
-cpdef bint anon_vma_compatible(object a, object b)
-cpdef bint can_merge_after(VMA prev, unsigned long long start, unsigned long long flags,
-                           unsigned long long pgoff, object file, object anon_vma,
-                           object anon_name)
-cpdef bint can_merge_before(VMA nxt, unsigned long long end, unsigned long long flags,
-                            unsigned long long pgoff, unsigned long long npages, object file,
-                            object anon_vma, object anon_name)
+# The per-mm VMA set (vmatree.pyx), for the mm functions and simulators that cimport it.
+from .mm_types cimport VMA
 
 
 cdef class VMATree:

@@ -1,15 +1,11 @@
 # cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True
 # Python semantics for indexing and division, and None checks on typed objects:
 # the hot loops index through PyList_GET_ITEM and C arrays, not through these.
-"""VMAs, the per-mm VMA set, and the kernel's merge rules.
+"""The per-mm set of VMAs: the maple tree's role in mm/mmap.c (lib/maple_tree.c).
 
-Mirrors include/linux/mm_types.h:vm_area_struct (the fields the simulator needs), the maple
-tree's role in mm/mmap.c (ordered lookup and gap search), and the mergeability tests of
-mm/vma.c (is_mergeable_vma(), is_mergeable_anon_vma(), can_vma_merge_before/after()).
-
-Compiled: every syscall walks this layer several times, so VMAs keep their addresses and
-flags as C integers and the tree is searched without Python calls. It reads like the
-Python it replaced; what Python code sees (attributes, the tree's methods) is unchanged.
+Ordered lookup (find_vma(), vma_lookup()), neighbours, and the gap searches of
+mm/mmap.c:unmapped_area_topdown()/unmapped_area(), over blocks of VMAs searched by C
+bisection with a per-block largest-hole index.
 """
 cimport cython
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -17,240 +13,11 @@ from cpython.mem cimport PyMem_Realloc, PyMem_Free
 from cpython.ref cimport PyObject
 from libc.string cimport memmove
 
-from . import constants as C
-from .proc.text import render_maps_line, vmflags_mnemonics
+from .. import constants as C
+from .mm_types cimport VMA, start_gap, vma_required
 
-# The flag groups the merge rules test, read once from constants.py (their one home).
-cdef unsigned long long VM_STICKY = C.VM_STICKY
-cdef unsigned long long VM_SPECIAL = C.VM_SPECIAL
-cdef unsigned long long VM_SHARED = C.VM_SHARED
-cdef unsigned long long VM_GROWSDOWN = C.VM_GROWSDOWN
-cdef unsigned long long REUSE_IGNORED = C.VM_ACCESS_FLAGS | C.VM_SOFTDIRTY | C.VM_STICKY
-cdef unsigned long long STACK_GUARD_GAP = C.STACK_GUARD_GAP
 cdef int PAGE_SHIFT = C.PAGE_SHIFT
 
-
-cdef class AnonVma:
-    """Identity of an anon_vma (mm/rmap.c). Two VMAs can merge only if they share one,
-    or at most one of them has one. `forked` marks a child's anon_vma, whose chain holds
-    the parent's too, so it is never reused by a neighbour (list_is_singular())."""
-
-    def __init__(self, forked=False):
-        self.forked = forked
-
-
-@cython.freelist(64)
-cdef class VMA:
-    """One vm_area_struct: [start, end) with vm_flags, file offset in pages and identity."""
-
-    def __init__(self, unsigned long long start, unsigned long long end,
-                 unsigned long long flags, unsigned long long pgoff=0, file=None,
-                 anon_vma=None, anon_name=None):
-        # Once only: a VMA in a tree must not get new bounds behind the tree's back (one
-        # that never had an end, a new one or an empty one, is in no tree).
-        if self.end:
-            raise TypeError(f"{self!r} is already initialised")
-        if end < start:
-            raise ValueError(f"VMA end {end:#x} below start {start:#x}")
-        _set_fields(self, start, end, flags, pgoff, file, anon_vma, anon_name)
-
-    # --- derived properties -------------------------------------------------------------
-    @property
-    def size(self):
-        return self.end - self.start
-
-    @property
-    def pages(self):
-        return (self.end - self.start) >> PAGE_SHIFT
-
-    @property
-    def is_anonymous(self):
-        """vma_is_anonymous(): no file and no vm_ops (shared anonymous is shmem)."""
-        return self.file is None
-
-    @property
-    def is_shared(self):
-        return bool(self.flags & VM_SHARED)
-
-    @property
-    def is_private_anon(self):
-        return self.file is None
-
-    @property
-    def is_shmem(self):
-        return self.file is not None and self.file.inode.is_shmem
-
-    @property
-    def name(self):
-        """What /proc/PID/maps prints after the inode (without [heap]/[stack])."""
-        if self.file is not None:
-            return self.file.display_path
-        if self.anon_name is not None:
-            return f"[anon:{self.anon_name}]"
-        return ""
-
-    def pgoff_at(self, unsigned long long addr):
-        """File page index that `addr` maps (linear_page_index())."""
-        if not self.start <= addr <= self.end:
-            raise ValueError(f"{addr:#x} is outside {self!r}")
-        return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
-
-    cpdef VMA copy(self, start=None, end=None):
-        """vm_area_dup(): same identity, optionally clipped (pgoff follows the start)."""
-        cdef unsigned long long lo = self.start if start is None else start
-        cdef unsigned long long hi = self.end if end is None else end
-        if not self.start <= lo <= hi <= self.end:
-            raise ValueError(f"[{lo:#x}, {hi:#x}) is not a piece of {self!r}")
-        return self.piece(lo, hi)
-
-    cdef VMA piece(self, u64 lo, u64 hi):
-        """copy(lo, hi) for the compiled callers, whose [lo, hi) is inside this VMA."""
-        return new_vma(lo, hi, self.flags, self.pgoff + ((lo - self.start) >> PAGE_SHIFT),
-                       self.file, self.anon_vma, self.anon_name)
-
-    def __reduce__(self):
-        # A copy is made by the constructor: no state is written into a live VMA (whose
-        # bounds the tree keys).
-        return VMA, (self.start, self.end, self.flags, self.pgoff, self.file, self.anon_vma,
-                     self.anon_name)
-
-    def __repr__(self):
-        """What a reader looks for: the maps range and perms (and, for a file, the offset),
-        the smaps VmFlags mnemonics and the name (show_map_vma(), show_smap_vma_flags())."""
-        fields = render_maps_line(self).split()
-        shown = fields[:3] if self.file is not None else fields[:2]
-        shown += vmflags_mnemonics(self.flags)
-        if self.name:
-            shown.append(self.name)
-        return f"VMA({' '.join(shown)})"
-
-    def __eq__(self, other):
-        if not isinstance(other, VMA):
-            return NotImplemented
-        cdef VMA o = other
-        return (self.start == o.start and self.end == o.end and self.flags == o.flags
-                and self.pgoff == o.pgoff and self.file is o.file
-                and self.anon_name == o.anon_name)
-
-    # Equal VMAs are equal records (what tests and users compare: maps before and after);
-    # a VMA is mutable (flags, pgoff, the tree moves its bounds), so it cannot hash by value,
-    # and an identity hash would break "equal objects hash equal". The tree keys VMAs by
-    # identity and never hashes them; key a dict by id(vma) where identity is meant.
-    __hash__ = None
-
-
-cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object anon_vma,
-                 object anon_name):
-    """VMA(start, end, ...) for the compiled callers, whose bounds are already checked:
-    no type call and no argument parsing (vm_area_alloc() from the freelist)."""
-    cdef VMA vma = VMA.__new__(VMA)
-    _set_fields(vma, start, end, flags, pgoff, file, anon_vma, anon_name)
-    return vma
-
-
-cdef inline void _set_fields(VMA vma, u64 start, u64 end, u64 flags, u64 pgoff, object file,
-                             object anon_vma, object anon_name):
-    vma.start = start
-    vma.end = end
-    vma.flags = flags
-    vma.pgoff = pgoff
-    vma.file = file
-    vma.anon_vma = anon_vma
-    vma.anon_name = anon_name
-
-
-cdef int vma_required(VMA vma) except -1:
-    if vma is None:
-        raise TypeError("expected a VMA, got None")
-    return 0
-
-
-cdef int vma_piece(VMA vma, u64 start, u64 end) except -1:
-    """A per-VMA step works on a page-aligned piece [start, end) of its VMA."""
-    vma_required(vma)
-    if not vma.start <= start < end <= vma.end or (start | end) & ((1 << PAGE_SHIFT) - 1):
-        raise ValueError(f"[{start:#x}, {end:#x}) is not a page-aligned piece of {vma!r}")
-    return 0
-
-
-cpdef unsigned long long vm_start_gap(VMA vma):
-    """The lowest address a new mapping may end at below `vma` (stack guard gap)."""
-    vma_required(vma)
-    return _start_gap(vma)
-
-
-cdef inline unsigned long long _start_gap(VMA vma) noexcept:
-    if vma.flags & VM_GROWSDOWN:
-        return vma.start - STACK_GUARD_GAP if vma.start > STACK_GUARD_GAP else 0
-    return vma.start
-
-
-# --- merge rules (mm/vma.c) --------------------------------------------------------------
-
-cpdef bint same_file(object a_file, object b_file):
-    if a_file is None or b_file is None:
-        return a_file is None and b_file is None
-    return a_file.inode is b_file.inode
-
-
-cpdef bint anon_vma_compatible(object a, object b):
-    """is_mergeable_anon_vma(): either side has none, or they are the same anon_vma."""
-    return a is None or b is None or a is b
-
-
-cdef inline bint _mergeable_attrs(unsigned long long flags, object file, object anon_name,
-                                  VMA other) except -1:
-    """is_mergeable_vma(): flags equal apart from the sticky ones, same file, same name."""
-    if (flags ^ other.flags) & ~VM_STICKY:
-        return False
-    if not same_file(file, other.file):
-        return False
-    return anon_name is other.anon_name or anon_name == other.anon_name
-
-
-cpdef bint can_merge_after(VMA prev, unsigned long long start, unsigned long long flags,
-                           unsigned long long pgoff, object file, object anon_vma,
-                           object anon_name):
-    """can_vma_merge_after(): may a range starting at prev.end join `prev`?"""
-    if prev is None or prev.end != start or (flags | prev.flags) & VM_SPECIAL:
-        return False
-    if not _mergeable_attrs(flags, file, anon_name, prev):
-        return False
-    if not anon_vma_compatible(prev.anon_vma, anon_vma):
-        return False
-    return prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff
-
-
-cpdef bint can_merge_before(VMA nxt, unsigned long long end, unsigned long long flags,
-                            unsigned long long pgoff, unsigned long long npages, object file,
-                            object anon_vma, object anon_name):
-    """can_vma_merge_before(): may a range ending at nxt.start join `nxt`?"""
-    if nxt is None or nxt.start != end or (flags | nxt.flags) & VM_SPECIAL:
-        return False
-    if not _mergeable_attrs(flags, file, anon_name, nxt):
-        return False
-    if not anon_vma_compatible(nxt.anon_vma, anon_vma):
-        return False
-    return pgoff + npages == nxt.pgoff
-
-
-def anon_vma_reusable(VMA vma not None, VMA neighbour):
-    """reusable_anon_vma()/anon_vma_compatible() in mm/rmap.c: a neighbour's anon_vma can be
-    shared by `vma` when they touch, map contiguous offsets and differ at most in access
-    and soft-dirty flags, so that a later mprotect can merge them."""
-    if neighbour is None or neighbour.anon_vma is None or neighbour.anon_vma.forked:
-        return None
-    lo, hi = (neighbour, vma) if neighbour.end == vma.start else (vma, neighbour)
-    if lo.end != hi.start:
-        return None
-    if (lo.flags ^ hi.flags) & ~REUSE_IGNORED or not same_file(lo.file, hi.file):
-        return None
-    if lo.pgoff + lo.pages != hi.pgoff:
-        return None
-    return neighbour.anon_vma
-
-
-# --- the VMA set -------------------------------------------------------------------------
 
 cdef inline VMA _at(list block, Py_ssize_t j):
     return <VMA>PyList_GET_ITEM(block, j)
@@ -790,8 +557,8 @@ cdef class VMATree:
             upper = self._hit_upper
             if skipped > seen:
                 seen = skipped
-            if upper is not None and _start_gap(upper) < gap_end:
-                top = high = _start_gap(upper)
+            if upper is not None and start_gap(upper) < gap_end:
+                top = high = start_gap(upper)
                 restarted = True
                 continue
             # Every hole above gap_end is at most `seen` (a guard-gap restart skipped
@@ -888,8 +655,8 @@ cdef class VMATree:
             gap_start = prev.end
         while True:
             gap_end = high
-            if upper is not None and _start_gap(upper) < high:
-                gap_end = _start_gap(upper)
+            if upper is not None and start_gap(upper) < high:
+                gap_end = start_gap(upper)
             if gap_end >= gap_start and gap_end - gap_start >= length:
                 result[0] = gap_start
                 return True
@@ -909,7 +676,7 @@ cdef class VMATree:
                 upper = None
                 continue
             upper = _at(blocks[k], 0)
-            gap_end = high if _start_gap(upper) >= high else _start_gap(upper)
+            gap_end = high if start_gap(upper) >= high else start_gap(upper)
             if gap_end >= gap_start and gap_end - gap_start >= length:
                 result[0] = gap_start
                 return True

@@ -1,29 +1,31 @@
 # cython: boundscheck=True, wraparound=True, cdivision=False, nonecheck=True, auto_pickle=False
-"""kernel/fork.c:dup_mmap(): the VMAs and page tables a child gets, as C over the typed mm.
+"""fork and exit of an address space: kernel/fork.c:dup_mmap(), mm/mmap.c:exit_mmap().
 
-lifecycle.py's `fork()` builds the child process (a Python class) and hands both address
-spaces here: the loop over every VMA of the parent (1,800 per Android app) runs without
-Python attribute lookups or boxed arguments to the page-table copy.
+MM.fork() (system.py) builds the child process (a Python class) and hands both address
+spaces to dup_mmap(): the loop over every VMA of the parent (1,800 per Android app) runs
+without Python attribute lookups or boxed arguments to the page-table copy.
 """
 from libc.stdint cimport int64_t, uint64_t
-from ._core cimport COPY_COW, COPY_SHARED, pt_copy_range
-from .addrspace cimport AddressSpace, pt_result
-from .vma cimport VMA
+from ..core.walkers cimport COPY_COW, COPY_SHARED, ZAP_DROP_MARKERS, pt_copy_range, pt_zap
+from .mm_struct cimport mm_struct, pt_result
+from .mm_types cimport VMA
+from .vma cimport free_pgd_range
 
-from .constants import (VM_DONTCOPY, VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_MAYWRITE, VM_MIXEDMAP,
+from ..constants import (VM_DONTCOPY, VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_MAYWRITE, VM_MIXEDMAP,
                         VM_PFNMAP, VM_SHARED, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP,
                         VM_WIPEONFORK)
-from .vma import AnonVma
+from .mm_types import AnonVma
 
 # Flags a child's VMA does not inherit: locks, and uffd without UFFD_FEATURE_EVENT_FORK.
 cdef uint64_t NOT_INHERITED = ~<uint64_t>(VM_LOCKED_MASK | VM_UFFD_MISSING | VM_UFFD_WP |
                                           VM_UFFD_MINOR)
 cdef uint64_t c_DONTCOPY = VM_DONTCOPY, c_WIPEONFORK = VM_WIPEONFORK
 cdef uint64_t c_SHARED = VM_SHARED, c_MAYWRITE = VM_MAYWRITE
+cdef uint64_t USER_END = 1ULL << 47     # the page tables' user half
 cdef uint64_t c_RAW_PFNS = VM_PFNMAP | VM_MIXEDMAP, c_MAYBE_GUARD = VM_MAYBE_GUARD
 
 
-def dup_mmap(AddressSpace old not None, AddressSpace new not None):
+def dup_mmap(mm_struct old not None, mm_struct new not None):
     """Copy old's VMAs into new (fresh, empty) and, where vma_needs_copy() says a fault
     could not refill them, their page-table entries. Returns True when a VM_DONTCOPY VMA
     was left out (the child's layout then differs from the parent's)."""
@@ -54,3 +56,14 @@ def dup_mmap(AddressSpace old not None, AddressSpace new not None):
         pt_result(pt_copy_range(&old.pt.mm, &new.pt.mm, vma.start, vma.end, flags))
     new.vma_tree.load(copies)
     return skipped
+
+
+def exit_mmap(mm_struct mm not None):
+    """mm/mmap.c:exit_mmap(): every entry (markers too) and every page table goes, then
+    the VMAs; the mm is dead from here on (ESRCH)."""
+    if mm.dead:
+        return
+    pt_result(pt_zap(&mm.pt.mm, 0, USER_END, ZAP_DROP_MARKERS))
+    free_pgd_range(mm, 0, USER_END, 0, 0)
+    mm.vma_tree.clear()
+    mm.dead = True
