@@ -1,4 +1,4 @@
-"""ptengine: a simulator of Linux memory management around lightweight guard regions."""
+"""ptengine: a simulator of Linux memory management around guard regions (mm/madvise.c)."""
 import warnings as _warnings
 
 from .constants import *  # noqa: F401,F403  (the flat uapi names are the public surface)

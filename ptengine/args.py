@@ -1,5 +1,7 @@
-"""Syscall argument conversion, shared by every syscall module: integers as the C ABI
-takes them, and the page-range check most range syscalls start with."""
+"""Syscall argument conversion, as include/linux/syscalls.h's SYSCALL_DEFINEn casts them.
+
+Shared by every syscall module: integers as the C ABI takes them, and the page-range
+check most range syscalls start with."""
 import errno
 import operator
 

@@ -1,4 +1,4 @@
-"""Is every compiled module of this checkout newer than its Cython sources?
+"""Is every compiled module of this checkout newer than its Cython sources? (mirrors no kernel file)
 
 The hot code is Cython (.pyx, with its .pxd); Python imports the extension built from it,
 so a .pyx or .pxd edited after the last build would silently not run, and an extension left

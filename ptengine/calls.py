@@ -1,4 +1,4 @@
-"""The batch row: one syscall-shaped call as 56 bytes, the same on both backends.
+"""The batch row: one call as 56 bytes, on both backends (mirrors no kernel file).
 
 `mm.batch(array)` runs the rows of a CALL_DTYPE array in one C loop (batch.pyx on the
 simulator, the live server's OP_BATCH on the host kernel, which reads the rows as its own

@@ -1,4 +1,4 @@
-"""The `ptengine` command line: subcommands in one dispatch table.
+"""The `ptengine` command line: subcommands in one dispatch table (mirrors no kernel file).
 
     ptengine compare [WORKLOAD ...] [--param k=v ...] [--strategies ...] [--scale ...]
                      [--live] [--plot FILE] [--json FILE] [--csv FILE] [--parquet FILE]

@@ -1,4 +1,4 @@
-"""Linux x86-64 uapi and kernel constants that ptengine's surface exposes.
+"""Linux x86-64 uapi and kernel constants (include/uapi/asm-generic/mman-common.h ...).
 
 Values are those of Linux 6.18 on x86-64 with 4-level paging (include/uapi/asm-generic/mman*.h,
 include/uapi/linux/mman.h, include/linux/mm.h, include/uapi/linux/fs.h, fs/proc/task_mmu.c).

@@ -1,4 +1,4 @@
-"""Errors and user-mode faults.
+"""Errors and user-mode faults (include/uapi/asm-generic/errno-base.h, siginfo.h).
 
 Syscall-shaped methods report failure the way the syscall does: an `OSError` carrying the
 kernel's errno. A user-mode access the kernel answers with a signal raises a `Fault`.

@@ -1,4 +1,4 @@
-"""Host profiles: the settings of one kind of machine that change what its mm layer does.
+"""Host profiles: the sysctls and options of one kind of machine (mm/util.c, mm/Kconfig).
 
 The simulator models Linux 6.18 on x86-64 with 4-level paging and 4 KiB pages (that part
 is fixed: constants.py). What differs between machines running that kernel — sysctls,

@@ -1,4 +1,4 @@
-"""Differential fuzzing: the simulator against the host kernel, step by step.
+"""Differential fuzzing: the simulator against the host kernel (mirrors no kernel file).
 
 Random operations (mmap of anonymous, file and shmem memory, munmap, mprotect, mremap,
 madvise including guard install/remove, process_madvise, mlock, mseal, reads, writes,

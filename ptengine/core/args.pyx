@@ -1,6 +1,8 @@
 # cython: language_level=3
-"""Argument checking of ptengine.core's Python layer (pagetables.pyx, entry.pyx): the
-validation that keeps any input from reaching the nogil walkers unchecked.
+"""Argument checking of ptengine.core's Python layer (mirrors no kernel file).
+
+The validation (for pagetables.pyx, entry.pyx) that keeps any input from reaching the
+nogil walkers unchecked.
 """
 from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_CheckExact
 from cpython.number cimport PyNumber_Index

@@ -1,6 +1,8 @@
 # cython: language_level=3
-"""The Python-visible copies of entry.pxd's encoding (and of the frame kinds and walker
-flags), and the encoders tests use: make_swap_pte, decode_swap_pte, make_marker.
+"""entry.pxd's encoding for Python (include/linux/swapops.h, arch/x86/include/asm/pgtable_types.h).
+
+The Python-visible copies of the encoding (and of the frame kinds and walker flags), and
+the encoders tests use: make_swap_pte, decode_swap_pte, make_marker.
 """
 from libc.stdint cimport uint64_t
 

@@ -1,4 +1,5 @@
-"""The host kernel as a second backend: the simulator's MM methods on a real mm_struct.
+"""The host kernel as a second backend: the simulator's MM methods on a real mm_struct
+(mirrors no kernel file: it is the kernel).
 
 Design. The address space is not the calling process's: each LiveMM drives a small server
 process (ptengine/live/server.c, compiled on first use into ~/.cache/ptengine, or

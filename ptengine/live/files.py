@@ -1,4 +1,5 @@
-"""LiveMachine and LiveFile: real files and memfds, in the shape of the simulator's.
+"""LiveMachine and LiveFile: real files and memfds, in the shape of the simulator's
+(mirrors no kernel file).
 
 A LiveMachine (system.py's LiveSystem, which adds spawn()) owns a temporary directory for
 its regular files and the processes made on it. Files are opened in the client; a process

@@ -1,4 +1,5 @@
-"""Draining every CPU's LRU add batches before reclaim advice reaches the kernel.
+"""Draining every CPU's LRU add batches before reclaim advice reaches the kernel
+(mm/swap.c:lru_add_drain_all(), from outside).
 
 A page the kernel just faulted in or added to the page cache sits in the per-CPU folio
 batch of the CPU that did it until that batch fills or is drained; until then it is not on

@@ -1,4 +1,5 @@
-"""LiveProcess: the simulator's MM methods, carried out by a live server process.
+"""LiveProcess: the simulator's MM methods, carried out by a live server process
+(mirrors no kernel file).
 
 system.py's LiveMM is this class plus the `LiveMM()` shorthand (a LiveSystem of its own).
 

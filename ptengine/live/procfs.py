@@ -1,4 +1,5 @@
-"""Reading a live server's /proc files: VMAs from smaps, status, pagemap and PAGEMAP_SCAN.
+"""Reading a live server's /proc files: VMAs from smaps, status, pagemap and PAGEMAP_SCAN
+(the reading side of fs/proc/task_mmu.c).
 
 Everything here runs in the client, against /proc/<server pid>/..., and never in the
 server, so reading the address space does not change it.

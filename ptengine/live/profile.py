@@ -1,4 +1,5 @@
-"""host_profile(): the running kernel's HostProfile, read from /proc and /sys and asked.
+"""host_profile(): the running kernel's HostProfile, read from /proc and /sys and asked
+(mm/util.c, mm/huge_memory.c sysfs).
 
 Sysctls and sizes are read from their files; build options that no file states are asked
 of the kernel in a live server process, by doing what the simulator models and looking at

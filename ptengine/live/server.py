@@ -1,4 +1,4 @@
-"""Build, start and talk to the live server (`ptengine/live/server.c`).
+"""Build, start and talk to the live server (`live/server.c`; mirrors no kernel file).
 
 The server is compiled on first use with the system C compiler into a per-user cache,
 keyed by a hash of its source and the compile command, so an edited source rebuilds and an

@@ -1,1 +1,1 @@
-"""One address space: the mm_struct and the syscalls over it, one module per kernel file."""
+"""One address space (include/linux/mm_types.h) and its syscalls, a module per kernel file."""

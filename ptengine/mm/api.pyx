@@ -1,6 +1,7 @@
 # cython: auto_pickle=False
-"""The syscalls' entry: each public method of MM converts its arguments as
-include/linux/syscalls.h's SYSCALL_DEFINEn does (long -> unsigned long, int from the low
+"""The syscalls' entry, as include/linux/syscalls.h's SYSCALL_DEFINEn has it.
+
+Each public method of MM converts its arguments as SYSCALL_DEFINEn does (long -> unsigned long, int from the low
 32 bits) and calls the typed function of its kernel file. Nothing else is here: the
 syscalls' work is in mmap.pyx, mremap.pyx, brk.pyx, mprotect.pyx, mlock.pyx, mseal.pyx,
 madvise.pyx, memory.pyx and userfaultfd.pyx, over the mm_struct this class extends.

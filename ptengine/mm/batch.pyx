@@ -1,6 +1,6 @@
-"""The simulator's batch executor: the rows of a CALL_DTYPE array in one C loop.
+"""The batch executor: the rows of a CALL_DTYPE array in one C loop (mirrors no kernel file).
 
-No kernel file: the submission of many syscalls at once, io_uring-like; each row calls
+The submission of many syscalls at once, io_uring-like; each row calls
 the typed syscall function of its kernel file (sys_mmap() of mmap.pyx ...).
 
 `MM.batch()` (API.md "Batched calls") lands here. The rows are read through a typed

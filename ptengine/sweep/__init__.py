@@ -1,4 +1,5 @@
-"""Sweeps: every workload model across its parameters and strategies, on Dask, as a table.
+"""Sweeps: every workload model across its parameters and strategies, on Dask, as a table
+(mirrors no kernel file).
 
     df = ptengine.sweep.run("sweep.toml")                    # a local cluster, one worker
     df = ptengine.sweep.run(text_or_dict, "tcp://host:8786") # per core; or a scheduler

@@ -1,4 +1,5 @@
-"""Running a sweep's jobs on Dask: an embedded local cluster, or an existing scheduler.
+"""Running a sweep's jobs on Dask: an embedded local cluster, or an existing scheduler
+(mirrors no kernel file).
 
 Jobs go out in batches (one Dask task runs several cells back to back), so the
 scheduler's per-task cost is paid once per batch, not once per cell; batches stay small

@@ -1,4 +1,5 @@
-"""What a sweep's cells can be: a registry of cell kinds, chosen by a grid's kind key.
+"""What a sweep's cells can be: a registry of cell kinds, chosen by a grid's kind key
+(mirrors no kernel file).
 
 A kind turns a checked grid into jobs (`expand`, on the client, before anything runs) and
 one job into one table row (`run`, on a worker). A job is a plain dict: the row's

@@ -1,4 +1,5 @@
-"""A sweep's SPEC: TOML read with tomllib, checked whole, expanded into jobs.
+"""A sweep's SPEC: TOML read with tomllib, checked whole, expanded into jobs
+(mirrors no kernel file).
 
 A SPEC is a list of grids. Each grid names what it runs with one kind key (`workloads`,
 `traces` or `snapshots`: kinds.py), the values of their parameters, strategies,

@@ -1,4 +1,5 @@
-"""Real programs as input: address-space listings, strace logs, record and replay.
+"""Real programs as input: address-space listings, strace logs, record and replay
+(mirrors no kernel file).
 
     maps     /proc/PID/maps, smaps and gdb `info proc mappings` text -> records -> an MM
     strace   parse an `strace -f -y` log into address-space calls

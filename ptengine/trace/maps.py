@@ -1,4 +1,4 @@
-"""Address-space listings in, a simulated MM out.
+"""Address-space listings in (fs/proc/task_mmu.c's output, read back), a simulated MM out.
 
 Three listings describe a process's VMAs, and `parse()` reads each into the records
 procfs.MapsEntry already defines (start, end, perms, offset, dev, ino, name; file,

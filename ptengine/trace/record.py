@@ -1,4 +1,5 @@
-"""`ptengine record`: run a program under strace with ASLR off, logging what replay needs.
+"""`ptengine record`: run a program under strace with ASLR off, logging what replay needs
+(mirrors no kernel file).
 
 The log is `strace -f` with descriptors decoded to paths (and pidfds to pids), strings
 and arrays printed whole (`-s`: a shorter limit prints a process_madvise iovec array as

@@ -1,4 +1,5 @@
-"""What `ptengine replay` prints and writes: the text report, --check-maps, JSON, the plot."""
+"""What `ptengine replay` prints and writes: the text report, --check-maps, JSON, the plot
+(mirrors no kernel file)."""
 import json
 
 from ..workloads.metrics import VMA_STRUCT_BYTES

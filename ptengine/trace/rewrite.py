@@ -1,4 +1,5 @@
-"""What-if: replay a program as if it used guard markers instead of PROT_NONE guard VMAs.
+"""What-if: replay a program as if it used guard markers instead of PROT_NONE guard VMAs
+(mirrors no kernel file).
 
 The replayer runs the log as recorded except for the PROT_NONE idioms of private
 anonymous memory, which it turns into what glibc 2.42 does for thread stacks (map the

@@ -1,4 +1,5 @@
-"""/proc/PID/maps read one read() at a time, as the kernel's seq_file serves it.
+"""/proc/PID/maps read one read() at a time, as the kernel's seq_file serves it
+(fs/seq_file.c, fs/proc/task_mmu.c:m_start()).
 
 A program that reads its own maps and maps memory between two reads sees the first part
 of one state and the rest of another. The kernel (fs/seq_file.c:seq_read_iter() over

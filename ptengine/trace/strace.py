@@ -1,4 +1,4 @@
-"""Read an `strace -f -y` log (strace 6.x) into calls.
+"""Read an `strace -f -y` log (strace 6.x) into calls (mirrors no kernel file).
 
 A log line is `PID NAME(ARGS) = RESULT`, where a call of one thread may be cut in two by
 other threads' lines: `PID NAME(ARGS <unfinished ...>` at entry and

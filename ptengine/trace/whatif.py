@@ -1,4 +1,5 @@
-"""What guard markers would do to a process, from a snapshot of its address space.
+"""What guard markers would do to a process, from a snapshot of its address space
+(mirrors no kernel file).
 
 `ptengine whatif` reads /proc/PID/maps or smaps (files, or the live processes of this host),
 and for every PROT_NONE VMA decides what it is:

@@ -1,4 +1,5 @@
-"""Workload models of real software under two guard strategies, and their costs.
+"""Workload models of real software under two guard strategies, and their costs
+(mirrors no kernel file).
 
 Each model is a sequence of real calls on an MM (the simulator's, or the host kernel's
 through `ptengine.live`), parametrised with the software's real defaults (workloads.md

@@ -1,4 +1,4 @@
-"""A recorded model run as one array of calls (ptengine.calls.CALL_DTYPE).
+"""A recorded model run as one array of calls (calls.CALL_DTYPE; mirrors no kernel file).
 
 The runner records every call a model makes and what it returned (runner.RecordingMM).
 `from_log()` turns that log into the rows a batch executor runs (`mm.batch` on the

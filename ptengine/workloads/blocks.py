@@ -1,4 +1,5 @@
-"""Building blocks for workload models: a guarded mapping under each guard strategy.
+"""Building blocks for workload models: a guarded mapping under each guard strategy
+(mirrors no kernel file).
 
 A guard strategy is how software makes a range inaccessible:
 

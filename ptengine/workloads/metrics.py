@@ -1,4 +1,5 @@
-"""What a workload run costs: syscalls by name and mmap-lock mode, VMAs, page tables.
+"""What a workload run costs: syscalls by name and mmap-lock mode, VMAs, page tables
+(mm/madvise.c:get_lock_mode() for the lock kinds).
 
 `CountingMM` wraps any MM (the simulator's or `ptengine.live`'s) and counts every
 syscall-shaped call it forwards, classified by how the kernel takes the mmap lock.

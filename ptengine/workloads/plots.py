@@ -1,4 +1,5 @@
-"""Figures from a results table (table.py): what markers change, and how it scales.
+"""Figures from a results table (table.py): what markers change, and how it scales
+(mirrors no kernel file).
 
 One figure, drawn for `ptengine compare --plot` and `ptengine sweep --plot` alike:
 - on top, the summary: per workload at its largest size, the change in VMAs and in

@@ -1,4 +1,6 @@
-"""A model's calls recorded as batch rows and submitted together (notes/engine-shape.md 3.5).
+"""A model's calls recorded as batch rows, submitted together (mirrors no kernel file).
+
+notes/engine-shape.md 3.5 has the design.
 
 `Recorder` is what a model sees as its MM on the runner's batched path (`run(...,
 batched=True)`): each syscall method appends one row (calls.CALL_DTYPE's seven u64 words, a

@@ -1,5 +1,7 @@
-"""The registry of workload models: name -> function, defaults, suite size, closed form,
-and the host profile (ptengine.profile) of the system the model stands for."""
+"""The registry of workload models (mirrors no kernel file).
+
+Name -> function, defaults, suite size, closed form, and the host profile
+(ptengine.profile) of the system the model stands for."""
 import dataclasses
 import re
 

@@ -1,4 +1,5 @@
-"""Rendering comparison results: text tables, JSON, and the rows of a results table."""
+"""Rendering comparison results: text tables, JSON, and the rows of a results table
+(mirrors no kernel file)."""
 import json
 
 from .. import __version__

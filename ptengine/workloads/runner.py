@@ -1,4 +1,5 @@
-"""Run one workload model under one strategy on one backend, and measure it.
+"""Run one workload model under one strategy on one backend, and measure it
+(mirrors no kernel file).
 
 A run is a sequence of real calls on an MM; the runner takes a baseline snapshot of the
 fresh address space, runs the model, and reports deltas. When a call fails (ENOMEM at

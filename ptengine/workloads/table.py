@@ -1,4 +1,5 @@
-"""The metrics of a run, defined once: compare's text table, its CSV/Parquet, sweep rows.
+"""The metrics of a run, defined once: compare's text table, its CSV/Parquet, sweep rows
+(mirrors no kernel file).
 
 A run becomes one flat row: who ran (workload, strategy, backend), every parameter of the
 model as its own column, then every metric in METRICS. `ptengine compare` prints the
