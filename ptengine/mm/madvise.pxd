@@ -4,9 +4,10 @@ from .mm_struct cimport mm_struct
 from .mm_types cimport VMA, u64
 
 cpdef bint is_valid_guard_vma(VMA vma, bint allow_locked)
-cpdef VMA madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int advice)
-cpdef madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end)
-cpdef madvise_guard_remove(mm_struct mm, VMA vma, u64 start, u64 end)
+# __x: trusts its caller (see vma.pxd)
+cdef VMA __madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int advice)
+cdef int __madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end) except -1
+cdef int __madvise_guard_remove(mm_struct mm, VMA vma, u64 start, u64 end) except -1
 cdef bint retract_pte_table(mm_struct mm, u64 haddr) except -1
 # The typed entry points: 0 or the call's result, OSError on failure.
 cdef long long sys_madvise(mm_struct mm, u64 addr, u64 length, int advice) except? -1

@@ -20,7 +20,7 @@ from ..core.walkers cimport ZAP_KEEP_UFFD_WP, pt_install_guards, pt_remove_guard
 from .memory cimport madvise_populate, pte_flags_for
 from .mm_struct cimport mm_struct, check_alive, pt_result
 from .mm_types cimport VMA, u64, vma_required
-from .vma cimport check_piece, split_huge_at, vma_modify, anon_vma_prepare
+from .vma cimport check_piece, split_huge_at, __vma_modify, anon_vma_prepare
 from ..constants import (ANON_VMA_NAME_MAX_LEN, MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
                         MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_HWPOISON,
@@ -99,7 +99,7 @@ cpdef bint is_valid_guard_vma(VMA vma, bint allow_locked):
 
 cdef object advise_vma(mm_struct mm, VMA vma, u64 start, u64 end, object advice):
     """madvise_walk_vmas()'s step: the advice on one VMA piece."""
-    return madvise_vma_behavior(mm, vma, start, end, advice)
+    return __madvise_vma_behavior(mm, vma, start, end, advice)
 
 
 def is_ro_anon(vma):
@@ -177,14 +177,21 @@ cdef long long sys_madvise(mm_struct mm, u64 addr, u64 length, int advice) excep
     return 0
 
 
-cpdef VMA madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int advice):
-    """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards."""
+def madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int advice):
+    """__madvise_vma_behavior() for Python callers: vma must be this mm's and [start, end)
+    a page-aligned piece of it."""
     check_piece(mm, vma, start, end)
+    return __madvise_vma_behavior(mm, vma, start, end, advice)
+
+
+cdef VMA __madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int advice):
+    """madvise_vma_behavior(): returns the VMA covering [start, end) afterwards (vma.pxd:
+    a walk's piece, trusted)."""
     if vma.flags & c_VM_SEALED and advice_is(advice, ADVICE_DISCARD) and is_ro_anon(vma):
         raise_errno(errno.EPERM)
     if advice_is(advice, ADVICE_FLAG):
         try:
-            return vma_modify(mm, vma, start, end, new_behaviour_flags(vma, advice))
+            return __vma_modify(mm, vma, start, end, new_behaviour_flags(vma, advice))
         except OSError as e:
             # madvise_update_vma() reports a failed split as EAGAIN.
             if e.errno == errno.ENOMEM:
@@ -192,9 +199,9 @@ cpdef VMA madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int ad
             raise
     # madvise_vma_behavior()'s switch over the advice that works on the page tables.
     if advice == c_MADV_GUARD_INSTALL:
-        madvise_guard_install(mm, vma, start, end)
+        __madvise_guard_install(mm, vma, start, end)
     elif advice == c_MADV_GUARD_REMOVE:
-        madvise_guard_remove(mm, vma, start, end)
+        __madvise_guard_remove(mm, vma, start, end)
     elif advice == c_MADV_DONTNEED:
         _dontneed(mm, vma, start, end)
     elif advice == c_MADV_DONTNEED_LOCKED:
@@ -218,10 +225,15 @@ cpdef VMA madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int ad
 
 # --- guard regions -------------------------------------------------------------------
 
-cpdef madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end):
+def madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end):
+    """__madvise_guard_install() for Python callers (checked as madvise_vma_behavior())."""
+    check_piece(mm, vma, start, end)
+    __madvise_guard_install(mm, vma, start, end)
+
+
+cdef int __madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end) except -1:
     """madvise_guard_install(): flag the VMA (VM_MAYBE_GUARD, no split), prepare its
     anon_vma, then install markers; populated entries are zapped and the walk retried."""
-    check_piece(mm, vma, start, end)
     if not is_valid_guard_vma(vma, False):
         raise_errno(errno.EINVAL)
     if mm.profile.maybe_guard:
@@ -236,18 +248,25 @@ cpdef madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end):
     for attempt in range(MAX_GUARD_RETRIES):
         pt_result(pt_install_guards(&mm.pt.mm, start, end, &stop))
         if stop == end:
-            return
+            return 0
         pt_result(pt_zap(&mm.pt.mm, start, end, zap_flags))
     # The kernel restarts the syscall; only a marker an ordinary zap keeps (uffd-wp in
     # a file VMA) can get here, and this simulator never creates one.
     raise RuntimeError("guard install would restart forever")
 
 
-cpdef madvise_guard_remove(mm_struct mm, VMA vma, u64 start, u64 end):
+def madvise_guard_remove(mm_struct mm, VMA vma, u64 start, u64 end):
+    """__madvise_guard_remove() for Python callers (checked as madvise_vma_behavior())."""
     check_piece(mm, vma, start, end)
+    __madvise_guard_remove(mm, vma, start, end)
+
+
+cdef int __madvise_guard_remove(mm_struct mm, VMA vma, u64 start, u64 end) except -1:
+    """madvise_guard_remove(): drop the guard markers of the piece."""
     if not is_valid_guard_vma(vma, True):
         raise_errno(errno.EINVAL)
     pt_remove_guards(&mm.pt.mm, start, end)
+    return 0
 
 
 # --- discarding advice ---------------------------------------------------------------
@@ -562,7 +581,7 @@ cdef object name_vma(mm_struct mm, VMA vma, u64 start, u64 end, object name):
     """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
     if vma.file is not None and vma.file.inode.kind != "shmem_anon":
         raise_errno(errno.EBADF)
-    return vma_modify(mm, vma, start, end, None, name)
+    return __vma_modify(mm, vma, start, end, None, name)
 
 
 # mm/madvise.c:is_valid_name_char(): printable ASCII, and none of \ ` $ [ ].

@@ -13,7 +13,7 @@ from .memory cimport mm_populate
 from .mm_struct cimport mm_struct, check_alive
 from .mm_types cimport VMA, u64
 from .mprotect cimport walk_contiguous
-from .vma cimport vma_modify
+from .vma cimport __vma_modify
 
 from ..args import U64_MAX
 from ..constants import (MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, PAGE_MASK,
@@ -86,7 +86,7 @@ cdef VMA mlock_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags):
     cdef long long pages
     if newflags == oldflags or oldflags & c_NEVER_LOCKED:
         return vma
-    vma = vma_modify(mm, vma, start, end, newflags)
+    vma = __vma_modify(mm, vma, start, end, newflags)
     if (newflags ^ oldflags) & c_VM_LOCKED:
         pages = (end - start) >> PAGE_SHIFT
         mm.locked_vm += pages if newflags & c_VM_LOCKED else -pages

@@ -11,6 +11,8 @@ import errno
 from ..core.pagetables import PageTables
 from ..errors import raise_errno
 from ..profile import OVERCOMMIT_GUESS
+
+cdef int c_OVERCOMMIT_GUESS = OVERCOMMIT_GUESS
 from .vmatree import VMATree
 
 # The THP sysfs `enabled` modes (profile.THP_MODES) as mm_profile.thp_enabled holds them.
@@ -62,6 +64,6 @@ cdef int vm_enough_memory(mm_struct mm, long long pages) except -1:
     """mm/util.c:__vm_enough_memory(): under OVERCOMMIT_ALWAYS anything goes; under
     OVERCOMMIT_GUESS nothing is tracked, but one request for more than RAM + swap is
     ENOMEM (System refuses the strict mode)."""
-    if mm.profile.overcommit == OVERCOMMIT_GUESS and pages > mm.profile.commit_pages:
+    if mm.profile.overcommit == c_OVERCOMMIT_GUESS and pages > mm.profile.commit_pages:
         raise_errno(errno.ENOMEM)
     return 0

@@ -9,8 +9,8 @@ cpdef bint accountable_mapping(u64 vm_flags)
 
 cpdef VMA mmap_region(mm_struct mm, u64 start, u64 length, u64 vm_flags, u64 pgoff, file)
 cdef do_munmap(mm_struct mm, u64 start, u64 size)
-cpdef get_unmapped_area(mm_struct mm, u64 addr, u64 length, pgoff, bint fixed, file,
-                        bint shared, vm_flags, bint map_32bit=*)
+cpdef u64 get_unmapped_area(mm_struct mm, u64 addr, u64 length, u64 pgoff, bint fixed, file,
+                            bint shared, u64 vm_flags, bint map_32bit=*) except? 0
 # The typed entry points: the result, or OSError.
 cdef long long sys_mmap(mm_struct mm, u64 addr, u64 length, u64 prot, u64 flags, object file,
                         u64 offset) except? -1

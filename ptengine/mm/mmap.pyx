@@ -13,7 +13,7 @@ from .. import constants as C
 from .memory cimport mm_populate
 from .mm_struct cimport mm_struct, check_alive, vm_enough_memory
 from .mm_types cimport VMA, u64, vm_start_gap
-from .vma cimport gather_munmap_vmas, complete_munmap_vmas, do_vmi_munmap, vma_merge_new_range
+from .vma cimport gather_munmap_vmas, vms_complete_munmap_vmas, do_vmi_munmap, vma_merge_new_range
 from .vmatree cimport VMATree
 
 from ..constants import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
@@ -232,7 +232,7 @@ cpdef VMA mmap_region(mm_struct mm, u64 start, u64 length, u64 vm_flags, u64 pgo
     elif file is None and vm_flags & c_VM_SHARED and not vm_flags & c_VM_NORESERVE:
         vm_enough_memory(mm, length >> PAGE_SHIFT)      # shmem_acct_size()
     if old:
-        complete_munmap_vmas(mm, old)
+        vms_complete_munmap_vmas(mm, old)
     if file is None and vm_flags & c_VM_SHARED:
         file = mm.system.shmem_zero_setup(length)
     if vm_flags & c_VM_LOCKED and vm_flags & c_VM_SPECIAL:
@@ -264,11 +264,12 @@ cdef do_munmap(mm_struct mm, u64 start, u64 size):
 
 # --- placement (arch/x86/kernel/sys_x86_64.c, mm/mmap.c, mm/huge_memory.c) ---------------
 
-cpdef get_unmapped_area(mm_struct mm, u64 addr, u64 length,
-                        pgoff, bint fixed, file, bint shared, vm_flags,
-                        bint map_32bit=False):
+cpdef u64 get_unmapped_area(mm_struct mm, u64 addr, u64 length, u64 pgoff, bint fixed, file,
+                            bint shared, u64 vm_flags, bint map_32bit=False) except? 0:
     """__get_unmapped_area(): where a new mapping of `length` goes. ENOMEM if nowhere.
     Anonymous memory is placed as if its pgoff were 0, whatever the caller passed."""
+    cdef u64 result
+    cdef bint found
     if length > TASK_SIZE:
         raise_errno(errno.ENOMEM)
     if file is None:
@@ -278,35 +279,34 @@ cpdef get_unmapped_area(mm_struct mm, u64 addr, u64 length,
         # with IS_ERR_VALUE(): one of the top 4095 values reads as an errno (-1: EPERM).
         if addr > ~MAX_ERRNO:
             raise_errno(<int>(-addr))
-        result = addr
+        result, found = addr, True
     elif _thp_aligns(addr, file, shared, length, pgoff):
-        result = _thp_aligned_area(mm, addr, length, pgoff, map_32bit)
+        found = _thp_aligned_area(mm, addr, length, pgoff, map_32bit, &result)
     else:
-        result = _arch_area(mm, addr, length, map_32bit)
-    if result is None or result > TASK_SIZE - length:
+        found = _arch_area(mm, addr, length, map_32bit, &result)
+    if not found or result > TASK_SIZE - length:
         raise_errno(errno.ENOMEM)
     if result & ~PAGE_MASK:
         raise_errno(errno.EINVAL)
     return result
 
 
-cdef object _arch_area(mm_struct mm, u64 addr, u64 length,
-                       bint map_32bit):
+cdef bint _arch_area(mm_struct mm, u64 addr, u64 length, bint map_32bit,
+                     u64 *found) except -1:
     """arch_get_unmapped_area_topdown(): MAP_32BIT goes bottom-up in [1 GiB, 2 GiB);
     else a hint is used as is if the range (and a growsdown neighbour's guard gap) is
-    free, and otherwise the search runs top-down from mmap_base, then bottom-up."""
+    free, and otherwise the search runs top-down from mmap_base, then bottom-up. Whether
+    a place was found (in *found)."""
     if map_32bit:
-        return _area_32bit(mm, addr, length)
+        return _area_32bit(mm, addr, length, found)
     if addr:
         addr &= PAGE_MASK
         if addr <= TASK_SIZE - length and _hint_fits(mm, addr, length):
-            return addr
-    cdef u64 found
-    if mm.vma_tree._highest_gap(length, max(PAGE_SIZE, mm.mmap_min_addr),
-                                  mm.mmap_base, &found) or \
-            mm.vma_tree._lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE, &found):
-        return found
-    return None
+            found[0] = addr
+            return True
+    return (mm.vma_tree._highest_gap(length, max(PAGE_SIZE, mm.mmap_min_addr),
+                                     mm.mmap_base, found)
+            or mm.vma_tree._lowest_gap(length, TASK_UNMAPPED_BASE, TASK_SIZE, found))
 
 
 cdef bint _hint_fits(mm_struct mm, u64 addr, u64 length) except -1:
@@ -314,34 +314,37 @@ cdef bint _hint_fits(mm_struct mm, u64 addr, u64 length) except -1:
     return vma is None or addr + length <= vm_start_gap(vma)
 
 
-def _area_32bit(mm_struct mm, u64 addr, u64 length):
+cdef bint _area_32bit(mm_struct mm, u64 addr, u64 length, u64 *found) except -1:
     """arch_get_unmapped_area() with find_start_end()'s MAP_32BIT window (no
     randomisation): the hint is rounded up here, and there is no fallback."""
     if length > MAP_32BIT_END:
-        return None
+        return False
     if addr:
         addr = (addr + PAGE_SIZE - 1) & PAGE_MASK
         if MAP_32BIT_END - length >= addr and _hint_fits(mm, addr, length):
-            return addr
-    return mm.vma_tree.lowest_gap(length, MAP_32BIT_BASE, MAP_32BIT_END)
+            found[0] = addr
+            return True
+    return mm.vma_tree._lowest_gap(length, MAP_32BIT_BASE, MAP_32BIT_END, found)
 
 
-def _thp_aligned_area(mm_struct mm, u64 addr, u64 length, pgoff,
-                      bint map_32bit):
+cdef bint _thp_aligned_area(mm_struct mm, u64 addr, u64 length, u64 pgoff, bint map_32bit,
+                            u64 *found) except -1:
     """__thp_get_unmapped_area(): search for length + PMD_SIZE, then align inside it
     to the file offset; a hint honoured for the padded length stands; an aligned result
-    takes the upper part (the mm is top-down). Falls back to an unaligned search."""
-    padded = _arch_area(mm, addr, length + PMD_SIZE, map_32bit)
-    if padded is None:
-        return _arch_area(mm, addr, length, map_32bit)
+    takes the upper part (the mm is top-down). Falls back to an unaligned search. (The
+    offset arithmetic wraps in C: only its low 21 bits are used.)"""
+    cdef u64 padded, off_sub
+    if not _arch_area(mm, addr, length + PMD_SIZE, map_32bit, &padded):
+        return _arch_area(mm, addr, length, map_32bit, found)
     if addr and padded == addr & PAGE_MASK:
-        return padded
+        found[0] = padded
+        return True
     off_sub = ((pgoff << PAGE_SHIFT) - padded) & (PMD_SIZE - 1)
-    return padded + PMD_SIZE if off_sub == 0 else padded + off_sub
+    found[0] = padded + PMD_SIZE if off_sub == 0 else padded + off_sub
+    return True
 
 
-cdef bint _thp_aligns(u64 addr, object file, bint shared,
-                      u64 length, object pgoff) except -1:
+cdef bint _thp_aligns(u64 addr, object file, bint shared, u64 length, u64 pgoff) except -1:
     """thp_get_unmapped_area_vmflags() applies to ext4 file mappings covering a whole
     aligned PMD of the file (hint or not), and to anonymous private mappings whose
     length is a multiple of PMD_SIZE when there is no hint; shmem (memfd, shared anon)
@@ -352,6 +355,6 @@ cdef bint _thp_aligns(u64 addr, object file, bint shared,
             return False
     elif shared or addr or length % PMD_SIZE:
         return False
-    off = pgoff << PAGE_SHIFT
+    off = (<object>pgoff) << PAGE_SHIFT
     off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
     return off + length > off_align and off + length - off_align >= PMD_SIZE

@@ -9,5 +9,5 @@ ctypedef object (*vma_visitor)(mm_struct mm, VMA vma, u64 start, u64 end, object
 
 cdef void prot_update(u64 vm_flags, u64 *bits, u64 *mask) noexcept
 cdef walk_contiguous(mm_struct mm, VMA vma, u64 start, u64 end, vma_visitor fixup, object arg)
-cpdef VMA mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags)
+cdef VMA __mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags)
 cdef long long sys_mprotect(mm_struct mm, u64 addr, u64 length, u64 prot) except? -1

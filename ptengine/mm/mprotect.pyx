@@ -17,9 +17,8 @@ from .memory cimport mm_populate
 from .mm_struct cimport mm_struct, check_alive, pt_result, vm_enough_memory
 from .mm_types cimport VMA, u64
 from .mmap cimport calc_vm_prot_bits
-from .vma cimport check_piece, vma_modify
+from .vma cimport check_piece, __vma_modify
 
-from ..constants import PAGE_SHIFT, VM_LOCKED, VM_SHARED, VM_WRITE
 from ..errors import raise_errno
 
 cdef u64 PTE_P = _core.PTE_PRESENT, PTE_RW = _core.PTE_RW
@@ -28,6 +27,7 @@ cdef u64 c_PAGE_SIZE = C.PAGE_SIZE, c_PAGE_OFFSET = C.PAGE_SIZE - 1
 cdef u64 c_VM_WRITE = C.VM_WRITE, c_VM_EXEC = C.VM_EXEC, c_VM_ACCESS = C.VM_ACCESS_FLAGS
 cdef u64 c_VM_SEALED = C.VM_SEALED, c_VM_ACCOUNT = C.VM_ACCOUNT, c_VM_LOCKED = C.VM_LOCKED
 cdef u64 c_VM_SHARED = C.VM_SHARED, c_VM_GROWSDOWN = C.VM_GROWSDOWN
+cdef int PAGE_SHIFT = C.PAGE_SHIFT
 cdef u64 c_NO_CHARGE = C.VM_ACCOUNT | C.VM_WRITE | C.VM_HUGETLB | C.VM_SHARED | C.VM_NORESERVE
 cdef u64 c_PROT_GROWS = C.PROT_GROWSDOWN | C.PROT_GROWSUP
 cdef u64 c_PROT_GROWSDOWN = C.PROT_GROWSDOWN, c_PROT_GROWSUP = C.PROT_GROWSUP
@@ -52,7 +52,7 @@ cdef object mprotect_vma(mm_struct mm, VMA vma, u64 start, u64 end, object prot)
     # VM_MAY* sit four bits above the VM_* they allow.
     if newflags & ~(newflags >> 4) & c_VM_ACCESS:
         raise_errno(errno.EACCES)
-    return mprotect_fixup(mm, vma, start, end, newflags)
+    return __mprotect_fixup(mm, vma, start, end, newflags)
 
 
 # mirrors mm/mprotect.c:do_mprotect_pkey()
@@ -105,10 +105,16 @@ cdef walk_contiguous(mm_struct mm, VMA vma, u64 start, u64 end, vma_visitor fixu
             raise_errno(errno.ENOMEM)
 
 
-cpdef VMA mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags):
-    """mm/mprotect.c:mprotect_fixup(): seal check, VM_ACCOUNT bookkeeping, vma_modify,
-    then change_protection() on the PTEs."""
+def mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags):
+    """__mprotect_fixup() for Python callers: vma must be this mm's and [start, end) a
+    page-aligned piece of it."""
     check_piece(mm, vma, start, end)
+    return __mprotect_fixup(mm, vma, start, end, newflags)
+
+
+cdef VMA __mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags):
+    """mm/mprotect.c:mprotect_fixup(): seal check, VM_ACCOUNT bookkeeping, vma_modify,
+    then change_protection() on the PTEs (vma.pxd: a walk's piece, trusted)."""
     cdef u64 oldflags = vma.flags
     if oldflags & c_VM_SEALED:
         raise_errno(errno.EPERM)
@@ -120,10 +126,10 @@ cpdef VMA mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags
             newflags |= c_VM_ACCOUNT
     elif oldflags & c_VM_ACCOUNT and vma.file is None and vma.anon_vma is None:
         newflags &= ~c_VM_ACCOUNT
-    vma = vma_modify(mm, vma, start, end, newflags)
+    vma = __vma_modify(mm, vma, start, end, newflags)
     cdef u64 bits, mask
     prot_update(newflags, &bits, &mask)
     pt_result(pt_change_prot(&mm.pt.mm, start, end, bits, mask))
-    if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
+    if oldflags & (c_VM_WRITE | c_VM_SHARED | c_VM_LOCKED) == c_VM_LOCKED and newflags & c_VM_WRITE:
         mm_populate(mm, start, end, True)
     return vma

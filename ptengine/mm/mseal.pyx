@@ -4,7 +4,7 @@ import errno
 
 from .mm_struct cimport mm_struct, check_alive
 from .mm_types cimport u64
-from .vma cimport vma_modify
+from .vma cimport __vma_modify
 
 from ..args import page_range
 from ..constants import VM_SEALED
@@ -29,6 +29,6 @@ cdef long long sys_mseal(mm_struct mm, u64 addr, u64 length, u64 flags) except? 
         raise_errno(errno.ENOMEM)
     for vma in mm.vma_tree._overlapping(start, end):
         if not vma.flags & VM_SEALED:
-            vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
+            __vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
                               vma.flags | VM_SEALED)
     return 0

@@ -10,7 +10,7 @@ import errno
 from .. import core as _core
 from .memory cimport fault_tables
 from .mm_struct cimport mm_struct, check_alive
-from .vma cimport anon_vma_prepare, vma_modify
+from .vma cimport anon_vma_prepare, __vma_modify
 
 from ..args import as_int, as_ulong
 from ..constants import (PAGE_MASK, PAGE_SIZE, TASK_SIZE, VM_DROPPABLE, VM_SHARED, VM_SPECIAL,
@@ -57,7 +57,7 @@ def uffd_register(mm_struct mm, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING)
         if regular_file and mode & (1 | 4) or vma.flags & (VM_SPECIAL | VM_DROPPABLE):
             raise_errno(errno.EINVAL)
     for vma in mm.vma_tree._overlapping(start, end):
-        vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
+        __vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
                           (vma.flags & ~VM_UFFD_FLAGS) | vm_flags)
     ioctls = UFFD_RANGE_IOCTLS
     if not mode & 2:
@@ -72,7 +72,7 @@ def uffd_unregister(mm_struct mm, addr, length):
     start, end = uffd_range(mm, addr, length)
     for vma in mm.vma_tree._overlapping(start, end):
         if vma.flags & VM_UFFD_FLAGS:
-            vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
+            __vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
                               vma.flags & ~VM_UFFD_FLAGS)
 
 

@@ -14,13 +14,15 @@ cpdef bint can_merge_before(VMA nxt, u64 end, u64 flags, u64 pgoff, u64 npages, 
 cdef int check_piece(mm_struct mm, VMA vma, u64 start, u64 end) except -1
 cdef VMA split_vma(mm_struct mm, VMA vma, u64 addr)
 cdef int check_split(mm_struct mm) except -1
-cpdef VMA vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, flags=*, anon_name=*)
+# The functions named __x trust their caller: a VMA of this mm's tree and a page-aligned
+# piece of it (what a walk hands them). Their Python-visible namesakes check that first.
+cdef VMA __vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, flags=*, anon_name=*)
 cpdef VMA vma_merge_new_range(mm_struct mm, u64 start, u64 end, u64 flags, u64 pgoff, file,
                               anon_name=*, anon_vma=*)
 cdef list gather_munmap_vmas(mm_struct mm, u64 start, u64 end)
-cpdef complete_munmap_vmas(mm_struct mm, list vmas)
+cdef int vms_complete_munmap_vmas(mm_struct mm, list vmas) except -1
 cdef do_vmi_munmap(mm_struct mm, u64 start, u64 end)
-cpdef free_pgtables(mm_struct mm, list vmas, u64 floor, u64 ceiling)
+cdef int free_vma_pgtables(mm_struct mm, list vmas, u64 floor, u64 ceiling) except -1
 cdef int free_pgd_range(mm_struct mm, u64 addr, u64 end, u64 floor, u64 ceiling) except -1
 cpdef anon_vma_prepare(mm_struct mm, VMA vma)
 cdef split_huge_at(mm_struct mm, u64 addr)

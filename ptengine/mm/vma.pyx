@@ -135,12 +135,19 @@ cdef int check_split(mm_struct mm) except -1:
     return 0
 
 
-cpdef VMA vma_modify(mm_struct mm, VMA vma, u64 start, u64 end,
+def vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, flags=None, anon_name=KEEP):
+    """__vma_modify() for Python callers: vma must be this mm's and [start, end) a
+    page-aligned piece of it."""
+    check_piece(mm, vma, start, end)
+    return __vma_modify(mm, vma, start, end, flags, anon_name)
+
+
+cdef VMA __vma_modify(mm_struct mm, VMA vma, u64 start, u64 end,
                        flags=None, anon_name=KEEP):
     """vma_modify(): give [start, end) (inside vma) new flags and/or anon name, merging
     into a neighbour where the merge rules allow, else splitting. Returns the VMA now
-    covering [start, end). ENOMEM if a needed split would pass max_map_count."""
-    check_piece(mm, vma, start, end)
+    covering [start, end). ENOMEM if a needed split would pass max_map_count. The caller
+    found vma in this mm's tree and [start, end) inside it (a walk's piece)."""
     cdef u64 nflags = vma.flags if flags is None else flags
     cdef object nname = vma.anon_name if anon_name is KEEP else anon_name
     cdef VMA prev, nxt
@@ -270,11 +277,17 @@ cdef list gather_munmap_vmas(mm_struct mm, u64 start, u64 end):
     return vmas
 
 
-cpdef complete_munmap_vmas(mm_struct mm, list vmas):
-    """vms_complete_munmap_vmas(): take gathered VMAs out of the tree, uncharge their
-    mlocked pages, zap their entries (markers too) and free the page tables no
-    remaining VMA needs."""
+def complete_munmap_vmas(mm_struct mm, list vmas):
+    """vms_complete_munmap_vmas() for Python callers: the list is checked first (a
+    non-empty list of this mm's VMAs in address order)."""
     _check_vma_list(vmas, mm.vma_tree)
+    vms_complete_munmap_vmas(mm, vmas)
+
+
+cdef int vms_complete_munmap_vmas(mm_struct mm, list vmas) except -1:
+    """vms_complete_munmap_vmas(): take gathered VMAs (gather_munmap_vmas()'s list) out of
+    the tree, uncharge their mlocked pages, zap their entries (markers too) and free the
+    page tables no remaining VMA needs."""
     cdef VMA first = vmas[0], last = vmas[-1], vma
     cdef VMA prev = mm.vma_tree._neighbours(first)[0]
     cdef VMA nxt = mm.vma_tree._neighbours(last)[1]
@@ -283,23 +296,29 @@ cpdef complete_munmap_vmas(mm_struct mm, list vmas):
         if vma.flags & VM_LOCKED:
             mm.locked_vm -= (vma.end - vma.start) >> PAGE_SHIFT
     pt_result(pt_zap(&mm.pt.mm, first.start, last.end, ZAP_DROP_MARKERS))
-    free_pgtables(mm, vmas, prev.end if prev is not None else 0,
-                       nxt.start if nxt is not None else 0)
+    free_vma_pgtables(mm, vmas, prev.end if prev is not None else 0,
+                      nxt.start if nxt is not None else 0)
+    return 0
 
 
 cdef do_vmi_munmap(mm_struct mm, u64 start, u64 end):
     """do_vmi_munmap(): remove [start, end)."""
     vmas = gather_munmap_vmas(mm, start, end)
     if vmas:
-        complete_munmap_vmas(mm, vmas)
+        vms_complete_munmap_vmas(mm, vmas)
 
 
-cpdef free_pgtables(mm_struct mm, list vmas, u64 floor,
-                    u64 ceiling):
+def free_pgtables(mm_struct mm, list vmas, u64 floor, u64 ceiling):
+    """free_vma_pgtables() for Python callers: the list is checked first (non-empty, VMAs
+    in address order)."""
+    _check_vma_list(vmas, None)
+    free_vma_pgtables(mm, vmas, floor, ceiling)
+
+
+cdef int free_vma_pgtables(mm_struct mm, list vmas, u64 floor, u64 ceiling) except -1:
     """mm/memory.c:free_pgtables(): free the tables under the removed VMAs, gathering
     VMAs closer than a PMD into one free_pgd_range() call, bounded by the neighbours
     that stay (floor, ceiling; 0 = no ceiling)."""
-    _check_vma_list(vmas, None)
     cdef Py_ssize_t i = 0, n = len(vmas)
     cdef u64 addr, top
     while i < n:
@@ -309,6 +328,7 @@ cpdef free_pgtables(mm_struct mm, list vmas, u64 floor,
         top = (<VMA>vmas[i]).end
         i += 1
         free_pgd_range(mm, addr, top, floor, (<VMA>vmas[i]).start if i < n else ceiling)
+    return 0
 
 
 cdef int free_pgd_range(mm_struct mm, u64 addr, u64 end,
