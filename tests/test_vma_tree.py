@@ -132,6 +132,8 @@ def test_tree_matches_a_sorted_list(seed, block_load):
                     tree.set_end(vma, hi + P)        # into the next VMA
         tree.check()
         assert list(tree) == model and len(tree) == len(model)
+        if _ % 20 == 0:
+            _sweep(tree, model)
         addr = rng.randrange(0, 210) * P
         end = addr + rng.randint(1, 10) * P
         assert tree.find(addr) is _model_find(model, addr)
@@ -160,6 +162,25 @@ def test_tree_matches_a_sorted_list(seed, block_load):
                 + holes if min(hi, high) - max(lo, low) >= length]
         assert tree.highest_gap(length, low, high) == (max(tops) if tops else None), \
             (length, low, high)
+
+
+def _sweep(tree, model):
+    """Lookups up and down the whole range, each starting from the finger the one before
+    left (on its VMA, beside it or a block away), against the sorted list."""
+    ends = [v.end for v in model]
+    addrs = sorted({max(a + d, 0) for a in [0] + [v.start for v in model] + ends
+                    for d in (-P, 0, P - 1)})
+    for addr in addrs + addrs[::-1]:
+        hit = _model_find(model, addr)
+        assert tree.find(addr) is hit
+        if hit is not None:
+            i = model.index(hit)
+            assert tree.neighbours(hit) == (model[i - 1] if i else None,
+                                            model[i + 1] if i + 1 < len(model) else None)
+        below = [v for v in model if v.start < addr]
+        above = [v for v in model if v.start >= addr + P]
+        assert tree.prev_next(addr, addr + P) == (below[-1] if below else None,
+                                                  above[0] if above else None)
 
 
 def test_tree_refuses_what_would_break_it():

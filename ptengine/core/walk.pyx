@@ -6,7 +6,7 @@ from libc.errno cimport ENOMEM
 from libc.stdint cimport int64_t, uint64_t
 
 from ptengine.core.entry cimport *
-from ptengine.core.tables cimport pt_alloc_table, pt_mm
+from ptengine.core.tables cimport pt_alloc_table, pt_mm, pt_pmd_entry
 
 
 # ---------------------------------------------------------------------------------------
@@ -74,6 +74,21 @@ cdef int _walk_table(pt_walk *w, uint64_t *table, int shift, uint64_t addr,
 cdef int pt_walk_range(pt_walk *w, uint64_t start, uint64_t end) noexcept nogil:
     if start >= end:
         return 0
+    if (start ^ (end - 1)) >> PT_PMD_SHIFT == 0:
+        return _walk_in_pmd(w, start, end)
+    return _walk_table(w, w.mm.pgd, PT_PGDIR_SHIFT, start, end)
+
+
+cdef int _walk_in_pmd(pt_walk *w, uint64_t start, uint64_t end) noexcept nogil:
+    """A range inside one PMD span (a one-page madvise, mprotect or zap) goes straight to
+    what the level-by-level walk would reach: its PTE table, or one hole [start, end) at
+    whichever level a table is missing. Allocating walks and huge PMDs take the walk."""
+    cdef uint64_t *pmd = pt_pmd_entry(w.mm, start, False)
+    cdef uint64_t e = pmd[0] if pmd != NULL else 0
+    if e == 0 and not w.ops.alloc:
+        return w.ops.hole(w, start, end) if w.ops.hole != NULL else 0
+    if e != 0 and not pmd_is_huge(e):
+        return w.ops.pte_range(w, pmd, start, end)
     return _walk_table(w, w.mm.pgd, PT_PGDIR_SHIFT, start, end)
 
 

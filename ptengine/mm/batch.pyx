@@ -11,8 +11,10 @@ mmap-lock kind that workloads.metrics defines, and added to a SyscallCounter onc
 after the loop. The live server runs the same rows with the same rules (server.c,
 run_batch()); tests/batch runs one array on both and compares them row by row.
 """
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import errno
@@ -113,6 +115,7 @@ def _slots(op):
 _build_tables()
 
 
+@cython.final
 cdef class Tally:
     """What one batch counts: C arrays while it runs, added to a SyscallCounter after."""
     cdef int64_t calls[N_SLOTS]
@@ -295,6 +298,9 @@ cdef inline long long resolve(const call_t *row, int64_t[::1] results, uint64_t 
         base = results[row.ref]
         if base < 0:
             return -ECANCELED
+    if not row.flags & FLAG_REL:                # most rows: the arguments as they are
+        memcpy(a, row.a, (6 if row.op != IOVEC else 2) * sizeof(uint64_t))
+        return 0
     for k in range(6 if row.op != IOVEC else 2):
         a[k] = row.a[k] + (<uint64_t>base if row.flags & (1 << k) else 0)
     return 0

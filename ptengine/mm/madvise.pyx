@@ -191,7 +191,8 @@ cdef VMA __madvise_vma_behavior(mm_struct mm, VMA vma, u64 start, u64 end, int a
         raise_errno(errno.EPERM)
     if advice_is(advice, ADVICE_FLAG):
         try:
-            return __vma_modify(mm, vma, start, end, new_behaviour_flags(vma, advice))
+            return __vma_modify(mm, vma, start, end, new_behaviour_flags(vma, advice),
+                                vma.anon_name)
         except OSError as e:
             # madvise_update_vma() reports a failed split as EAGAIN.
             if e.errno == errno.ENOMEM:
@@ -238,9 +239,9 @@ cdef int __madvise_guard_install(mm_struct mm, VMA vma, u64 start, u64 end) exce
         raise_errno(errno.EINVAL)
     if mm.profile.maybe_guard:
         vma.flags |= c_VM_MAYBE_GUARD
-        if vma.file is None:
+        if vma.file is None and vma.anon_vma is None:
             anon_vma_prepare(mm, vma)
-    else:
+    elif vma.anon_vma is None:
         anon_vma_prepare(mm, vma)
     cdef int zap_flags = 0 if vma.file is None else ZAP_KEEP_UFFD_WP
     cdef uint64_t stop
@@ -581,7 +582,7 @@ cdef object name_vma(mm_struct mm, VMA vma, u64 start, u64 end, object name):
     """madvise_vma_anon_name(): files other than shared anonymous memory are EBADF."""
     if vma.file is not None and vma.file.inode.kind != "shmem_anon":
         raise_errno(errno.EBADF)
-    return __vma_modify(mm, vma, start, end, None, name)
+    return __vma_modify(mm, vma, start, end, vma.flags, name)
 
 
 # mm/madvise.c:is_valid_name_char(): printable ASCII, and none of \ ` $ [ ].

@@ -86,7 +86,7 @@ cdef VMA mlock_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflags):
     cdef long long pages
     if newflags == oldflags or oldflags & c_NEVER_LOCKED:
         return vma
-    vma = __vma_modify(mm, vma, start, end, newflags)
+    vma = __vma_modify(mm, vma, start, end, newflags, vma.anon_name)
     if (newflags ^ oldflags) & c_VM_LOCKED:
         pages = (end - start) >> PAGE_SHIFT
         mm.locked_vm += pages if newflags & c_VM_LOCKED else -pages

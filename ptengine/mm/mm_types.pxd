@@ -23,7 +23,11 @@ cdef VMA new_vma(u64 start, u64 end, u64 flags, u64 pgoff, object file, object a
 
 # cpdef functions cannot declare `VMA vma not None`: theirs check with these before any
 # use, so a stranger is a TypeError (or a bad range a ValueError), never a cast.
-cdef int vma_required(VMA vma) except -1
+cdef inline int vma_required(VMA vma) except -1:
+    if vma is None:
+        raise TypeError("expected a VMA, got None")
+    return 0
+
 cdef int vma_piece(VMA vma, u64 start, u64 end) except -1
 
 

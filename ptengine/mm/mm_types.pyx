@@ -146,12 +146,6 @@ cdef inline void _set_fields(VMA vma, u64 start, u64 end, u64 flags, u64 pgoff, 
     vma.anon_name = anon_name
 
 
-cdef int vma_required(VMA vma) except -1:
-    if vma is None:
-        raise TypeError("expected a VMA, got None")
-    return 0
-
-
 cdef int vma_piece(VMA vma, u64 start, u64 end) except -1:
     """A per-VMA step works on a page-aligned piece [start, end) of its VMA."""
     vma_required(vma)

@@ -126,7 +126,7 @@ cdef VMA __mprotect_fixup(mm_struct mm, VMA vma, u64 start, u64 end, u64 newflag
             newflags |= c_VM_ACCOUNT
     elif oldflags & c_VM_ACCOUNT and vma.file is None and vma.anon_vma is None:
         newflags &= ~c_VM_ACCOUNT
-    vma = __vma_modify(mm, vma, start, end, newflags)
+    vma = __vma_modify(mm, vma, start, end, newflags, vma.anon_name)
     cdef u64 bits, mask
     prot_update(newflags, &bits, &mask)
     pt_result(pt_change_prot(&mm.pt.mm, start, end, bits, mask))

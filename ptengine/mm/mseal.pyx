@@ -30,5 +30,5 @@ cdef long long sys_mseal(mm_struct mm, u64 addr, u64 length, u64 flags) except? 
     for vma in mm.vma_tree._overlapping(start, end):
         if not vma.flags & VM_SEALED:
             __vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
-                              vma.flags | VM_SEALED)
+                         vma.flags | VM_SEALED, vma.anon_name)
     return 0

@@ -58,7 +58,7 @@ def uffd_register(mm_struct mm, addr, length, mode=UFFDIO_REGISTER_MODE_MISSING)
             raise_errno(errno.EINVAL)
     for vma in mm.vma_tree._overlapping(start, end):
         __vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
-                          (vma.flags & ~VM_UFFD_FLAGS) | vm_flags)
+                     (vma.flags & ~VM_UFFD_FLAGS) | vm_flags, vma.anon_name)
     ioctls = UFFD_RANGE_IOCTLS
     if not mode & 2:
         ioctls &= ~(1 << UFFDIO_WRITEPROTECT_NR)
@@ -73,7 +73,7 @@ def uffd_unregister(mm_struct mm, addr, length):
     for vma in mm.vma_tree._overlapping(start, end):
         if vma.flags & VM_UFFD_FLAGS:
             __vma_modify(mm, vma, max(vma.start, start), min(vma.end, end),
-                              vma.flags & ~VM_UFFD_FLAGS)
+                         vma.flags & ~VM_UFFD_FLAGS, vma.anon_name)
 
 
 def install_poison(mm_struct mm, addr, length):

@@ -16,7 +16,7 @@ cdef VMA split_vma(mm_struct mm, VMA vma, u64 addr)
 cdef int check_split(mm_struct mm) except -1
 # The functions named __x trust their caller: a VMA of this mm's tree and a page-aligned
 # piece of it (what a walk hands them). Their Python-visible namesakes check that first.
-cdef VMA __vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, flags=*, anon_name=*)
+cdef VMA __vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, u64 nflags, object nname)
 cpdef VMA vma_merge_new_range(mm_struct mm, u64 start, u64 end, u64 flags, u64 pgoff, file,
                               anon_name=*, anon_vma=*)
 cdef list gather_munmap_vmas(mm_struct mm, u64 start, u64 end)

@@ -11,6 +11,7 @@ and mm/rmap.c:anon_vma_prepare(). The syscalls (mmap.pyx and on) are built from 
 """
 import errno
 
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t
 from .. import constants as C
 from ..core.entry cimport pmd_is_huge
@@ -139,22 +140,22 @@ def vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, flags=None, anon_name=
     """__vma_modify() for Python callers: vma must be this mm's and [start, end) a
     page-aligned piece of it."""
     check_piece(mm, vma, start, end)
-    return __vma_modify(mm, vma, start, end, flags, anon_name)
+    return __vma_modify(mm, vma, start, end, vma.flags if flags is None else flags,
+                        vma.anon_name if anon_name is KEEP else anon_name)
 
 
-cdef VMA __vma_modify(mm_struct mm, VMA vma, u64 start, u64 end,
-                       flags=None, anon_name=KEEP):
+cdef VMA __vma_modify(mm_struct mm, VMA vma, u64 start, u64 end, u64 nflags, object nname):
     """vma_modify(): give [start, end) (inside vma) new flags and/or anon name, merging
     into a neighbour where the merge rules allow, else splitting. Returns the VMA now
     covering [start, end). ENOMEM if a needed split would pass max_map_count. The caller
     found vma in this mm's tree and [start, end) inside it (a walk's piece)."""
-    cdef u64 nflags = vma.flags if flags is None else flags
-    cdef object nname = vma.anon_name if anon_name is KEEP else anon_name
-    cdef VMA prev, nxt
+    cdef PyObject *p
+    cdef PyObject *n
     cdef VMATree tree = mm.vma_tree
     if nflags == vma.flags and (nname is vma.anon_name or nname == vma.anon_name):
         return vma
-    prev, nxt = tree._neighbours(vma)
+    tree._neighbours_into(vma, &p, &n)
+    cdef VMA prev = <VMA>p, nxt = <VMA>n
     cdef u64 pgoff = vma.pgoff + ((start - vma.start) >> PAGE_SHIFT)
     cdef u64 npages = (end - start) >> PAGE_SHIFT
     cdef bint left = start == vma.start, right = end == vma.end
@@ -216,7 +217,10 @@ cpdef VMA vma_merge_new_range(mm_struct mm, u64 start, u64 end,
         raise ValueError(f"map_range: bad range [{start:#x}, {end:#x})")
     if not tree._range_is_free(start, end):
         raise ValueError(f"map_range: [{start:#x}, {end:#x}) is not free")
-    prev, nxt = tree._prev_next(start, end)
+    cdef PyObject *p
+    cdef PyObject *n
+    tree._prev_next_into(start, end, &p, &n)
+    prev, nxt = <VMA>p, <VMA>n
     cdef u64 npages = (end - start) >> PAGE_SHIFT
     cdef bint merge_left = can_merge_after(prev, start, flags, pgoff, file, anon_vma,
                                            anon_name)
@@ -289,8 +293,12 @@ cdef int vms_complete_munmap_vmas(mm_struct mm, list vmas) except -1:
     the tree, uncharge their mlocked pages, zap their entries (markers too) and free the
     page tables no remaining VMA needs."""
     cdef VMA first = vmas[0], last = vmas[-1], vma
-    cdef VMA prev = mm.vma_tree._neighbours(first)[0]
-    cdef VMA nxt = mm.vma_tree._neighbours(last)[1]
+    cdef PyObject *p
+    cdef PyObject *n
+    cdef PyObject *unused
+    mm.vma_tree._neighbours_into(first, &p, &unused)
+    mm.vma_tree._neighbours_into(last, &unused, &n)
+    cdef VMA prev = <VMA>p, nxt = <VMA>n
     for vma in vmas:
         mm.vma_tree.remove(vma)
         if vma.flags & VM_LOCKED:

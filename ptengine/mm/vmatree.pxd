@@ -1,4 +1,5 @@
 # The per-mm VMA set (vmatree.pyx), for the mm functions and simulators that cimport it.
+from cpython.ref cimport PyObject
 from .mm_types cimport VMA
 
 
@@ -19,6 +20,9 @@ cdef class VMATree:
     cdef bint _cache_valid
     cdef unsigned long long _cache_high, _cache_addr, _cache_hole
     cdef VMA _hit_upper               # _hole_below()'s VMA above the hole it found
+    # The finger: (block, index) of the VMA last located, tried before any search. A
+    # guess, checked on use, so no change to the tree has to keep it right.
+    cdef Py_ssize_t _finger_k, _finger_j
 
     cdef int _reserve(self, Py_ssize_t nblocks) except -1
     cdef int _add_block(self, Py_ssize_t k, list block) except -1
@@ -32,13 +36,22 @@ cdef class VMATree:
     cdef Py_ssize_t _seg_leftmost(self, Py_ssize_t k, unsigned long long length) noexcept
     cdef Py_ssize_t _block_for(self, unsigned long long key) noexcept
     cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1
+    cdef Py_ssize_t _search_position(self, VMA vma, Py_ssize_t *k) except -1
+    cdef bint _finger_right(self, unsigned long long key, Py_ssize_t *k,
+                            Py_ssize_t *j) noexcept
     cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j)
+    cdef PyObject *_item_ref(self, Py_ssize_t k, Py_ssize_t j) noexcept
     cdef int _locate_left(self, unsigned long long key, Py_ssize_t *k,
                           Py_ssize_t *j) except -1
     cdef VMA _last(self)
     cdef VMA _find(self, unsigned long long addr)
     cdef tuple _neighbours(self, VMA vma)
     cdef tuple _prev_next(self, unsigned long long start, unsigned long long end)
+    # The same without a tuple: borrowed references (None where there is none) through
+    # the pointers; a typed local takes its own (`cdef VMA prev = <VMA>p`).
+    cdef int _neighbours_into(self, VMA vma, PyObject **prev, PyObject **nxt) except -1
+    cdef int _prev_next_into(self, unsigned long long start, unsigned long long end,
+                             PyObject **prev, PyObject **nxt) except -1
     cdef list _overlapping(self, unsigned long long start, unsigned long long end)
     cdef bint _range_is_free(self, unsigned long long start, unsigned long long end)
     cdef bint _hole_below(self, unsigned long long top, unsigned long long length,

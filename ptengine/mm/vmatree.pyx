@@ -13,8 +13,14 @@ from cpython.mem cimport PyMem_Realloc, PyMem_Free
 from cpython.ref cimport PyObject
 from libc.string cimport memmove
 
+cdef extern from "Python.h":
+    # PyList_SetSlice() with NULL for the items deletes the slice (cpython.list declares
+    # the items as an object, which cannot be NULL).
+    int list_del_slice "PyList_SetSlice"(object lst, Py_ssize_t low, Py_ssize_t high,
+                                         PyObject *items) except -1
+
 from .. import constants as C
-from .mm_types cimport VMA, start_gap, vma_required
+from .mm_types cimport VMA, start_gap, u64, vma_required
 
 cdef int PAGE_SHIFT = C.PAGE_SHIFT
 
@@ -23,28 +29,51 @@ cdef inline VMA _at(list block, Py_ssize_t j):
     return <VMA>PyList_GET_ITEM(block, j)
 
 
-cdef Py_ssize_t _bisect_right(list block, unsigned long long key) noexcept:
+# Borrowed reads of the blocks, for the lookups: they compare bounds and keep none of the
+# lists or VMAs they look at, so they take no references (a `list` or `VMA` local would
+# count one in and out) and test for no None (a block holds only VMAs: insert() and
+# load() let nothing else in).
+cdef inline PyObject *_item_of(PyObject *lst, Py_ssize_t i) noexcept:
+    return PyList_GET_ITEM(<list>lst, i)
+
+
+cdef inline Py_ssize_t _len(PyObject *lst) noexcept:
+    return PyList_GET_SIZE(<list>lst)
+
+
+@cython.nonecheck(False)
+cdef inline u64 _start_at(PyObject *block, Py_ssize_t j) noexcept:
+    return (<VMA>PyList_GET_ITEM(<list>block, j)).start
+
+
+@cython.nonecheck(False)
+cdef inline u64 _end_at(PyObject *block, Py_ssize_t j) noexcept:
+    return (<VMA>PyList_GET_ITEM(<list>block, j)).end
+
+
+cdef inline bint _holds(PyObject *block, Py_ssize_t j, VMA vma) noexcept:
+    """The block holds this very VMA at index j (any index)."""
+    return 0 <= j < _len(block) and _item_of(block, j) == <PyObject *>vma
+
+
+cdef Py_ssize_t _bisect_right(PyObject *block, unsigned long long key) noexcept:
     """Number of VMAs of `block` starting at or below key."""
-    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(block), mid
+    cdef Py_ssize_t lo = 0, hi = _len(block), mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if _at(block, mid).start <= key:
+        if _start_at(block, mid) <= key:
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-cdef Py_ssize_t _bisect_left(list block, unsigned long long key) noexcept:
-    """Number of VMAs of `block` starting below key."""
-    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(block), mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if _at(block, mid).start < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+cdef inline void _right(VMATree tree, u64 key, Py_ssize_t *k, Py_ssize_t *j) noexcept:
+    """k: the last block whose first VMA starts at or below key (0 if none does); j: how
+    many VMAs of block k start at or below key. The tree is not empty."""
+    if not tree._finger_right(key, k, j):
+        k[0] = tree._block_for(key)
+        j[0] = _bisect_right(_item_of(<PyObject *>tree._blocks, k[0]), key)
 
 
 cdef enum:
@@ -72,7 +101,9 @@ cdef class VMATree:
     """The mm's VMA set, ordered by start: O(log n) lookup, insert and removal.
 
     Stands in for the maple tree. The VMAs sit in blocks (lists of up to 2 × load VMAs);
-    a lookup bisects the blocks by their first VMA, then the block. Holes are found by
+    a lookup bisects the blocks by their first VMA, then the block, unless the finger (the
+    place of the VMA last located) already shows the answer, as a syscall's second and
+    later lookups of one VMA or its neighbours do. Holes are found by
     walking down from the high limit with a hole index, the maple tree's gap tracking in
     miniature: for each block the largest hole above one of its VMAs, measured again
     lazily when the block changed, and a max tree over those figures, so that the walk
@@ -169,7 +200,8 @@ cdef class VMATree:
 
     cdef void _mark(self, Py_ssize_t k) noexcept:
         """A hole of block k may have grown: its figure is no bound any more."""
-        if 0 <= k < PyList_GET_SIZE(self._blocks):
+        # A dirty block's leaf is UNBOUNDED already (check() asserts it): nothing to do.
+        if 0 <= k < PyList_GET_SIZE(self._blocks) and not self._dirty[k]:
             self._dirty[k] = 1
             if self._seg_n:
                 self._seg_set(k, UNBOUNDED)
@@ -246,56 +278,107 @@ cdef class VMATree:
 
     cdef Py_ssize_t _block_for(self, unsigned long long key) noexcept:
         """The last block whose first VMA starts at or below key (0 if none does)."""
-        cdef list blocks = self._blocks
-        cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(blocks), mid
+        cdef PyObject *blocks = <PyObject *>self._blocks
+        cdef Py_ssize_t lo = 0, hi = _len(blocks), mid
         while lo < hi:
             mid = (lo + hi) >> 1
-            if _at(<list>PyList_GET_ITEM(blocks, mid), 0).start <= key:
+            if _start_at(_item_of(blocks, mid), 0) <= key:
                 lo = mid + 1
             else:
                 hi = mid
         return lo - 1 if lo else 0
 
     cdef Py_ssize_t _position(self, VMA vma, Py_ssize_t *k) except -1:
-        """Block and index of this very VMA; ValueError if the tree does not hold it."""
-        cdef list block
+        """Block and index of this very VMA; ValueError if the tree does not hold it. The
+        finger's VMA and the two beside it are tried first: a syscall locates one VMA
+        several times, and its neighbours after an insert or a removal beside it."""
+        cdef PyObject *blocks = <PyObject *>self._blocks
+        cdef PyObject *block
+        cdef Py_ssize_t j, fk = self._finger_k, fj = self._finger_j
+        if fk < _len(blocks):
+            block = _item_of(blocks, fk)
+            j = (fj if _holds(block, fj, vma) else fj + 1 if _holds(block, fj + 1, vma)
+                 else fj - 1 if _holds(block, fj - 1, vma) else -1)
+            if j >= 0:
+                k[0] = fk
+                self._finger_j = j
+                return j
+        return self._search_position(vma, k)
+
+    cdef Py_ssize_t _search_position(self, VMA vma, Py_ssize_t *k) except -1:
+        """_position() where the finger does not show the VMA."""
         cdef Py_ssize_t j
+        vma_required(vma)
         if self._count:
-            k[0] = self._block_for(vma.start)
-            block = self._blocks[k[0]]
-            j = _bisect_right(block, vma.start) - 1
-            if j >= 0 and PyList_GET_ITEM(block, j) == <PyObject *>vma:
+            _right(self, vma.start, k, &j)
+            j -= 1
+            if _holds(_item_of(<PyObject *>self._blocks, k[0]), j, vma):
+                self._finger_k, self._finger_j = k[0], j
                 return j
         raise ValueError(f"{vma!r} is not in the tree")
 
+    cdef bint _finger_right(self, unsigned long long key, Py_ssize_t *k,
+                            Py_ssize_t *j) noexcept:
+        """_right() without a search, when key lies between the finger's VMA's start and
+        the next VMA's start, or between the start of the VMA before it and its own:
+        False when it does not (or the finger points past a block)."""
+        cdef PyObject *blocks = <PyObject *>self._blocks
+        cdef PyObject *block
+        cdef Py_ssize_t fk = self._finger_k, i = self._finger_j, n
+        if fk >= _len(blocks):
+            return False
+        block = _item_of(blocks, fk)
+        n = _len(block)
+        if i >= n:
+            return False
+        if _start_at(block, i) <= key:
+            i += 1
+            if i < n:
+                if _start_at(block, i) <= key:
+                    return False
+            elif fk + 1 < _len(blocks) and _start_at(_item_of(blocks, fk + 1), 0) <= key:
+                return False
+        elif i:
+            if _start_at(block, i - 1) > key:
+                return False
+        elif fk:                    # below the first VMA of a block after the first
+            return False
+        k[0], j[0] = fk, i
+        return True
+
     cdef VMA _item(self, Py_ssize_t k, Py_ssize_t j):
         """The VMA at (k, j), stepping into the neighbouring blocks when j runs off either
-        end; None past the ends of the tree."""
-        cdef list blocks = self._blocks
+        end; None past the ends of the tree. (k, j) is a place the tree has, or one off
+        either end of a block."""
+        return <VMA>self._item_ref(k, j)
+
+    cdef PyObject *_item_ref(self, Py_ssize_t k, Py_ssize_t j) noexcept:
+        """_item() as a borrowed reference (None too)."""
+        cdef PyObject *blocks = <PyObject *>self._blocks
+        cdef PyObject *block
         if j < 0:
             if k == 0:
-                return None
-            block = blocks[k - 1]
-            return _at(block, PyList_GET_SIZE(block) - 1)
-        block = blocks[k]
-        if j < PyList_GET_SIZE(block):
-            return _at(block, j)
-        if k + 1 < PyList_GET_SIZE(blocks):
-            return _at(blocks[k + 1], 0)
-        return None
+                return <PyObject *>None
+            block = _item_of(blocks, k - 1)
+            return _item_of(block, _len(block) - 1)
+        block = _item_of(blocks, k)
+        if j < _len(block):
+            return _item_of(block, j)
+        if k + 1 < _len(blocks):
+            return _item_of(_item_of(blocks, k + 1), 0)
+        return <PyObject *>None
 
     cdef int _locate_left(self, unsigned long long key, Py_ssize_t *k,
                           Py_ssize_t *j) except -1:
         """(k, j) of the first VMA starting at or above key; j may be len(block k) only
         when no block holds one."""
-        cdef list block
-        k[0] = self._block_for(key - 1 if key else 0)
+        k[0] = j[0] = 0
         if not self._count:
-            j[0] = 0
             return 0
-        block = self._blocks[k[0]]
-        j[0] = _bisect_left(block, key)
-        if j[0] == PyList_GET_SIZE(block) and k[0] + 1 < PyList_GET_SIZE(self._blocks):
+        if key:                         # VMAs starting below key start at or below key - 1
+            _right(self, key - 1, k, j)
+        if j[0] == PyList_GET_SIZE(self._blocks[k[0]]) and \
+                k[0] + 1 < PyList_GET_SIZE(self._blocks):
             k[0] += 1
             j[0] = 0
         return 0
@@ -315,15 +398,15 @@ cdef class VMATree:
             self._add_block(0, [vma])
             self._count = 1
             return
-        k = self._block_for(vma.start)
+        _right(self, vma.start, &k, &j)
         block = self._blocks[k]
-        j = _bisect_right(block, vma.start)
         prev, nxt = self._item(k, j - 1), self._item(k, j)
         if (prev is not None and prev.end > vma.start) or (nxt is not None
                                                            and nxt.start < vma.end):
             raise ValueError(f"{vma!r} overlaps a VMA of the tree")
         block.insert(j, vma)
         self._count += 1
+        self._finger_k, self._finger_j = k, j
         n = PyList_GET_SIZE(block)
         if n > 2 * self._load:
             half = n >> 1
@@ -331,6 +414,8 @@ cdef class VMATree:
             del block[half:]
             self._dirty[k] = 1
             self._add_block(k + 1, upper)
+            if j >= half:
+                self._finger_k, self._finger_j = k + 1, j - half
         elif j == 0 or j == n - 1:
             # A new first VMA takes over part of a hole that belonged to the block below
             # (or to no block, below the lowest VMA); a new last VMA of the tree gives
@@ -345,7 +430,7 @@ cdef class VMATree:
         vma_required(vma)
         j = self._position(vma, &k)
         block = self._blocks[k]
-        del block[j]
+        list_del_slice(block, j, j + 1, NULL)       # del block[j], without boxing j
         self._count -= 1
         n = PyList_GET_SIZE(block)
         # The VMA below takes over vma's hole: it may grow (with the range), and it
@@ -443,19 +528,25 @@ cdef class VMATree:
 
     # --- lookups -----------------------------------------------------------------------
     cdef VMA _find(self, unsigned long long addr):
-        cdef Py_ssize_t k, j
-        cdef list block
-        cdef VMA v
+        cdef Py_ssize_t k = self._finger_k, j = self._finger_j
+        cdef PyObject *blocks = <PyObject *>self._blocks
+        cdef PyObject *block
         if not self._count:
             return None
-        k = self._block_for(addr)
-        block = self._blocks[k]
-        j = _bisect_right(block, addr) - 1
-        if j >= 0:
-            v = _at(block, j)
-            if v.end > addr:
-                return v
-        return self._item(k, j + 1)
+        if k < _len(blocks):                        # the finger's VMA holds addr
+            block = _item_of(blocks, k)
+            if j < _len(block) and _start_at(block, j) <= addr < _end_at(block, j):
+                return <VMA>_item_of(block, j)
+        _right(self, addr, &k, &j)
+        if j and _end_at(_item_of(blocks, k), j - 1) > addr:
+            j -= 1
+        elif j == _len(_item_of(blocks, k)):       # addr above the block's last VMA
+            if k + 1 == _len(blocks):
+                return None
+            k += 1
+            j = 0
+        self._finger_k, self._finger_j = k, j
+        return <VMA>_item_of(_item_of(blocks, k), j)
 
     def find(self, unsigned long long addr):
         """find_vma(): the first VMA with end > addr (it may start above addr)."""
@@ -467,9 +558,20 @@ cdef class VMATree:
         return v if v is not None and v.start <= addr else None
 
     cdef tuple _neighbours(self, VMA vma):
+        cdef PyObject *prev
+        cdef PyObject *nxt
+        self._neighbours_into(vma, &prev, &nxt)
+        return <VMA>prev, <VMA>nxt
+
+    cdef int _neighbours_into(self, VMA vma, PyObject **prev, PyObject **nxt) except -1:
+        """_neighbours() without a tuple: the VMAs before and after vma (None where there
+        is none) as borrowed references, which the tree holds until it changes; a typed
+        local takes its own (`prev = <VMA>p`). ValueError if vma is not in the tree."""
         cdef Py_ssize_t k, j
         j = self._position(vma, &k)
-        return self._item(k, j - 1), self._item(k, j + 1)
+        prev[0] = self._item_ref(k, j - 1)
+        nxt[0] = self._item_ref(k, j + 1)
+        return 0
 
     def neighbours(self, VMA vma not None):
         """(the VMA before vma, the VMA after it), None where there is none."""
@@ -481,14 +583,22 @@ cdef class VMATree:
         return self._prev_next(start, end)
 
     cdef tuple _prev_next(self, unsigned long long start, unsigned long long end):
+        cdef PyObject *prev
+        cdef PyObject *nxt
+        self._prev_next_into(start, end, &prev, &nxt)
+        return <VMA>prev, <VMA>nxt
+
+    cdef int _prev_next_into(self, unsigned long long start, unsigned long long end,
+                             PyObject **prev, PyObject **nxt) except -1:
+        """_prev_next() without a tuple, as borrowed references (see _neighbours_into())."""
         cdef Py_ssize_t k, j
-        cdef VMA prev
-        if not self._count:
-            return None, None
-        self._locate_left(start, &k, &j)
-        prev = self._item(k, j - 1)
-        self._locate_left(end, &k, &j)
-        return prev, self._item(k, j)
+        prev[0] = nxt[0] = <PyObject *>None
+        if self._count:
+            self._locate_left(start, &k, &j)
+            prev[0] = self._item_ref(k, j - 1)
+            self._locate_left(end, &k, &j)
+            nxt[0] = self._item_ref(k, j)
+        return 0
 
     def overlapping(self, unsigned long long start, unsigned long long end):
         """VMAs intersecting [start, end), in address order (a snapshot list)."""
