@@ -29,8 +29,10 @@ def extension(path):
                      extra_compile_args=["-O2"])
 
 
-# The top-level modules and the page-table core (ptengine/core/, one module per concern).
-pyx = [extension(p) for pattern in ("*.pyx", os.path.join("core", "*.pyx"))
+# The top-level modules, the page-table core (ptengine/core/, one module per concern) and
+# the workload recorder's rows.
+pyx = [extension(p) for pattern in ("*.pyx", os.path.join("core", "*.pyx"),
+                                    os.path.join("workloads", "*.pyx"))
        for p in sorted(glob.glob(os.path.join("ptengine", pattern)))]
 
 # Both steps (Cython to C, C to objects) use every core: the build is most of CI's setup.
