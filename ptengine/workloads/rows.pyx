@@ -29,6 +29,7 @@ cdef enum:
 STOP, TOLERATE, HANDLED = 0, 1, 2
 
 cdef uint64_t NO_REF = (<uint64_t>0xffffffff) << 32   # a header's ref field holding -1
+cdef uint64_t HASH_MULTIPLIER = 0x9E3779B97F4A7C15u  # 2**64 / golden ratio: spreads rows
 cdef uint64_t NO_FILE = _NO_FILE
 cdef uint64_t FLAG_TOLERATE = _FLAG_TOLERATE
 cdef uint64_t FLAG_RESTART = _FLAG_RESTART
@@ -114,9 +115,10 @@ cdef class Ref:
         return self.offset >= (<Ref>other).offset if self._same(other) else int(self) >= other
 
     def __hash__(self):
-        # By row, so that Refs key dicts (Batcher.pending) without a submission; a Ref and
-        # an int of the same value are equal but hash apart: do not mix them as keys.
-        return hash((self.row, self.offset))
+        # By row and offset, so that Refs key dicts (Batcher.pending) without a
+        # submission; a Ref and an int of the same value are equal but hash apart: do not
+        # mix them as keys. (Shifted right: never -1, the C error value.)
+        return <Py_hash_t>((<uint64_t>self.row * HASH_MULTIPLIER + <uint64_t>self.offset) >> 1)
 
     def __and__(self, n):
         return int(self) & n
