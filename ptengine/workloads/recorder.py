@@ -8,7 +8,7 @@ their outcome (and every 4,096 rows). mmap, mremap, brk and process_madvise retu
 their row: `Ref + int` and `Ref - int` stay Refs (a REL bit and the offset in the using
 row), two Refs of one row compare and subtract without running anything, and anything else
 (int(), &, comparing with an int, formatting) submits the pending rows first and uses the
-real value. Reading state (map_count, status(), maps(), any other attribute) submits first;
+real value. Reading state (map_count, status(), maps(), maps_line_count()) submits first;
 fork() submits and then forks, the child getting its own Recorder.
 
 Failures: a row that fails stops the run where the one-by-one run would have stopped
@@ -20,13 +20,12 @@ raised and the runner runs the model again one call at a time (correctness first
 only glibc 2.42's fallback under mlockall(MCL_ONFAULT)).
 """
 import bisect
-import functools
 
 from ..calls import FLAG_TOLERATE, CallOp, call_at, call_dtype
 from .. import constants as C
 from ..errors import fault_for
 from .metrics import CallRecord, CountingMM
-from .rows import HANDLED, TOLERATE, Ref, Rows
+from .rows import Kind, KindCall, Ref, Rows, Session
 
 PMD_SIZE = 2 << 20
 
@@ -49,43 +48,6 @@ def align_up(addr, n):
     if type(addr) is Ref:
         return addr.align_up(n)
     return (addr + n - 1) & ~(n - 1)
-
-
-class Session:
-    """What the recorders of one run share: the counter, the one process with rows
-    pending (rows of two processes are never pending together, so submission order is the
-    order the model made the calls in), and where the run stopped."""
-
-    def __init__(self, run, counter):
-        self.run = run
-        self.counter = counter
-        self.active = None
-        self.stopped = None           # the Stopped of the row that failed
-        self.closed = False           # the model is done: state reads no longer submit
-
-    def switch(self, rec):
-        """`rec` is about to record: the other process's pending rows run first (raises
-        the stop if the run has stopped)."""
-        if self.stopped is not None:
-            raise self.stopped
-        if self.active is not None:
-            self.active.submit()
-        self.active = rec
-
-    def flush(self):
-        """Submit the pending rows (of whichever process has them)."""
-        if self.active is not None:
-            self.active.submit()
-        elif self.stopped is not None and not self.closed:
-            raise self.stopped
-
-    def close(self):
-        """After the model: the rows still pending run; from then on the recorders are
-        plain views of their processes (the state a stop left, as the one-by-one run's)."""
-        try:
-            self.flush()
-        finally:
-            self.closed = True
 
 
 class Extra(dict):
@@ -117,8 +79,8 @@ class Recorder(Rows):
         self.results = []                # and its results
         self.aligned_rows = []           # (row, n): rows align_up() took as n-aligned
         self.counting = CountingMM(inner, session.counter)
-        self.tolerant = _View(self, TOLERATE)
-        self.handled = _View(self, HANDLED)
+        self.tolerant = _View(self, Kind.TOLERATE)
+        self.handled = _View(self, Kind.HANDLED)
 
     def now(self):
         """The process for a call made at once (after the pending rows), counted."""
@@ -208,9 +170,22 @@ class Recorder(Rows):
         self.submit()
         return self.inner.map_count
 
-    def __getattr__(self, name):
+
+def _after_rows(name):
+    """The process's `name`, called once the pending rows have run. (Named ones rather
+    than a __getattr__ for everything: a class with __getattr__ makes every method call
+    on it a slow attribute lookup, each recorded call included.)"""
+    def read(self, *args, **kwargs):
         self.submit()
-        return getattr(self.inner, name)
+        return getattr(self.inner, name)(*args, **kwargs)
+    read.__name__ = name
+    return read
+
+
+# What the runner and the models read of a process (Snapshot.of, close_backend).
+for _name in ("status", "maps", "maps_line_count", "exit"):
+    setattr(Recorder, _name, _after_rows(_name))
+del _name
 
 
 class _View:
@@ -220,7 +195,7 @@ class _View:
         self.rec, self.kind = rec, kind
 
     def __getattr__(self, name):
-        method = functools.partial(getattr(self.rec, name), _kind=self.kind)
+        method = KindCall(self.rec, getattr(self.rec, name), self.kind)
         setattr(self, name, method)       # found directly from now on
         return method
 

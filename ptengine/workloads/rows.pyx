@@ -26,7 +26,10 @@ cdef enum:
 
 # How a failure of the row is taken (besides the CALL_DTYPE flags): the run stops there,
 # the model ignores it (FLAG_TOLERATE), or the model handles it in Python (Diverged).
-STOP, TOLERATE, HANDLED = 0, 1, 2
+cpdef enum Kind:
+    STOP = 0
+    TOLERATE = 1
+    HANDLED = 2
 
 cdef uint64_t NO_REF = (<uint64_t>0xffffffff) << 32   # a header's ref field holding -1
 cdef uint64_t HASH_MULTIPLIER = 0x9E3779B97F4A7C15u  # 2**64 / golden ratio: spreads rows
@@ -163,6 +166,45 @@ cdef class Ref:
         return (int(self) + n - 1) & ~(n - 1)
 
 
+cdef class Session:
+    """What the recorders of one run share: the counter, the one process with rows
+    pending (rows of two processes are never pending together, so submission order is the
+    order the model made the calls in), and where the run stopped. (A C type: a row reads
+    `active` and `run` without a Python attribute lookup.)"""
+    cdef public object run
+    cdef public object counter
+    cdef public object active         # the Rows with rows pending, or None
+    cdef public object stopped        # the Stopped of the row that failed
+    cdef public bint closed           # the model is done: state reads no longer submit
+
+    def __init__(self, run, counter):
+        self.run, self.counter = run, counter
+
+    def switch(self, rec):
+        """`rec` is about to record: the other process's pending rows run first (raises
+        the stop if the run has stopped)."""
+        if self.stopped is not None:
+            raise self.stopped
+        if self.active is not None:
+            self.active.submit()
+        self.active = rec
+
+    def flush(self):
+        """Submit the pending rows (of whichever process has them)."""
+        if self.active is not None:
+            self.active.submit()
+        elif self.stopped is not None and not self.closed:
+            raise self.stopped
+
+    def close(self):
+        """After the model: the rows still pending run; from then on the recorders are
+        plain views of their processes (the state a stop left, as the one-by-one run's)."""
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+
+
 cdef class Rows:
     """The pending rows of one process's Recorder, and the syscall methods that append
     them (each returns at once; mmap, mremap, brk and process_madvise return a Ref).
@@ -170,20 +212,22 @@ cdef class Rows:
     A pending Ref of this process as a row's first argument (the address of every call
     that has one) becomes the row's `ref` plus the offset (REL_A0); any other argument is
     made a value first, before the row is begun, so that a submission it causes never
-    splits a row. Calls through `_kind=TOLERATE` get FLAG_TOLERATE; rows recorded with
-    `_kind=HANDLED` are remembered in `handled_rows` (recorder.Diverged)."""
+    splits a row. Rows made through a KindCall of TOLERATE get FLAG_TOLERATE; those made
+    under HANDLED are remembered in `handled_rows` (recorder.Diverged)."""
     cdef uint64_t *words
     cdef Py_ssize_t cap               # rows the buffer holds
     cdef readonly Py_ssize_t n        # rows pending
     cdef public Py_ssize_t base       # the row number of the first pending row
-    cdef public object session        # recorder.Session
+    cdef public Session session
     cdef public list where            # (row, phase, index) at each change of the run's
     cdef object last_index, last_phase   # object (the Limit's phase and index)
     cdef public set handled_rows      # pending rows recorded through `handled`
     cdef list names                   # set_anon_name's names= of the pending rows
     cdef dict name_index
+    cdef Kind kind                    # the failure kind of the rows being made (KindCall)
 
     def __cinit__(self):
+        self.kind = STOP
         self._reset()
 
     cdef void _reset(self):
@@ -198,7 +242,7 @@ cdef class Rows:
     cdef int _begin(self, bint more) except -1:
         """This process records next: the other process's pending rows run first, and a
         full chunk of ours (unless `more` rows of one call follow)."""
-        session = self.session
+        cdef Session session = self.session
         if session.active is not self:
             session.switch(self)
         elif self.n >= CHUNK_ROWS and not more:
@@ -220,10 +264,11 @@ cdef class Rows:
         return self.words + (self.n - 1) * WORDS
 
     cdef Py_ssize_t row(self, uint64_t op, object a0, uint64_t a1, uint64_t a2, uint64_t a3,
-                        uint64_t a4, uint64_t a5, int kind, uint64_t flags) except -1:
+                        uint64_t a4, uint64_t a5, uint64_t flags) except -1:
         """Append a row; returns its number. The caller has made a1..a5 values."""
         cdef uint64_t head, first
         cdef Ref r
+        cdef Kind kind = self.kind
         self._begin(False)
         if kind == TOLERATE:
             flags |= FLAG_TOLERATE
@@ -246,10 +291,9 @@ cdef class Rows:
             self.handled_rows.add(number)
         return number
 
-    def record(self, op, a0=0, a1=0, a2=0, a3=0, a4=0, a5=0, *, int kind=STOP):
+    def record(self, op, a0=0, a1=0, a2=0, a3=0, a4=0, a5=0):
         """Append a row of `op` (a CallOp) with integer (or Ref) arguments; its number."""
-        return self.row(op, a0, _word(a1), _word(a2), _word(a3), _word(a4), _word(a5),
-                        kind, 0)
+        return self.row(op, a0, _word(a1), _word(a2), _word(a3), _word(a4), _word(a5), 0)
 
     def take(self):
         """(rows, where, handled_rows, names) of the pending rows, the rows as CALL_DTYPE
@@ -268,45 +312,44 @@ cdef class Rows:
         return w[0], w[1], w[2], w[3], w[4], w[5], w[6]
 
     # -- the calls (the MM API's signatures) ------------------------------------------
-    def mmap(self, addr, length, prot, flags, file=None, offset=0, *, int _kind=STOP):
+    def mmap(self, addr, length, prot, flags, file=None, offset=0):
         if file is not None:          # files= tables are not recorded: a call now
             return self.now().mmap(addr, length, prot, flags, file, offset)
         return _ref(self, self.row(MMAP, addr, _word(length), _word(prot), _word(flags),
-                                   NO_FILE, _word(offset), _kind, 0), 0)
+                                   NO_FILE, _word(offset), 0), 0)
 
-    def munmap(self, addr, length, *, int _kind=STOP):
-        self.row(MUNMAP, addr, _word(length), 0, 0, 0, 0, _kind, 0)
+    def munmap(self, addr, length):
+        self.row(MUNMAP, addr, _word(length), 0, 0, 0, 0, 0)
 
-    def mprotect(self, addr, length, prot, *, int _kind=STOP):
-        self.row(MPROTECT, addr, _word(length), _word(prot), 0, 0, 0, _kind, 0)
+    def mprotect(self, addr, length, prot):
+        self.row(MPROTECT, addr, _word(length), _word(prot), 0, 0, 0, 0)
 
-    def madvise(self, addr, length, advice, *, int _kind=STOP):
-        self.row(MADVISE, addr, _word(length), _word(advice), 0, 0, 0, _kind, 0)
+    def madvise(self, addr, length, advice):
+        self.row(MADVISE, addr, _word(length), _word(advice), 0, 0, 0, 0)
 
-    def mremap(self, old_address, old_size, new_size, flags=0, new_address=0, *,
-               int _kind=STOP):
+    def mremap(self, old_address, old_size, new_size, flags=0, new_address=0):
         return _ref(self, self.row(MREMAP, old_address, _word(old_size), _word(new_size),
-                                   _word(flags), _word(new_address), 0, _kind, 0), 0)
+                                   _word(flags), _word(new_address), 0, 0), 0)
 
-    def mlock(self, addr, length, flags=0, *, int _kind=STOP):
-        self.row(MLOCK, addr, _word(length), _word(flags), 0, 0, 0, _kind, 0)
+    def mlock(self, addr, length, flags=0):
+        self.row(MLOCK, addr, _word(length), _word(flags), 0, 0, 0, 0)
 
-    def munlock(self, addr, length, *, int _kind=STOP):
-        self.row(MUNLOCK, addr, _word(length), 0, 0, 0, 0, _kind, 0)
+    def munlock(self, addr, length):
+        self.row(MUNLOCK, addr, _word(length), 0, 0, 0, 0, 0)
 
-    def mlockall(self, flags, *, int _kind=STOP):
-        self.row(MLOCKALL, flags, 0, 0, 0, 0, 0, _kind, 0)
+    def mlockall(self, flags):
+        self.row(MLOCKALL, flags, 0, 0, 0, 0, 0, 0)
 
-    def munlockall(self, *, int _kind=STOP):
-        self.row(MUNLOCKALL, 0, 0, 0, 0, 0, 0, _kind, 0)
+    def munlockall(self):
+        self.row(MUNLOCKALL, 0, 0, 0, 0, 0, 0, 0)
 
-    def mseal(self, addr, length, flags=0, *, int _kind=STOP):
-        self.row(MSEAL, addr, _word(length), _word(flags), 0, 0, 0, _kind, 0)
+    def mseal(self, addr, length, flags=0):
+        self.row(MSEAL, addr, _word(length), _word(flags), 0, 0, 0, 0)
 
-    def brk(self, addr, *, int _kind=STOP):
-        return _ref(self, self.row(BRK, addr, 0, 0, 0, 0, 0, _kind, 0), 0)
+    def brk(self, addr):
+        return _ref(self, self.row(BRK, addr, 0, 0, 0, 0, 0, 0), 0)
 
-    def set_anon_name(self, addr, length, name, *, int _kind=STOP):
+    def set_anon_name(self, addr, length, name):
         cdef uint64_t size = _word(length)
         self._begin(False)            # (a submission starts a new names= table)
         index = 0
@@ -315,12 +358,20 @@ cdef class Rows:
             if index is None:
                 self.names.append(name)
                 index = self.name_index[name] = len(self.names)
-        self.row(ANON_NAME, addr, size, index, 0, 0, 0, _kind, 0)
+        self.row(ANON_NAME, addr, size, index, 0, 0, 0, 0)
 
-    def touch(self, addr, size=1, *, write=False, int _kind=STOP):
-        self.row(TOUCH, addr, _word(size), 1 if write else 0, 0, 0, 0, _kind, 0)
+    def touch(self, addr, size=1, *, write=False):
+        self.row(TOUCH, addr, _word(size), 1 if write else 0, 0, 0, 0, 0)
 
-    def process_madvise(self, iovecs, advice, flags=0, *, int _kind=STOP, bint _restart=False):
+    def process_madvise(self, iovecs, advice, flags=0):
+        return self._vector(iovecs, advice, flags, 0)
+
+    def process_madvise_restarting(self, iovecs, advice):
+        """process_madvise re-issued for what a short count leaves, until every range is
+        advised (blocks.Batcher.flush's loop): one row with FLAG_RESTART."""
+        self._vector(iovecs, advice, 0, FLAG_RESTART)
+
+    cdef Ref _vector(self, iovecs, advice, flags, uint64_t row_flags):
         """One PROCESS_MADVISE row and an IOVEC row per range. A base from a pending row
         of this process is REL_A0 + offset; the other values are taken before the rows
         are written, so that nothing submits between them."""
@@ -334,7 +385,7 @@ cdef class Rows:
                          else _word(addr))
             lengths.append(_word(length))
         number = self.row(PROCESS_MADVISE, count, _word(advice), _word(flags), 0, 0, 0,
-                          _kind, FLAG_RESTART if _restart else 0)
+                          row_flags)
         first = self.base
         for i in range(count):
             addr = bases[i]
@@ -348,7 +399,21 @@ cdef class Rows:
                 w[1] = _word(addr)    # (a submitted row's Ref: no submission)
         return _ref(self, number, 0)
 
-    def process_madvise_restarting(self, iovecs, advice, *, int _kind=STOP):
-        """process_madvise re-issued for what a short count leaves, until every range is
-        advised (blocks.Batcher.flush's loop): one row with FLAG_RESTART."""
-        self.process_madvise(iovecs, advice, _kind=_kind, _restart=True)
+
+cdef class KindCall:
+    """A Rows method whose rows get another failure kind while it runs (recorder._View:
+    `tolerant(mm).madvise(...)`, `handled(mm).madvise(...)`)."""
+    cdef Rows rec
+    cdef object method
+    cdef Kind kind
+
+    def __init__(self, Rows rec, method, Kind kind):
+        self.rec, self.method, self.kind = rec, method, kind
+
+    def __call__(self, *args, **kwargs):
+        cdef Kind outer = self.rec.kind
+        self.rec.kind = self.kind
+        try:
+            return self.method(*args, **kwargs)
+        finally:
+            self.rec.kind = outer
