@@ -75,8 +75,6 @@ class Recorder(Rows):
     def __init__(self, inner, session):
         self.inner = inner
         self.session = session
-        self.starts = []                 # the row number of each submitted chunk
-        self.results = []                # and its results
         self.aligned_rows = []           # (row, n): rows align_up() took as n-aligned
         self.counting = CountingMM(inner, session.counter)
         self.tolerant = _View(self, Kind.TOLERATE)
@@ -106,9 +104,7 @@ class Recorder(Rows):
         results, _ = self.inner.batch(rows, names=names or None, stop="error",
                                       counter=session.counter)
         base = self.base
-        self.starts.append(base)
-        self.results.append(results)
-        self.base += len(rows)
+        self.ran(results)
         self._check(rows, results, base, where, handled_rows, names)
 
     def _check(self, rows, results, base, where, handled_rows, names):
@@ -139,13 +135,6 @@ class Recorder(Rows):
             if self.result(row) % n:
                 raise AssertionError(f"row {row} was placed at {self.result(row):#x}, not "
                                      f"{n:#x}-aligned as Ref.align_up assumed")
-
-    def result(self, row):
-        """What row `row` returned (submitting it first if it is pending)."""
-        if row >= self.base:
-            self.submit()
-        k = bisect.bisect_right(self.starts, row) - 1
-        return int(self.results[k][row - self.starts[k]])
 
     def pmd_aligned(self, row, n):
         """Whether the address row `row` will return is certainly a multiple of `n` (a

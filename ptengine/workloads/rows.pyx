@@ -13,6 +13,7 @@ is full.
 from cpython.long cimport PyLong_AsUnsignedLongLong
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
 
 from ..calls import FLAG_RESTART as _FLAG_RESTART, FLAG_TOLERATE as _FLAG_TOLERATE, CallOp
 from ..calls import NO_FILE as _NO_FILE
@@ -225,6 +226,8 @@ cdef class Rows:
     cdef list names                   # set_anon_name's names= of the pending rows
     cdef dict name_index
     cdef Kind kind                    # the failure kind of the rows being made (KindCall)
+    cdef int64_t *done                # the result of every submitted row, by row number
+    cdef Py_ssize_t done_cap
 
     def __cinit__(self):
         self.kind = STOP
@@ -237,6 +240,7 @@ cdef class Rows:
 
     def __dealloc__(self):
         free(self.words)
+        free(self.done)
 
     # -- rows --------------------------------------------------------------------------
     cdef int _begin(self, bint more) except -1:
@@ -302,6 +306,29 @@ cdef class Rows:
         out = rows, self.where, self.handled_rows, self.names
         self._reset()
         return out
+
+    def ran(self, const int64_t[::1] results):
+        """Keep the results of the rows just taken and run (they start at `base`), and
+        move `base` past them."""
+        cdef Py_ssize_t n = results.shape[0], cap
+        cdef int64_t *grown
+        if self.base + n > self.done_cap:
+            cap = max(2 * self.done_cap, self.base + n)
+            grown = <int64_t *>realloc(self.done, cap * sizeof(int64_t))
+            if grown == NULL:
+                raise MemoryError
+            self.done, self.done_cap = grown, cap
+        if n:
+            memcpy(self.done + self.base, &results[0], n * sizeof(int64_t))
+        self.base += n
+
+    cpdef object result(self, Py_ssize_t row):
+        """What row `row` returned (submitting it first if it is pending)."""
+        if row >= self.base:
+            self.submit()
+        if not 0 <= row < self.base:
+            raise IndexError(f"row {row} has not run")
+        return self.done[row]
 
     def pending(self, Py_ssize_t row):
         """The words of pending row `row`: (header, a0, ..., a5)."""
