@@ -25,7 +25,7 @@ from ..calls import FLAG_TOLERATE, CallOp, call_at, call_dtype
 from .. import constants as C
 from ..errors import fault_for
 from .metrics import CallRecord, CountingMM
-from .rows import Kind, KindCall, Ref, Rows, Session
+from .rows import CALLS, Kind, KindCall, Ref, Rows, Session
 
 PMD_SIZE = 2 << 20
 
@@ -178,15 +178,13 @@ del _name
 
 
 class _View:
-    """A recorder's calls with another failure kind (Recorder.tolerant, .handled)."""
+    """A recorder's calls with another failure kind (Recorder.tolerant, .handled): each
+    of rows.CALLS as a KindCall. (Attributes made once rather than a __getattr__, which
+    would be looked up on every call through the view.)"""
 
     def __init__(self, rec, kind):
-        self.rec, self.kind = rec, kind
-
-    def __getattr__(self, name):
-        method = KindCall(self.rec, getattr(self.rec, name), self.kind)
-        setattr(self, name, method)       # found directly from now on
-        return method
+        for name in CALLS:
+            setattr(self, name, KindCall(rec, getattr(rec, name), kind))
 
 
 def tolerant(mm):

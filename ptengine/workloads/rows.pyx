@@ -427,6 +427,12 @@ cdef class Rows:
         return _ref(self, number, 0)
 
 
+# The methods of Rows that make rows (what a KindCall view offers).
+CALLS = ("mmap", "munmap", "mprotect", "madvise", "mremap", "mlock", "munlock", "mlockall",
+         "munlockall", "mseal", "brk", "set_anon_name", "touch", "process_madvise",
+         "process_madvise_restarting")
+
+
 cdef class KindCall:
     """A Rows method whose rows get another failure kind while it runs (recorder._View:
     `tolerant(mm).madvise(...)`, `handled(mm).madvise(...)`)."""
