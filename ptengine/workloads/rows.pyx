@@ -167,12 +167,20 @@ cdef class Ref:
         return (int(self) + n - 1) & ~(n - 1)
 
 
+cdef class Position:
+    """Which object of which phase a run's model is at (runner.Run is one, and
+    Run.objects() moves it): C fields, so that every recorded row reads them without a
+    Python attribute lookup, for the Limit of a run that stops at that row."""
+    cdef public object phase
+    cdef public object index
+
+
 cdef class Session:
     """What the recorders of one run share: the counter, the one process with rows
     pending (rows of two processes are never pending together, so submission order is the
     order the model made the calls in), and where the run stopped. (A C type: a row reads
     `active` and `run` without a Python attribute lookup.)"""
-    cdef public object run
+    cdef public Position run          # runner.Run
     cdef public object counter
     cdef public object active         # the Rows with rows pending, or None
     cdef public object stopped        # the Stopped of the row that failed
@@ -286,7 +294,7 @@ cdef class Rows:
         cdef uint64_t *w = self._slot()
         w[0], w[1], w[2], w[3], w[4], w[5], w[6] = head, first, a1, a2, a3, a4, a5
         cdef Py_ssize_t number = self.base + self.n - 1
-        run = self.session.run
+        cdef Position run = self.session.run
         index, phase = run.index, run.phase
         if index is not self.last_index or phase is not self.last_phase:
             self.last_index, self.last_phase = index, phase

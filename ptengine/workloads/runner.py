@@ -19,6 +19,7 @@ from .blocks import Batcher, Strategy
 from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
                       Snapshot, SyscallCounter)
 from .recorder import Diverged, Extra, Recorder, Session
+from .rows import Position
 
 
 @dataclasses.dataclass
@@ -46,8 +47,9 @@ class Limit:
         return d
 
 
-class Run:
-    """What a model sees: the counted MM, its parameters, a seeded RNG, sync points."""
+class Run(Position):
+    """What a model sees: the counted MM, its parameters, a seeded RNG, sync points; and
+    which object of which phase it is at (`phase`, `index`: Position's C fields)."""
 
     def __init__(self, mm, strategy, params, system=None):
         self.mm = mm
