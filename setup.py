@@ -29,8 +29,10 @@ def extension(path):
                      extra_compile_args=["-O2"])
 
 
-# The page-table core (ptengine/core/) and the mm (ptengine/mm/), one module per concern.
-pyx = [extension(p) for pattern in (os.path.join("core", "*.pyx"), os.path.join("mm", "*.pyx"))
+# The page-table core (ptengine/core/), the mm (ptengine/mm/), one module per concern, and
+# the workload recorder's rows (ptengine/workloads/rows.pyx).
+pyx = [extension(p) for pattern in (os.path.join("core", "*.pyx"), os.path.join("mm", "*.pyx"),
+                                    os.path.join("workloads", "*.pyx"))
        for p in sorted(glob.glob(os.path.join("ptengine", pattern)))]
 
 # Both steps (Cython to C, C to objects) use every core: the build is most of CI's setup.

@@ -8,7 +8,8 @@ benchmark body runs once, and at a reduced size (SMOKE below) so the suite stays
 With --benchmark-enable the full sizes run: each model at a fixed size per strategy, and
 the scale runs of issue 13, every strategy: an Android device of 1,000 processes in < 3 s,
 glibc 100,000 threads in < 0.5 s (and < 4 GiB each, issue 6). The time is the runner's
-wall time of the model (its Python and every call through the API); the table says met or
+wall time of the model (its Python and every call through the API, recorded into batches
+for the models that run batched by default: both scale runs); the table says met or
 MISSED with the figure.
 
 Each scale run executes in a forked child, so its peak RSS (getrusage ru_maxrss) is its

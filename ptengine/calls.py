@@ -186,17 +186,11 @@ def object_table(values, what, types):
 def call_at(rows, results, i, files, names):
     """(name, args) of the call row i made, its REL arguments resolved as the executor
     resolved them: what workloads.metrics.SyscallCounter.last_call holds for a method call."""
-    row = rows[i]
-
-    def args_of(r):
-        ref = int(r["ref"])
-        add = int(results[ref]) if ref >= 0 else 0
-        return [(int(v) + (add if int(r["flags"]) >> k & 1 else 0)) & U64_MAX
-                for k, v in enumerate(r["a"])]
-    op = CallOp(int(row["op"]))
-    a = args_of(row)
+    a = _resolved(rows[i:i + 1], results)[0]
+    op = CallOp(int(rows[i]["op"]))
     if op == CallOp.PROCESS_MADVISE:
-        iovecs = [tuple(args_of(rows[j])[:2]) for j in range(i + 1, i + 1 + a[0])]
+        iovecs = [(base, length) for base, length, *_ in
+                  _resolved(rows[i + 1:i + 1 + a[0]], results)]
         return CALL_NAMES[op], (iovecs, a[1])
     args = a[:ARITY[op]]
     if op == CallOp.MMAP:
@@ -204,6 +198,17 @@ def call_at(rows, results, i, files, names):
     elif op == CallOp.ANON_NAME:
         args[2] = names[a[2] - 1] if a[2] else None
     return CALL_NAMES[op], tuple(args)
+
+
+def _resolved(rows, results):
+    """The argument words of `rows` as lists of ints, a[k] plus the result of row `ref`
+    where REL bit k is set, modulo 2**64 (uint64 arithmetic): one numpy pass for a whole
+    process_madvise (batch.pyx asks for the last call of every batch)."""
+    import numpy as np
+    refs = rows["ref"].astype(np.int64)
+    add = np.where(refs >= 0, np.asarray(results)[np.maximum(refs, 0)], 0).astype(np.uint64)
+    rel = (rows["flags"][:, None] >> np.arange(6)) & 1
+    return (rows["a"] + rel.astype(np.uint64) * add[:, None]).tolist()
 
 
 __all__ = ["CALL_DTYPE", "CallOp", "FLAG_REL", "FLAG_TOLERATE", "FLAG_RESTART", "NO_FILE",

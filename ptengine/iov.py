@@ -39,23 +39,22 @@ def import_iovec(vec):
         base, n = vec[0]
         vec = [(base, min(n, MAX_RW_COUNT))]
     out, total = [], 0
+    append = out.append                 # (a process_madvise of 1,024 ranges runs this per range)
     for base, n in vec:
         if not access_ok(base, n):
             raise_errno(errno.EFAULT)
-        n = min(n, MAX_RW_COUNT - total)
+        if n > MAX_RW_COUNT - total:
+            n = MAX_RW_COUNT - total
         total += n
-        out.append((base, n))
+        append((base, n))
     return out
 
 
 def iterated(segments):
     """The segments vector_madvise() advises, in order, as the iov_iter hands them out:
     the first one always (while any bytes remain), after it only those of non-zero length
-    (iov_iter_advance() steps over empty segments)."""
-    remaining = sum(n for _, n in segments)
-    for i, (base, n) in enumerate(segments):
-        if not remaining:
-            return
-        if n or i == 0:
-            yield base, n
-            remaining -= n
+    (iov_iter_advance() steps over empty segments); a list."""
+    if not sum(n for _, n in segments):
+        return []
+    # (The bytes run out only after the last segment that has any: no need to count.)
+    return segments[:1] + [seg for seg in segments[1:] if seg[1]]

@@ -47,7 +47,7 @@ cdef struct frame_store:
     # are unmapped when the Frames is freed, so a System that is gone returns its tables.
     uint64_t *table_free        # free tables, linked through each one's first word
     char *chunk_next            # the unused tail [chunk_next, chunk_end) of the newest
-    char *chunk_end             # chunk: its pages stay untouched (not resident) until used
+    char *chunk_end             # chunk (populated when mapped, zero until carved)
     void **chunks               # every chunk mapped (nr_chunks of cap_chunks slots)
     int64_t nr_chunks
     int64_t cap_chunks

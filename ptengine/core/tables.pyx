@@ -9,8 +9,8 @@ from libc.errno cimport ENOMEM
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
-from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
-                         mmap, mprotect, munmap)
+from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_POPULATE, MAP_PRIVATE, PROT_READ,
+                         PROT_WRITE, mmap, mprotect, munmap)
 
 from ptengine.core.entry cimport *
 from ptengine.core.frames cimport *
@@ -25,8 +25,11 @@ from ptengine.core.walk cimport _fill
 # list threaded through the first word of each freed table. Freed tables are kept for reuse
 # while the System lives (like the kernel's page-table caches, they are recycled); the
 # chunks are unmapped with the Frames, so the host gets back what a System's tables took.
-# mmap() rather than malloc(): the heap would keep freed chunks, and a page of a chunk is
-# resident only once a table is carved from it.
+# mmap() rather than malloc(): the heap would keep freed chunks. MAP_POPULATE: the host
+# allocates a chunk's pages in one call instead of one page fault per new table (two
+# when a walker reads the fresh table first: a zero page, then a copy on the write); a
+# run that makes 100,000 tables spent most of its batch time in those faults (about half
+# of glibc_threads n=100,000 under guard markers; notes/performance.md, session 5).
 cdef enum:
     TABLE_CHUNK = 128
 
@@ -43,7 +46,7 @@ cdef int _grow_table_pool(frame_store *fs) noexcept nogil:
         fs.chunks = chunks
         fs.cap_chunks = cap
     p = mmap(NULL, PAGE_SIZE_ * TABLE_CHUNK, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
     if p == MAP_FAILED:
         return -1
     if (<uint64_t>p + PAGE_SIZE_ * (TABLE_CHUNK - 1)) & ~PTE_PFN_MASK:

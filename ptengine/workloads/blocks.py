@@ -214,7 +214,7 @@ def touch_top(mm, data, size, pages):
     """Write `pages` pages at the top of [data, data+size): where a stack's TCB lives."""
     if pages:
         length = min(pages * C.PAGE_SIZE, size)
-        mm.touch(data + size - length, length, write=True)
+        mm.touch(data + (size - length), length, write=True)
 
 
 def release(mm, m, batcher=None):

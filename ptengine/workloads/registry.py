@@ -28,6 +28,11 @@ class Workload:
     in_suite: bool = True
     profile: str = "reference"   # the machine the model runs on (a shipped profile's name)
     profile_fields: tuple = PROFILE_FIELDS   # what its figures depend on in that profile
+    # Recorded into batches by default on the simulator (runner.run(batched=None)): the
+    # model asks for no value back per object, so a batch holds thousands of calls. A
+    # model that reads state per object (observe(), a flush per thread) would pay a
+    # batch's fixed cost each time, more than its calls one by one.
+    batched: bool = False
 
     @property
     def host_profile(self):
@@ -50,15 +55,16 @@ class Workload:
 
 
 def workload(name, *, scale, defaults, small=None, closed_form=None, alias="", in_suite=True,
-             profile="reference", profile_fields=()):
+             profile="reference", profile_fields=(), batched=False):
     """Decorator registering `func(run)` as a workload model, run under `profile`; its
-    figures depend on PROFILE_FIELDS and `profile_fields` of it."""
+    figures depend on PROFILE_FIELDS and `profile_fields` of it. `batched`: see
+    Workload.batched."""
     host_profiles.get(profile)                 # an unknown name fails at import
     def register(func):
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else name
         WORKLOADS[name] = Workload(name, func, dict(defaults), dict(small or {}), scale,
                                    summary, closed_form, alias, in_suite, profile,
-                                   PROFILE_FIELDS + tuple(profile_fields))
+                                   PROFILE_FIELDS + tuple(profile_fields), batched)
         if alias:
             ALIASES.setdefault(alias.lower(), name)
         return func

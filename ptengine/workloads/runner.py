@@ -20,6 +20,7 @@ from .blocks import Batcher, Strategy
 from .metrics import (READ_LOCKED_CALLS, WRITE_LOCKED_CALLS, CallRecord, CountingMM,
                       Snapshot, SyscallCounter)
 from .recorder import Diverged, Extra, Recorder, Session
+from .rows import Position
 
 
 @dataclasses.dataclass
@@ -47,8 +48,9 @@ class Limit:
         return d
 
 
-class Run:
-    """What a model sees: the counted MM, its parameters, a seeded RNG, sync points."""
+class Run(Position):
+    """What a model sees: the counted MM, its parameters, a seeded RNG, sync points; and
+    which object of which phase it is at (`phase`, `index`: Position's C fields)."""
 
     def __init__(self, mm, strategy, params, system=None):
         self.mm = mm
@@ -275,7 +277,7 @@ def _max_map_count(system, backend):
 
 
 def run(name, strategy, params=None, *, small=False, backend="sim", max_map_count=None,
-        system_options=None, profile=None, record_calls=False, batch=False, batched=False):
+        system_options=None, profile=None, record_calls=False, batch=False, batched=None):
     """Run workload `name` under `strategy` and return a RunResult (deltas from the empty
     address space). `backend` is 'sim', 'live', or a factory of (system, mm). The
     simulator runs under `profile` (a HostProfile or a shipped profile's name; default:
@@ -284,14 +286,17 @@ def run(name, strategy, params=None, *, small=False, backend="sim", max_map_coun
     With `batch`, the calls are also timed as one array on a fresh process of the same
     backend (RunResult.batch_ns; implies record_calls). With `batched` (the simulator
     only, without record_calls) the model's calls go to the process as batches
-    (workloads/recorder.py), not one method call each; every figure is the same. It is
-    not the default yet: while a batch row costs the simulator what a method call does,
-    recording it in Python costs more than the counting wrapper it replaces."""
+    (workloads/recorder.py), not one method call each; every figure is the same. The
+    default (None) is the model's own (Workload.batched) where that is possible: a
+    recorded row costs less than a counted method call, but a batch has a fixed cost that
+    a model reading state per object would pay per object."""
     wl = registry.get(name)
     strategy = Strategy(strategy)
     p = wl.params(params, small=small)
     profile = wl.profile if profile is None else profile
     record_calls = record_calls or batch
+    if batched is None:
+        batched = wl.batched and backend == "sim" and not record_calls
     if batched and (backend != "sim" or record_calls):
         raise ValueError("batched runs are the simulator's, without record_calls")
     opened = (backend, max_map_count, system_options, profile)

@@ -127,7 +127,7 @@ def android_app(run):
     _app(run, run.mm, 1)
 
 
-@workload("android_device", alias="W3d", scale="processes",
+@workload("android_device", alias="W3d", scale="processes", batched=True,
           closed_form=lambda s, p: p["processes"] * _app_vmas(s, p),
           defaults=dict(APP_DEFAULTS, processes=20, background=1800),
           small=dict(processes=8), profile="android", profile_fields=("anon_vma_name",))

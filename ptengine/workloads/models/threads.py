@@ -21,7 +21,7 @@ EXIT_SP_FROM_TOP = 2 * C.PAGE_SIZE
 GLIBC_STACK_FLAGS = ANON | C.MAP_STACK
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Stack:
     addr: int
     size: int                 # stackblock_size: stack + guard
@@ -56,7 +56,7 @@ class Glibc:
         """pthread_create: a stack (cached or new) with its guard; named if decorated."""
         guard = page_align(guard_size)
         size = page_align(stack_size) + guard
-        st = self._cached(size)
+        st = self._cached(size) if self.cache else None
         if st is None:
             st = self._allocate(size, guard)
         elif guard != st.guard:
@@ -178,7 +178,7 @@ def _glibc_closed_form(strategy, p):
     return live if p["decorate_maps"] else min(live, 1)
 
 
-@workload("glibc_threads", alias="W1", scale="n", closed_form=_glibc_closed_form,
+@workload("glibc_threads", alias="W1", scale="n", closed_form=_glibc_closed_form, batched=True,
           defaults=dict(n=1000, stack_size=8 * MiB, guard_size=4 * KiB, pattern="concurrent",
                         join=False, decorate_maps=False, cache_size=40 * MiB, touch_pages=1,
                         mlockall_onfault=False),
