@@ -35,12 +35,6 @@ from ..fs.files import File
 from ..callkind import call_kind, error_label
 
 
-cdef struct call_t:               # = calls.CALL_DTYPE (56 bytes, naturally aligned)
-    uint8_t op
-    uint8_t flags
-    uint16_t mm
-    int32_t ref
-    uint64_t a[6]
 
 
 cdef enum:

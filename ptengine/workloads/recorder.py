@@ -3,8 +3,8 @@
 notes/engine-shape.md 3.5 has the design.
 
 `Recorder` is what a model sees as its MM on the runner's batched path (`run(...,
-batched=True)`): each syscall method appends one row (calls.CALL_DTYPE's seven u64 words,
-written in C by rows.Rows, the Recorder's base) and returns at once; the rows go
+batched=True)`): each syscall method appends one row (calls.CALL_DTYPE, mm/batch.pxd's
+call_t, written in C by rows.Rows, the Recorder's base) and returns at once; the rows go
 to the process's `batch()` with stop="error" and the run's counter when something needs
 their outcome (and every 4,096 rows). mmap, mremap, brk and process_madvise return a `Ref` to
 their row: `Ref + int` and `Ref - int` stay Refs (a REL bit and the offset in the using
@@ -145,8 +145,8 @@ class Recorder(Rows):
         (thp_get_unmapped_area_vmflags(), the simulator's _thp_aligns)."""
         if not (0 < n and PMD_SIZE % n == 0 and self.base <= row < self.base + self.n):
             return False
-        head, addr, length, _, flags = self.pending(row)[:5]
-        return (head & 0xff == CallOp.MMAP and not head >> 8 & 1 and addr == 0
+        op, row_flags, _, (addr, length, _, flags, _, _) = self.pending(row)
+        return (op == CallOp.MMAP and not row_flags & 1 and addr == 0
                 and length % PMD_SIZE == 0 and not flags & C.MAP_SHARED
                 and bool(flags & C.MAP_ANONYMOUS))
 

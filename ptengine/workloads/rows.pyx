@@ -4,22 +4,23 @@
 
 A model run batched makes one row per call: in Python that was most of the run (a list
 of seven words built and checked per row, about 3 us), more than the simulator takes for
-the call itself. Here a row is seven uint64 words written into a C buffer, the layout of
-calls.CALL_DTYPE (header: op u8, flags u8, mm u16, ref i32; then a[6]), and `take()`
+the call itself. Here a row is written into a C buffer as mm/batch.pxd's call_t (the
+layout of calls.CALL_DTYPE: op, flags, mm, ref; then a[6]), and `take()`
 hands the pending ones to the batch as bytes. What needs Python (submitting, the results,
 the stop) stays in the Recorder subclass, reached only when a value is needed or a chunk
 is full.
 """
 from cpython.long cimport PyLong_AsUnsignedLongLong
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
+
+from ..mm.batch cimport call_t
 
 from ..calls import FLAG_RESTART as _FLAG_RESTART, FLAG_TOLERATE as _FLAG_TOLERATE, CallOp
 from ..calls import NO_FILE as _NO_FILE
 
 cdef enum:
-    WORDS = 7                    # a row's uint64 words
     # Rows submitted together at most: a stop is found within this many rows of the
     # failing one (the model runs on until the next submission), at a batch's fixed cost
     # each time.
@@ -32,7 +33,6 @@ cpdef enum Kind:
     TOLERATE = 1
     HANDLED = 2
 
-cdef uint64_t NO_REF = (<uint64_t>0xffffffff) << 32   # a header's ref field holding -1
 cdef uint64_t HASH_MULTIPLIER = 0x9E3779B97F4A7C15u  # 2**64 / golden ratio: spreads rows
 cdef uint64_t NO_FILE = _NO_FILE
 cdef uint64_t FLAG_TOLERATE = _FLAG_TOLERATE
@@ -223,7 +223,7 @@ cdef class Rows:
     made a value first, before the row is begun, so that a submission it causes never
     splits a row. Rows made through a KindCall of TOLERATE get FLAG_TOLERATE; those made
     under HANDLED are remembered in `handled_rows` (recorder.Diverged)."""
-    cdef uint64_t *words
+    cdef call_t *rows                 # the pending rows
     cdef Py_ssize_t cap               # rows the buffer holds
     cdef readonly Py_ssize_t n        # rows pending
     cdef public Py_ssize_t base       # the row number of the first pending row
@@ -247,7 +247,7 @@ cdef class Rows:
         self.handled_rows, self.names, self.name_index = set(), [], {}
 
     def __dealloc__(self):
-        free(self.words)
+        free(self.rows)
         free(self.done)
 
     # -- rows --------------------------------------------------------------------------
@@ -262,23 +262,26 @@ cdef class Rows:
             session.active = self
         return 0
 
-    cdef uint64_t *_slot(self) except NULL:
-        """The words of one more pending row."""
-        cdef uint64_t *grown
+    cdef call_t *_slot(self, uint64_t op, uint64_t flags, int32_t ref) except NULL:
+        """One more pending row, its header written (process 0)."""
+        cdef call_t *grown
         cdef Py_ssize_t cap
         if self.n == self.cap:
             cap = 2 * self.cap if self.cap else CHUNK_ROWS + 1
-            grown = <uint64_t *>realloc(self.words, cap * WORDS * sizeof(uint64_t))
+            grown = <call_t *>realloc(self.rows, cap * sizeof(call_t))
             if grown == NULL:
                 raise MemoryError
-            self.words, self.cap = grown, cap
+            self.rows, self.cap = grown, cap
         self.n += 1
-        return self.words + (self.n - 1) * WORDS
+        grown = self.rows + self.n - 1
+        grown.op, grown.flags, grown.mm, grown.ref = op, flags, 0, ref
+        return grown
 
     cdef Py_ssize_t row(self, uint64_t op, object a0, uint64_t a1, uint64_t a2, uint64_t a3,
                         uint64_t a4, uint64_t a5, uint64_t flags) except -1:
         """Append a row; returns its number. The caller has made a1..a5 values."""
-        cdef uint64_t head, first
+        cdef uint64_t first
+        cdef int32_t ref = -1
         cdef Ref r
         cdef Kind kind = self.kind
         self._begin(False)
@@ -286,13 +289,13 @@ cdef class Rows:
             flags |= FLAG_TOLERATE
         if type(a0) is Ref and (<Ref>a0).rec is self and (<Ref>a0).row >= self.base:
             r = <Ref>a0
-            head = op | (flags | 1) << 8 | <uint64_t>(r.row - self.base) << 32
+            flags |= 1                  # REL_A0: a0 is the offset from row ref's result
+            ref = <int32_t>(r.row - self.base)
             first = <uint64_t>r.offset
         else:
-            head = op | flags << 8 | NO_REF
             first = _word(a0)           # (a submitted row's Ref: no submission)
-        cdef uint64_t *w = self._slot()
-        w[0], w[1], w[2], w[3], w[4], w[5], w[6] = head, first, a1, a2, a3, a4, a5
+        cdef call_t *c = self._slot(op, flags, ref)
+        c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5] = first, a1, a2, a3, a4, a5
         cdef Py_ssize_t number = self.base + self.n - 1
         cdef Position run = self.session.run
         index, phase = run.index, run.phase
@@ -310,7 +313,7 @@ cdef class Rows:
     def take(self):
         """(rows, where, handled_rows, names) of the pending rows, the rows as CALL_DTYPE
         bytes; none are pending after."""
-        rows = (<char *>self.words)[:self.n * WORDS * sizeof(uint64_t)] if self.n else b""
+        rows = (<char *>self.rows)[:self.n * sizeof(call_t)] if self.n else b""
         out = rows, self.where, self.handled_rows, self.names
         self._reset()
         return out
@@ -339,12 +342,12 @@ cdef class Rows:
         return self.done[row]
 
     def pending(self, Py_ssize_t row):
-        """The words of pending row `row`: (header, a0, ..., a5)."""
-        cdef uint64_t *w
+        """Pending row `row`: (op, flags, ref, (a0, ..., a5))."""
+        cdef call_t *c
         if not 0 <= row - self.base < self.n:
             raise IndexError(f"row {row} is not pending")
-        w = self.words + (row - self.base) * WORDS
-        return w[0], w[1], w[2], w[3], w[4], w[5], w[6]
+        c = self.rows + (row - self.base)
+        return c.op, c.flags, c.ref, (c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5])
 
     # -- the calls (the MM API's signatures) ------------------------------------------
     def mmap(self, addr, length, prot, flags, file=None, offset=0):
@@ -411,7 +414,7 @@ cdef class Rows:
         of this process is REL_A0 + offset; the other values are taken before the rows
         are written, so that nothing submits between them."""
         cdef Py_ssize_t i, count, first
-        cdef uint64_t *w
+        cdef call_t *c
         cdef list bases = [], lengths = []
         iovecs = list(iovecs)
         count = len(iovecs)
@@ -424,14 +427,13 @@ cdef class Rows:
         first = self.base
         for i in range(count):
             addr = bases[i]
-            w = self._slot()
-            w[2], w[3], w[4], w[5], w[6] = <uint64_t>lengths[i], 0, 0, 0, 0
             if type(addr) is Ref and (<Ref>addr).row >= first:
-                w[0] = IOVEC | 1 << 8 | <uint64_t>((<Ref>addr).row - first) << 32
-                w[1] = <uint64_t>(<Ref>addr).offset
+                c = self._slot(IOVEC, 1, <int32_t>((<Ref>addr).row - first))
+                c.a[0] = <uint64_t>(<Ref>addr).offset
             else:
-                w[0] = IOVEC | NO_REF
-                w[1] = _word(addr)    # (a submitted row's Ref: no submission)
+                c = self._slot(IOVEC, 0, -1)
+                c.a[0] = _word(addr)    # (a submitted row's Ref: no submission)
+            c.a[1], c.a[2], c.a[3], c.a[4], c.a[5] = <uint64_t>lengths[i], 0, 0, 0, 0
         return _ref(self, number, 0)
 
 
