@@ -20,6 +20,7 @@ from ..core.walkers cimport ZAP_KEEP_UFFD_WP, pt_install_guards, pt_remove_guard
 from .memory cimport madvise_populate, pte_flags_for
 from .mm_struct cimport mm_struct, check_alive, pt_result
 from .mm_types cimport VMA, u64, vma_required
+from .mprotect cimport vma_visitor
 from .vma cimport check_piece, split_huge_at, __vma_modify, anon_vma_prepare
 from ..constants import (ANON_VMA_NAME_MAX_LEN, MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                         MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
@@ -55,9 +56,6 @@ MAX_GUARD_RETRIES = 3
 
 # The three sets above as one C table, read by the syscall path for every call (a set
 # lookup boxes the advice and hashes it); the sets stay the one definition.
-ctypedef object (*vma_visitor)(mm_struct mm, VMA vma, u64 start, u64 end, object arg)
-
-
 cdef enum:
     N_ADVICE = 128               # every MADV_* is below it (asserted below)
     ADVICE_VALID = 1

@@ -33,15 +33,4 @@ cdef int vma_piece(VMA vma, u64 start, u64 end) except -1
 
 cpdef unsigned long long vm_start_gap(VMA vma)
 
-
-cdef enum:
-    VM_GROWSDOWN_BIT = 0x100            # constants.VM_GROWSDOWN (asserted in mm_types.pyx)
-    STACK_GUARD_GAP_BYTES = 0x100000    # constants.STACK_GUARD_GAP: 256 pages
-
-
-cdef inline u64 start_gap(VMA vma) noexcept:
-    """vm_start_gap() without the argument check: a growsdown VMA keeps the stack guard
-    gap below it free."""
-    if vma.flags & VM_GROWSDOWN_BIT:
-        return vma.start - STACK_GUARD_GAP_BYTES if vma.start > STACK_GUARD_GAP_BYTES else 0
-    return vma.start
+cdef u64 start_gap(VMA vma) noexcept      # vm_start_gap() without the argument check

@@ -14,7 +14,7 @@ from ..proc.text import render_maps_line, vmflags_mnemonics
 
 cdef int PAGE_SHIFT = C.PAGE_SHIFT
 cdef unsigned long long VM_SHARED = C.VM_SHARED
-assert VM_GROWSDOWN_BIT == C.VM_GROWSDOWN and STACK_GUARD_GAP_BYTES == C.STACK_GUARD_GAP
+cdef u64 VM_GROWSDOWN = C.VM_GROWSDOWN, STACK_GUARD_GAP = C.STACK_GUARD_GAP
 
 
 cdef class AnonVma:
@@ -158,3 +158,10 @@ cpdef unsigned long long vm_start_gap(VMA vma):
     """The lowest address a new mapping may end at below `vma` (stack guard gap)."""
     vma_required(vma)
     return start_gap(vma)
+
+
+cdef u64 start_gap(VMA vma) noexcept:
+    """A growsdown VMA keeps the stack guard gap below it free."""
+    if vma.flags & VM_GROWSDOWN:
+        return vma.start - STACK_GUARD_GAP if vma.start > STACK_GUARD_GAP else 0
+    return vma.start

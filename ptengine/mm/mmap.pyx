@@ -223,8 +223,8 @@ cpdef VMA mmap_region(mm_struct mm, u64 start, u64 length, u64 vm_flags, u64 pgo
     # The old mappings are gathered (split, seals checked), then the commit charge is
     # taken (pages already charged under them are given back), then they go. As
     # __mmap_region() does, only when the range holds a VMA (a placed mapping's never does).
-    v = mm.vma_tree._find(start)
-    old = gather_munmap_vmas(mm, start, end) if v is not None and v.start < end else None
+    cdef VMA first = mm.vma_tree._find(start)
+    old = gather_munmap_vmas(mm, start, end) if first is not None and first.start < end else None
     if accountable_mapping(vm_flags):
         for v in old or ():
             if v.flags & c_VM_ACCOUNT:

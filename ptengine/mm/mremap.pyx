@@ -16,12 +16,12 @@ from .vma cimport can_merge_before, do_vmi_munmap, vma_merge_new_range
 
 from ..args import U64_MAX
 from ..constants import (MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_MASK, PAGE_SHIFT,
-                         TASK_SIZE, VM_ACCOUNT, VM_DONTEXPAND, VM_LOCKED, VM_LOCKED_MASK,
-                         VM_MAYSHARE, VM_PFNMAP, VM_SEALED, VM_SHARED)
+                         PAGE_SIZE, TASK_SIZE, VM_ACCOUNT, VM_DONTEXPAND, VM_LOCKED,
+                         VM_LOCKED_MASK, VM_MAYSHARE, VM_PFNMAP, VM_SEALED, VM_SHARED)
 from ..errors import raise_errno
 from .mmap import VM_UFFD_FLAGS, page_align
 
-cdef u64 c_PAGE_OFFSET = 4095      # PAGE_SIZE - 1
+cdef u64 c_PAGE_OFFSET = PAGE_SIZE - 1
 
 
 # mirrors mm/mremap.c:do_mremap()
